@@ -1,0 +1,35 @@
+//! What the miner and the pool must agree on byte for byte.
+//!
+//! This crate is sans-IO: no sockets, no async runtime, no clock. Everything here is a pure
+//! function of its inputs, so it is tested with real chain data and no network.
+//!
+//! Map of the modules, in the order data flows through them:
+//!
+//! - [`hash`]: sha256d, the 256-bit hash type (internal byte order, shown reversed), and the
+//!   header midstate + 16-byte tail split that every hashing backend starts from.
+//! - [`header`]: the 80-byte block header.
+//! - [`target`]: 256-bit targets, compact nBits, pool difficulty, hash difficulty.
+//! - [`merkle`]: merkle roots, the Stratum coinbase branch, and the witness root.
+//! - [`address`]: payout addresses to scriptPubKeys (through rust-bitcoin).
+//! - [`template`]: getblocktemplate request and response types (BIP 22/23/145).
+//! - [`coinbase`]: coinb1/coinb2 around the extranonces, BIP34 height, outputs and the
+//!   witness commitment.
+//! - [`block`]: the full block for `submitblock`.
+//! - [`stratum`]: Stratum v1 messages, typed, and the newline-delimited JSON codec.
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod block;
+pub mod coinbase;
+pub mod hash;
+pub mod header;
+mod hexfmt;
+pub use hexfmt::HexError;
+pub mod merkle;
+pub mod stratum;
+pub mod target;
+pub mod template;
+
+pub use hash::{Hash256, HeaderTail, Midstate, sha256d};
+pub use header::BlockHeader;
+pub use target::{CompactTarget, Target};
