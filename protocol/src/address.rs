@@ -99,8 +99,14 @@ pub fn parse(address: &str, network: Network) -> Result<PayoutAddress, AddressEr
     })?;
     let checked = unchecked
         .require_network(network.to_bitcoin())
-        .map_err(|_| AddressError::WrongNetwork { address: text.to_string(), network })?;
-    Ok(PayoutAddress { text: text.to_string(), script_pubkey: checked.script_pubkey().to_bytes() })
+        .map_err(|_| AddressError::WrongNetwork {
+            address: text.to_string(),
+            network,
+        })?;
+    Ok(PayoutAddress {
+        text: text.to_string(),
+        script_pubkey: checked.script_pubkey().to_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -155,13 +161,19 @@ mod tests {
         // Base58 testnet prefixes are shared with regtest (the captured ckpool session's
         // payout address, from a BSV regtest node).
         let a = "mtCp8FwtHbxPDnW5LL7wUepNyzZeLnDC6P";
-        assert_eq!(script_hex(a, Network::Regtest), script_hex(a, Network::Test));
+        assert_eq!(
+            script_hex(a, Network::Regtest),
+            script_hex(a, Network::Test)
+        );
         assert_eq!(
             script_hex(a, Network::Regtest),
             "76a9148b2b542e5e3649ec074d78f5df36ca37b9733f9088ac"
         );
         assert_eq!(
-            script_hex("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", Network::Regtest),
+            script_hex(
+                "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+                Network::Regtest
+            ),
             "0014751e76e8199196d454941c45d1b3a323f1433bd6"
         );
     }

@@ -27,8 +27,13 @@ pub fn push_compact_size(out: &mut Vec<u8>, n: u64) {
 
 /// Serializes a block: header, transaction count, coinbase (as the block carries it), then
 /// the other transactions as given.
-pub fn serialize<T: AsRef<[u8]>>(header: &BlockHeader, coinbase: &[u8], transactions: &[T]) -> Vec<u8> {
-    let size = 80 + 9 + coinbase.len() + transactions.iter().map(|t| t.as_ref().len()).sum::<usize>();
+pub fn serialize<T: AsRef<[u8]>>(
+    header: &BlockHeader,
+    coinbase: &[u8],
+    transactions: &[T],
+) -> Vec<u8> {
+    let size =
+        80 + 9 + coinbase.len() + transactions.iter().map(|t| t.as_ref().len()).sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend(header.encode());
     push_compact_size(&mut out, transactions.len() as u64 + 1);
@@ -94,8 +99,15 @@ pub fn assemble(
         nonce: solution.nonce,
     };
     let coinbase_tx = coinbase.block_tx(solution.extranonce1, solution.extranonce2)?;
-    let txs: Vec<&[u8]> = template.transactions.iter().map(|t| t.data.as_slice()).collect();
-    Ok(AssembledBlock { header, bytes: serialize(&header, &coinbase_tx, &txs) })
+    let txs: Vec<&[u8]> = template
+        .transactions
+        .iter()
+        .map(|t| t.data.as_slice())
+        .collect();
+    Ok(AssembledBlock {
+        header,
+        bytes: serialize(&header, &coinbase_tx, &txs),
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +128,16 @@ mod tests {
         assert_eq!(enc(0x10000), "fe00000100");
         assert_eq!(enc(0xffff_ffff), "feffffffff");
         assert_eq!(enc(0x1_0000_0000), "ff0000000001000000");
-        for n in [0u64, 1, 0xfc, 0xfd, 0xffff, 0x10000, 0xffff_ffff, 0x1_0000_0000] {
+        for n in [
+            0u64,
+            1,
+            0xfc,
+            0xfd,
+            0xffff,
+            0x10000,
+            0xffff_ffff,
+            0x1_0000_0000,
+        ] {
             let theirs = bitcoin::consensus::serialize(&bitcoin::VarInt(n));
             assert_eq!(enc(n), hex::encode(theirs));
         }

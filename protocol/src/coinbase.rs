@@ -89,7 +89,9 @@ pub enum CoinbaseError {
         node: String,
     },
     /// Extranonces of the wrong size were given.
-    #[error("extranonce1 is {got1} bytes and extranonce2 {got2}; the job expects {want1} and {want2}")]
+    #[error(
+        "extranonce1 is {got1} bytes and extranonce2 {got2}; the job expects {want1} and {want2}"
+    )]
     ExtranonceSize {
         /// Given extranonce1 length.
         got1: usize,
@@ -171,7 +173,8 @@ pub fn template_witness_commitment(
         return Ok(None);
     };
     let root = merkle::witness_root(&template.wtxids());
-    let ours = witness_commitment_script(&merkle::witness_commitment(&root, &WITNESS_RESERVED_VALUE));
+    let ours =
+        witness_commitment_script(&merkle::witness_commitment(&root, &WITNESS_RESERVED_VALUE));
     if &ours != node {
         return Err(CoinbaseError::WitnessCommitmentMismatch {
             ours: hex::encode(&ours),
@@ -191,7 +194,10 @@ impl Coinbase {
         if spec.outputs.is_empty() {
             return Err(CoinbaseError::NoOutputs);
         }
-        let total = spec.outputs.iter().try_fold(0u64, |acc, o| acc.checked_add(o.value));
+        let total = spec
+            .outputs
+            .iter()
+            .try_fold(0u64, |acc, o| acc.checked_add(o.value));
         match total {
             Some(total) if total <= spec.coinbase_value => {}
             _ => {
@@ -275,7 +281,11 @@ impl Coinbase {
     }
 
     /// The coinbase as the block carries it: with the BIP 141 witness for segwit templates.
-    pub fn block_tx(&self, extranonce1: &[u8], extranonce2: &[u8]) -> Result<Vec<u8>, CoinbaseError> {
+    pub fn block_tx(
+        &self,
+        extranonce1: &[u8],
+        extranonce2: &[u8],
+    ) -> Result<Vec<u8>, CoinbaseError> {
         let tx = self.tx(extranonce1, extranonce2)?;
         if !self.segwit {
             return Ok(tx);
@@ -315,9 +325,15 @@ mod tests {
             (8388608, "0400008000"),
         ];
         for &(height, expected) in cases {
-            assert_eq!(hex::encode(bip34_height(height)), expected, "height {height}");
+            assert_eq!(
+                hex::encode(bip34_height(height)),
+                expected,
+                "height {height}"
+            );
             // rust-bitcoin's builder follows Core too.
-            let theirs = bitcoin::script::Builder::new().push_int(height as i64).into_script();
+            let theirs = bitcoin::script::Builder::new()
+                .push_int(height as i64)
+                .into_script();
             assert_eq!(bip34_height(height), theirs.to_bytes(), "height {height}");
         }
     }
@@ -343,25 +359,42 @@ mod tests {
     fn script_sig_limits_are_enforced() {
         let mut s = spec();
         s.pool_tag = vec![b'x'; 90];
-        assert!(matches!(Coinbase::build(&s), Err(CoinbaseError::ScriptSigLength { len }) if len > 100));
+        assert!(
+            matches!(Coinbase::build(&s), Err(CoinbaseError::ScriptSigLength { len }) if len > 100)
+        );
         let mut s = spec();
         s.pool_tag.clear();
         s.extranonce1_len = 0;
         s.extranonce2_len = 0;
         s.height = 1;
-        assert_eq!(Coinbase::build(&s), Err(CoinbaseError::ScriptSigLength { len: 1 }));
+        assert_eq!(
+            Coinbase::build(&s),
+            Err(CoinbaseError::ScriptSigLength { len: 1 })
+        );
         let mut s = spec();
         s.extranonce2_len = 80;
-        assert_eq!(Coinbase::build(&s), Err(CoinbaseError::ExtranonceTooLong(84)));
+        assert_eq!(
+            Coinbase::build(&s),
+            Err(CoinbaseError::ExtranonceTooLong(84))
+        );
     }
 
     #[test]
     fn outputs_are_checked_against_the_value() {
         let mut s = spec();
         s.outputs[0].value += 1;
-        assert!(matches!(Coinbase::build(&s), Err(CoinbaseError::OutputsExceedValue { .. })));
-        s.outputs.push(CoinbaseOutput { value: u64::MAX, script_pubkey: vec![] });
-        assert!(matches!(Coinbase::build(&s), Err(CoinbaseError::OutputsExceedValue { .. })));
+        assert!(matches!(
+            Coinbase::build(&s),
+            Err(CoinbaseError::OutputsExceedValue { .. })
+        ));
+        s.outputs.push(CoinbaseOutput {
+            value: u64::MAX,
+            script_pubkey: vec![],
+        });
+        assert!(matches!(
+            Coinbase::build(&s),
+            Err(CoinbaseError::OutputsExceedValue { .. })
+        ));
         s.outputs.clear();
         assert_eq!(Coinbase::build(&s), Err(CoinbaseError::NoOutputs));
     }
@@ -388,7 +421,10 @@ mod tests {
         // The scriptSig starts with the BIP 34 height and holds the extranonces.
         let sig = full.input[0].script_sig.as_bytes();
         assert_eq!(&sig[..3], &[0x02, 0xdb, 0x00]);
-        assert!(sig.windows(12).any(|w| w == [1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5, 5]));
+        assert!(
+            sig.windows(12)
+                .any(|w| w == [1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5, 5])
+        );
         assert!(cb.tx(&en1, &[0; 4]).is_err());
     }
 }

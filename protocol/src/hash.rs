@@ -182,7 +182,10 @@ mod tests {
         assert!(Hash256::from_display_hex("zz").is_err());
         assert!(matches!(
             Hash256::from_display_hex("00"),
-            Err(HexError::Length { expected: 32, got: 1 })
+            Err(HexError::Length {
+                expected: 32,
+                got: 1
+            })
         ));
     }
 }

@@ -50,7 +50,9 @@ impl BlockHeader {
 
     /// Parses the 80 consensus bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
-        let b: &[u8; HEADER_LEN] = bytes.try_into().map_err(|_| HeaderError::Length(bytes.len()))?;
+        let b: &[u8; HEADER_LEN] = bytes
+            .try_into()
+            .map_err(|_| HeaderError::Length(bytes.len()))?;
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let hash_at = |i: usize| {
             let mut h = [0u8; 32];
@@ -137,6 +139,9 @@ mod tests {
 
     #[test]
     fn wrong_length_is_an_error() {
-        assert_eq!(BlockHeader::decode(&[0u8; 79]), Err(HeaderError::Length(79)));
+        assert_eq!(
+            BlockHeader::decode(&[0u8; 79]),
+            Err(HeaderError::Length(79))
+        );
     }
 }

@@ -26,7 +26,9 @@ impl From<hex::FromHexError> for HexError {
 pub fn decode_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
     let bytes = hex::decode(s)?;
     let got = bytes.len();
-    bytes.try_into().map_err(|_| HexError::Length { expected: N, got })
+    bytes
+        .try_into()
+        .map_err(|_| HexError::Length { expected: N, got })
 }
 
 /// Decodes a big-endian u32 written as exactly 8 hex digits (Stratum's version, nbits,

@@ -53,7 +53,9 @@ pub fn coinbase_branch(txids_after_coinbase: &[Hash256]) -> Vec<Hash256> {
 
 /// The merkle root from the coinbase txid and its Stratum branch.
 pub fn root_from_branch(coinbase_txid: &Hash256, branch: &[Hash256]) -> Hash256 {
-    branch.iter().fold(*coinbase_txid, |acc, sibling| hash_pair(&acc, sibling))
+    branch
+        .iter()
+        .fold(*coinbase_txid, |acc, sibling| hash_pair(&acc, sibling))
 }
 
 /// The BIP 141 witness root: the merkle root of the wtxids with the coinbase's wtxid taken
@@ -117,7 +119,11 @@ mod tests {
         for n in 1..40u8 {
             let txids: Vec<Hash256> = (0..n).map(|i| sha256d(&[i])).collect();
             let branch = coinbase_branch(&txids[1..]);
-            assert_eq!(root_from_branch(&txids[0], &branch), root(&txids), "n = {n}");
+            assert_eq!(
+                root_from_branch(&txids[0], &branch),
+                root(&txids),
+                "n = {n}"
+            );
         }
     }
 }

@@ -220,8 +220,8 @@ impl CompactTarget {
             shl_limbs(&mut limbs, 8 * (size - 3));
         }
         let negative = word != 0 && (self.0 & 0x0080_0000) != 0;
-        let overflow = word != 0
-            && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
+        let overflow =
+            word != 0 && (size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32));
         let mut out = [0u64; 4];
         out.copy_from_slice(&limbs[..4]);
         (Target(out), negative, overflow)
@@ -291,7 +291,11 @@ fn shl_limbs(limbs: &mut [u64], shift: u32) {
         let src = i.checked_sub(words);
         let lo = src.map_or(0, |s| limbs[s]);
         let below = src.and_then(|s| s.checked_sub(1)).map_or(0, |s| limbs[s]);
-        limbs[i] = if bits == 0 { lo } else { (lo << bits) | (below >> (64 - bits)) };
+        limbs[i] = if bits == 0 {
+            lo
+        } else {
+            (lo << bits) | (below >> (64 - bits))
+        };
     }
 }
 
@@ -303,7 +307,11 @@ fn shr_limbs(limbs: &mut [u64], shift: u32) {
     for i in 0..n {
         let hi = limbs.get(i + words).copied().unwrap_or(0);
         let above = limbs.get(i + words + 1).copied().unwrap_or(0);
-        limbs[i] = if bits == 0 { hi } else { (hi >> bits) | (above << (64 - bits)) };
+        limbs[i] = if bits == 0 {
+            hi
+        } else {
+            (hi >> bits) | (above << (64 - bits))
+        };
     }
 }
 
@@ -339,7 +347,11 @@ mod tests {
             CompactTarget(0x1b0404cb).to_target().unwrap(),
             t("00000000000404cb000000000000000000000000000000000000000000000000")
         );
-        assert!((CompactTarget(0x1b0404cb).to_target().unwrap().difficulty() - 16307.420938523983).abs() < 1e-6);
+        assert!(
+            (CompactTarget(0x1b0404cb).to_target().unwrap().difficulty() - 16307.420938523983)
+                .abs()
+                < 1e-6
+        );
         // Regtest's proof-of-work limit.
         let regtest = CompactTarget(0x207fffff).to_target().unwrap();
         assert_eq!(regtest.to_be_hex(), format!("7fffff{}", "0".repeat(58)));
@@ -369,21 +381,37 @@ mod tests {
             (0x04123456, "12345600", 0x04123456, false, false),
             (0x04923456, "12345600", 0x04923456, true, false),
             (0x05009234, "92340000", 0x05009234, false, false),
-            (0x20123456, "1234560000000000000000000000000000000000000000000000000000000000", 0x20123456, false, false),
+            (
+                0x20123456,
+                "1234560000000000000000000000000000000000000000000000000000000000",
+                0x20123456,
+                false,
+                false,
+            ),
         ];
         for &(bits, value, compact, negative, overflow) in cases {
             let (target, neg, ovf) = CompactTarget(bits).decode();
             assert_eq!(target, t(value), "value of {bits:#010x}");
             assert_eq!((neg, ovf), (negative, overflow), "flags of {bits:#010x}");
-            assert_eq!(CompactTarget::encode(&target, neg), CompactTarget(compact), "compact of {bits:#010x}");
+            assert_eq!(
+                CompactTarget::encode(&target, neg),
+                CompactTarget(compact),
+                "compact of {bits:#010x}"
+            );
         }
         // 0x80 must not produce a compact with the sign bit set.
         assert_eq!(t("80").to_compact(), CompactTarget(0x02008000));
         // Overflow and the errors it gives.
         let (_, _, overflow) = CompactTarget(0xff123456).decode();
         assert!(overflow);
-        assert_eq!(CompactTarget(0xff123456).to_target(), Err(CompactError::Overflow(0xff123456)));
-        assert_eq!(CompactTarget(0x04923456).to_target(), Err(CompactError::Negative(0x04923456)));
+        assert_eq!(
+            CompactTarget(0xff123456).to_target(),
+            Err(CompactError::Overflow(0xff123456))
+        );
+        assert_eq!(
+            CompactTarget(0x04923456).to_target(),
+            Err(CompactError::Negative(0x04923456))
+        );
         // The boundaries of the overflow rule: size 34 with one mantissa byte fits, 35 does not.
         assert!(!CompactTarget(0x22000001).decode().2);
         assert!(CompactTarget(0x23000001).decode().2);
@@ -407,7 +435,10 @@ mod tests {
         );
         // Integral difficulties are exact integer divisions.
         let d = Target::from_difficulty(16384.0).unwrap();
-        assert_eq!(d, t("000000000003fffc000000000000000000000000000000000000000000000000"));
+        assert_eq!(
+            d,
+            t("000000000003fffc000000000000000000000000000000000000000000000000")
+        );
         // Fractional: 0.01 as ckpool sends it.
         let hundredth = Target::from_difficulty(0.01).unwrap();
         assert!((hundredth.difficulty() - 0.01).abs() < 1e-12);

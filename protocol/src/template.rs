@@ -30,7 +30,11 @@ impl Default for TemplateRequest {
     fn default() -> Self {
         TemplateRequest {
             rules: vec!["segwit".into()],
-            capabilities: vec!["coinbasetxn".into(), "workid".into(), "coinbase/append".into()],
+            capabilities: vec![
+                "coinbasetxn".into(),
+                "workid".into(),
+                "coinbase/append".into(),
+            ],
             longpollid: None,
         }
     }
@@ -219,15 +223,18 @@ impl BlockTemplate {
     /// Decodes and checks every field.
     pub fn validate(&self) -> Result<CheckedTemplate, TemplateError> {
         for rule in &self.rules {
-            if let Some(required) = rule.strip_prefix('!') {
-                if !SUPPORTED_RULES.contains(&required) {
-                    return Err(TemplateError::UnsupportedRule(required.to_string()));
-                }
+            if let Some(required) = rule.strip_prefix('!')
+                && !SUPPORTED_RULES.contains(&required)
+            {
+                return Err(TemplateError::UnsupportedRule(required.to_string()));
             }
         }
         let hex_err = |field: &str| {
             let field = field.to_string();
-            move |source| TemplateError::Hex { field: field.clone(), source }
+            move |source| TemplateError::Hex {
+                field: field.clone(),
+                source,
+            }
         };
         let prev_hash = Hash256::from_display_hex(&self.previousblockhash)
             .map_err(hex_err("previousblockhash"))?;
@@ -236,7 +243,10 @@ impl BlockTemplate {
         if let Some(t) = &self.target {
             let given = Target::from_be_hex(t).map_err(hex_err("target"))?;
             if given != target {
-                return Err(TemplateError::TargetMismatch { target: t.clone(), bits });
+                return Err(TemplateError::TargetMismatch {
+                    target: t.clone(),
+                    bits,
+                });
             }
         }
         let mut coinbase_aux = Vec::new();
@@ -250,10 +260,12 @@ impl BlockTemplate {
             .transactions
             .iter()
             .enumerate()
-            .map(|(i, tx)| tx.check().map_err(|(what, source)| TemplateError::Hex {
-                field: format!("transactions[{i}].{what}"),
-                source,
-            }))
+            .map(|(i, tx)| {
+                tx.check().map_err(|(what, source)| TemplateError::Hex {
+                    field: format!("transactions[{i}].{what}"),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let default_witness_commitment = self
             .default_witness_commitment
@@ -285,7 +297,10 @@ impl TemplateTransaction {
     fn check(&self) -> Result<CheckedTransaction, (&'static str, HexError)> {
         let data = hex::decode(&self.data).map_err(|e| ("data", e.into()))?;
         let parse = |what: &'static str, s: &Option<String>| {
-            s.as_deref().map(Hash256::from_display_hex).transpose().map_err(|e| (what, e))
+            s.as_deref()
+                .map(Hash256::from_display_hex)
+                .transpose()
+                .map_err(|e| (what, e))
         };
         let txid = parse("txid", &self.txid)?;
         let hash = parse("hash", &self.hash)?;
@@ -300,7 +315,12 @@ impl TemplateTransaction {
                 (txid, txid)
             }
         };
-        Ok(CheckedTransaction { data, txid, wtxid, fee: self.fee })
+        Ok(CheckedTransaction {
+            data,
+            txid,
+            wtxid,
+            fee: self.fee,
+        })
     }
 }
 

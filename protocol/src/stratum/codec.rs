@@ -61,7 +61,11 @@ pub struct StratumCodec {
 impl StratumCodec {
     /// A codec that refuses lines longer than `max_line` bytes (newline excluded).
     pub fn new(max_line: usize) -> Self {
-        StratumCodec { max_line, scanned: 0, discarding: false }
+        StratumCodec {
+            max_line,
+            scanned: 0,
+            discarding: false,
+        }
     }
 
     /// The line cap.
@@ -72,16 +76,23 @@ impl StratumCodec {
 
 /// Parses one line (without its newline) into a message.
 pub fn parse_line(line: &[u8]) -> Result<Message, FrameError> {
-    let text = std::str::from_utf8(line)
-        .map_err(|e| FrameError::InvalidUtf8 { offset: e.valid_up_to() })?;
+    let text = std::str::from_utf8(line).map_err(|e| FrameError::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
     Ok(Message::from_value(&value)?)
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
-    let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
-    let start = line[..end].iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(end);
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let start = line[..end]
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(end);
     &line[start..end]
 }
 
@@ -108,7 +119,9 @@ impl Decoder for StratumCodec {
                     self.scanned = 0;
                     if end > self.max_line {
                         buf.advance(end + 1);
-                        return Ok(Some(Err(FrameError::LineTooLong { limit: self.max_line })));
+                        return Ok(Some(Err(FrameError::LineTooLong {
+                            limit: self.max_line,
+                        })));
                     }
                     let line = buf.split_to(end + 1);
                     let line = trim_line(&line[..end]);
@@ -122,7 +135,9 @@ impl Decoder for StratumCodec {
                         buf.advance(buf.len());
                         self.scanned = 0;
                         self.discarding = true;
-                        return Ok(Some(Err(FrameError::LineTooLong { limit: self.max_line })));
+                        return Ok(Some(Err(FrameError::LineTooLong {
+                            limit: self.max_line,
+                        })));
                     }
                     self.scanned = buf.len();
                     return Ok(None);
@@ -190,7 +205,10 @@ mod tests {
     #[test]
     fn bad_lines_are_errors_and_the_stream_goes_on() {
         let mut codec = StratumCodec::new(200);
-        let long = format!("{{\"id\":1,\"method\":\"x\",\"params\":[\"{}\"]}}\n", "a".repeat(500));
+        let long = format!(
+            "{{\"id\":1,\"method\":\"x\",\"params\":[\"{}\"]}}\n",
+            "a".repeat(500)
+        );
         let mut input = Vec::new();
         input.extend_from_slice(b"\r\n\n");
         input.extend_from_slice(b"not json\n");
@@ -198,18 +216,29 @@ mod tests {
         input.extend_from_slice(long.as_bytes());
         input.extend_from_slice(b"[1,2]\n");
         input.extend_from_slice(b"{\"id\":1,\"method\":\"mining.submit\",\"params\":[\"w\"]}\n");
-        input.extend_from_slice(b"{\"id\":2,\"method\":\"mining.extranonce.subscribe\",\"params\":[]}\r\n");
+        input.extend_from_slice(
+            b"{\"id\":2,\"method\":\"mining.extranonce.subscribe\",\"params\":[]}\r\n",
+        );
         input.extend_from_slice(b"{\"id\":3,\"method\":\"mining.frobnicate\",\"params\":[1]}");
         let items = decode_all(&mut codec, &input);
         assert_eq!(items.len(), 7, "{items:?}");
         assert!(matches!(items[0], Err(FrameError::InvalidJson(_))));
         assert_eq!(items[1], Err(FrameError::InvalidUtf8 { offset: 0 }));
         assert_eq!(items[2], Err(FrameError::LineTooLong { limit: 200 }));
-        assert!(matches!(items[3], Err(FrameError::Message(MessageError::NotAnObject(_)))));
-        assert!(matches!(items[4], Err(FrameError::Message(MessageError::BadParams { .. }))));
+        assert!(matches!(
+            items[3],
+            Err(FrameError::Message(MessageError::NotAnObject(_)))
+        ));
+        assert!(matches!(
+            items[4],
+            Err(FrameError::Message(MessageError::BadParams { .. }))
+        ));
         assert!(matches!(
             items[5],
-            Ok(Message::Request { method: Method::ExtranonceSubscribe, .. })
+            Ok(Message::Request {
+                method: Method::ExtranonceSubscribe,
+                ..
+            })
         ));
         assert!(matches!(
             &items[6],
@@ -231,7 +260,9 @@ mod tests {
             assert!(buf.len() <= 100 + 64);
         }
         assert_eq!(errors, 1);
-        buf.extend_from_slice(b"tail of the long line\n{\"id\":1,\"result\":true,\"error\":null}\n");
+        buf.extend_from_slice(
+            b"tail of the long line\n{\"id\":1,\"result\":true,\"error\":null}\n",
+        );
         let next = codec.decode(&mut buf).unwrap().unwrap().unwrap();
         assert!(matches!(next, Message::Response(_)));
     }
@@ -240,7 +271,12 @@ mod tests {
     fn encoder_writes_one_line() {
         let mut codec = StratumCodec::new(MAX_LINE_FROM_MINER);
         let mut buf = BytesMut::new();
-        codec.encode(Message::result(1u64.into(), serde_json::Value::Bool(true)), &mut buf).unwrap();
+        codec
+            .encode(
+                Message::result(1u64.into(), serde_json::Value::Bool(true)),
+                &mut buf,
+            )
+            .unwrap();
         assert_eq!(&buf[..], b"{\"id\":1,\"result\":true,\"error\":null}\n");
     }
 }

@@ -101,7 +101,10 @@ impl StratumError {
 
     /// An error with a code and message.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        StratumError { code, message: message.into() }
+        StratumError {
+            code,
+            message: message.into(),
+        }
     }
 
     fn to_value(&self) -> Value {
@@ -117,10 +120,16 @@ impl StratumError {
                 message: items.get(1).map(value_text).unwrap_or_default(),
             }),
             Value::Object(obj) => Some(StratumError {
-                code: obj.get("code").and_then(Value::as_i64).unwrap_or(Self::OTHER),
+                code: obj
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(Self::OTHER),
                 message: obj.get("message").map(value_text).unwrap_or_default(),
             }),
-            other => Some(StratumError { code: Self::OTHER, message: value_text(other) }),
+            other => Some(StratumError {
+                code: Self::OTHER,
+                message: value_text(other),
+            }),
         }
     }
 }
@@ -221,7 +230,11 @@ impl Configure {
         if !self.extensions.iter().any(|e| e == "version-rolling") {
             return None;
         }
-        match self.params.get("version-rolling.mask").and_then(Value::as_str) {
+        match self
+            .params
+            .get("version-rolling.mask")
+            .and_then(Value::as_str)
+        {
             Some(mask) => u32::from_str_radix(mask, 16).ok(),
             None => Some(u32::MAX),
         }
@@ -232,7 +245,9 @@ impl Configure {
         if !self.extensions.iter().any(|e| e == "minimum-difficulty") {
             return None;
         }
-        self.params.get("minimum-difficulty.value").and_then(Value::as_f64)
+        self.params
+            .get("minimum-difficulty.value")
+            .and_then(Value::as_f64)
     }
 }
 
@@ -353,27 +368,43 @@ fn value_text(v: &Value) -> String {
 impl Message {
     /// A request.
     pub fn request(id: impl Into<Id>, method: Method) -> Message {
-        Message::Request { id: id.into(), method }
+        Message::Request {
+            id: id.into(),
+            method,
+        }
     }
 
     /// A notification (a request with a null id).
     pub fn notification(method: Method) -> Message {
-        Message::Request { id: Id::Null, method }
+        Message::Request {
+            id: Id::Null,
+            method,
+        }
     }
 
     /// A successful reply.
     pub fn result(id: Id, result: Value) -> Message {
-        Message::Response(Response { id, result, error: None })
+        Message::Response(Response {
+            id,
+            result,
+            error: None,
+        })
     }
 
     /// An error reply.
     pub fn error(id: Id, error: StratumError) -> Message {
-        Message::Response(Response { id, result: Value::Null, error: Some(error) })
+        Message::Response(Response {
+            id,
+            result: Value::Null,
+            error: Some(error),
+        })
     }
 
     /// Decodes a parsed JSON value.
     pub fn from_value(value: &Value) -> Result<Message, MessageError> {
-        let obj = value.as_object().ok_or(MessageError::NotAnObject(type_name(value)))?;
+        let obj = value
+            .as_object()
+            .ok_or(MessageError::NotAnObject(type_name(value)))?;
         let id = Id::from_value(obj.get("id"))?;
         match obj.get("method") {
             Some(Value::String(name)) => {
@@ -387,16 +418,25 @@ impl Message {
                         return match method {
                             Ok(Method::Unknown { method, .. }) => Ok(Message::Request {
                                 id,
-                                method: Method::Unknown { method, params: other.clone() },
+                                method: Method::Unknown {
+                                    method,
+                                    params: other.clone(),
+                                },
                             }),
                             _ => Err(MessageError::BadParams {
                                 method: known_name(name),
-                                reason: format!("params must be an array, got {}", type_name(other)),
+                                reason: format!(
+                                    "params must be an array, got {}",
+                                    type_name(other)
+                                ),
                             }),
                         };
                     }
                 };
-                Ok(Message::Request { id, method: Method::decode(name, params)? })
+                Ok(Message::Request {
+                    id,
+                    method: Method::decode(name, params)?,
+                })
             }
             Some(other) => Err(MessageError::BadMethod(type_name(other))),
             None if obj.contains_key("result") || obj.contains_key("error") => {
@@ -435,7 +475,11 @@ impl Message {
 
 /// The static name of a known method, for error messages ("unknown" otherwise).
 fn known_name(name: &str) -> &'static str {
-    METHOD_NAMES.iter().find(|n| **n == name).copied().unwrap_or("unknown method")
+    METHOD_NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("unknown method")
 }
 
 const METHOD_NAMES: &[&str] = &[
@@ -463,11 +507,16 @@ struct Params<'a> {
 
 impl<'a> Params<'a> {
     fn bad(&self, reason: impl Into<String>) -> MessageError {
-        MessageError::BadParams { method: self.method, reason: reason.into() }
+        MessageError::BadParams {
+            method: self.method,
+            reason: reason.into(),
+        }
     }
 
     fn get(&self, i: usize, field: &str) -> Result<&'a Value, MessageError> {
-        self.items.get(i).ok_or_else(|| self.bad(format!("missing {field} (param {})", i + 1)))
+        self.items
+            .get(i)
+            .ok_or_else(|| self.bad(format!("missing {field} (param {})", i + 1)))
     }
 
     fn opt(&self, i: usize) -> Option<&'a Value> {
@@ -476,7 +525,8 @@ impl<'a> Params<'a> {
 
     fn str(&self, i: usize, field: &str) -> Result<&'a str, MessageError> {
         let v = self.get(i, field)?;
-        v.as_str().ok_or_else(|| self.bad(format!("{field} must be a string, got {}", type_name(v))))
+        v.as_str()
+            .ok_or_else(|| self.bad(format!("{field} must be a string, got {}", type_name(v))))
     }
 
     fn opt_str(&self, i: usize, field: &str) -> Result<Option<String>, MessageError> {
@@ -521,7 +571,8 @@ impl<'a> Params<'a> {
 
     fn bool(&self, i: usize, field: &str) -> Result<bool, MessageError> {
         let v = self.get(i, field)?;
-        v.as_bool().ok_or_else(|| self.bad(format!("{field} must be a boolean, got {}", type_name(v))))
+        v.as_bool()
+            .ok_or_else(|| self.bad(format!("{field} must be a boolean, got {}", type_name(v))))
     }
 }
 
@@ -548,7 +599,10 @@ impl Method {
     }
 
     fn decode(name: &str, items: &[Value]) -> Result<Method, MessageError> {
-        let p = Params { method: known_name(name), items };
+        let p = Params {
+            method: known_name(name),
+            items,
+        };
         Ok(match name {
             "mining.subscribe" => Method::Subscribe(Subscribe {
                 user_agent: p.opt_str(0, "user agent")?,
@@ -644,13 +698,17 @@ impl Method {
                 wait: match p.opt(2) {
                     None => None,
                     Some(v) => Some(
-                        v.as_u64().ok_or_else(|| p.bad("wait must be a whole number of seconds"))?,
+                        v.as_u64()
+                            .ok_or_else(|| p.bad("wait must be a whole number of seconds"))?,
                     ),
                 },
             }),
             "client.show_message" => Method::ShowMessage(p.str(0, "message")?.to_string()),
             "client.get_version" => Method::GetVersion,
-            other => Method::Unknown { method: other.to_string(), params: Value::Array(items.to_vec()) },
+            other => Method::Unknown {
+                method: other.to_string(),
+                params: Value::Array(items.to_vec()),
+            },
         })
     }
 
@@ -695,7 +753,10 @@ impl Method {
                 prevhash_to_stratum(&n.prev_hash),
                 hex::encode(&n.coinb1),
                 hex::encode(&n.coinb2),
-                n.merkle_branch.iter().map(Hash256::to_internal_hex).collect::<Vec<_>>(),
+                n.merkle_branch
+                    .iter()
+                    .map(Hash256::to_internal_hex)
+                    .collect::<Vec<_>>(),
                 hex32(n.version),
                 hex32(n.nbits.0),
                 hex32(n.ntime),
@@ -725,7 +786,11 @@ impl Method {
 impl SubscribeResult {
     /// Encodes as `[[[method, id], ...], extranonce1, extranonce2_size]`.
     pub fn to_value(&self) -> Value {
-        let subs: Vec<Value> = self.subscriptions.iter().map(|(m, id)| json!([m, id])).collect();
+        let subs: Vec<Value> = self
+            .subscriptions
+            .iter()
+            .map(|(m, id)| json!([m, id]))
+            .collect();
         json!([subs, hex::encode(&self.extranonce1), self.extranonce2_size])
     }
 
@@ -741,9 +806,11 @@ impl SubscribeResult {
             (text(0), text(1))
         };
         let subscriptions = match items.first() {
-            Some(Value::Array(subs)) if subs.iter().all(Value::is_array) => {
-                subs.iter().filter_map(Value::as_array).map(|p| pair(p)).collect()
-            }
+            Some(Value::Array(subs)) if subs.iter().all(Value::is_array) => subs
+                .iter()
+                .filter_map(Value::as_array)
+                .map(|p| pair(p))
+                .collect(),
             Some(Value::Array(flat)) => vec![pair(flat)],
             _ => return Err(bad("the first element must be the subscription list")),
         };
@@ -758,7 +825,11 @@ impl SubscribeResult {
             .filter(|&n| n <= 255)
             .ok_or_else(|| bad("extranonce2 size must be an integer 0..=255"))?
             as usize;
-        Ok(SubscribeResult { subscriptions, extranonce1, extranonce2_size })
+        Ok(SubscribeResult {
+            subscriptions,
+            extranonce1,
+            extranonce2_size,
+        })
     }
 }
 
@@ -793,6 +864,9 @@ impl ConfigureResult {
             _ => None,
         };
         let minimum_difficulty = obj.get("minimum-difficulty").and_then(Value::as_bool);
-        Ok(ConfigureResult { version_rolling_mask, minimum_difficulty })
+        Ok(ConfigureResult {
+            version_rolling_mask,
+            minimum_difficulty,
+        })
     }
 }

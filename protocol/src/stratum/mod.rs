@@ -12,7 +12,7 @@ pub mod work;
 
 pub use codec::{CodecError, FrameError, StratumCodec};
 pub use message::{
-    Authorize, Configure, ConfigureResult, Id, Message, MessageError, Method, Notify,
-    Reconnect, Response, SetExtranonce, StratumError, Submit, Subscribe, SubscribeResult,
+    Authorize, Configure, ConfigureResult, Id, Message, MessageError, Method, Notify, Reconnect,
+    Response, SetExtranonce, StratumError, Submit, Subscribe, SubscribeResult,
 };
 pub use work::{prevhash_from_stratum, prevhash_to_stratum, share_header};
