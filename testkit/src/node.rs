@@ -72,17 +72,28 @@ impl Node {
         let datadir = dir.join(name);
         std::fs::create_dir_all(&datadir).map_err(Error::io("creating the node's data dir"))?;
         let (p2p_port, rpc_port) = (free_port()?, free_port()?);
-        let log = File::create(datadir.join("stdout.log")).map_err(Error::io("creating node log"))?;
+        let log =
+            File::create(datadir.join("stdout.log")).map_err(Error::io("creating node log"))?;
         let log_err = log.try_clone().map_err(Error::io("cloning node log"))?;
         let mut cmd = Command::new(bitcoind);
         cmd.arg("-regtest")
             .arg(format!("-datadir={}", datadir.display()))
             .arg(format!("-port={p2p_port}"))
             .arg(format!("-rpcport={rpc_port}"))
-            .args(["-bind=127.0.0.1", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1"])
+            .args([
+                "-bind=127.0.0.1",
+                "-rpcbind=127.0.0.1",
+                "-rpcallowip=127.0.0.1",
+            ])
             .arg(format!("-rpcuser={RPC_USER}"))
             .arg(format!("-rpcpassword={RPC_PASSWORD}"))
-            .args(["-server=1", "-listen=1", "-dnsseed=0", "-discover=0", "-printtoconsole=0"])
+            .args([
+                "-server=1",
+                "-listen=1",
+                "-dnsseed=0",
+                "-discover=0",
+                "-printtoconsole=0",
+            ])
             .args(["-excessiveblocksize=0", "-maxstackmemoryusageconsensus=0"])
             .arg("-minminingtxfee=0.00000500")
             .stdin(Stdio::null())
@@ -91,9 +102,22 @@ impl Node {
         if let Some(port) = connect {
             cmd.arg(format!("-connect=127.0.0.1:{port}"));
         }
-        let child = cmd.spawn().map_err(Error::io(format!("starting {}", bitcoind.display())))?;
-        let rpc = RpcClient::new(format!("http://127.0.0.1:{rpc_port}/"), RPC_USER, RPC_PASSWORD);
-        Ok(Node { name: name.to_string(), child, datadir, p2p_port, rpc_port, rpc })
+        let child = cmd
+            .spawn()
+            .map_err(Error::io(format!("starting {}", bitcoind.display())))?;
+        let rpc = RpcClient::new(
+            format!("http://127.0.0.1:{rpc_port}/"),
+            RPC_USER,
+            RPC_PASSWORD,
+        );
+        Ok(Node {
+            name: name.to_string(),
+            child,
+            datadir,
+            p2p_port,
+            rpc_port,
+            rpc,
+        })
     }
 
     /// Waits until the RPC server answers, failing early (with the node's log) if it exits.
@@ -104,14 +128,18 @@ impl Node {
         let datadir = self.datadir.clone();
         wait_for(&what, READY_TIMEOUT, || {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("bitcoind exited with {status}: {}", log_tail(&datadir)));
+                return Err(format!(
+                    "bitcoind exited with {status}: {}",
+                    log_tail(&datadir)
+                ));
             }
             Ok(rpc.call("getblockchaininfo", json!([])).ok().map(|_| ()))
         })
         .map_err(|e| match e {
-            Error::Timeout { last, .. } if last.contains("exited") => {
-                Error::Command { command: "bitcoind".into(), detail: last }
-            }
+            Error::Timeout { last, .. } if last.contains("exited") => Error::Command {
+                command: "bitcoind".into(),
+                detail: last,
+            },
             other => other,
         })
     }
@@ -154,10 +182,12 @@ impl Node {
     /// A new address of the node's wallet (base58, testnet prefixes).
     pub fn new_address(&self) -> Result<String, Error> {
         let v = self.call("getnewaddress", json!([]))?;
-        v.as_str().map(str::to_string).ok_or_else(|| Error::Command {
-            command: "getnewaddress".into(),
-            detail: format!("unexpected reply {v}"),
-        })
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Command {
+                command: "getnewaddress".into(),
+                detail: format!("unexpected reply {v}"),
+            })
     }
 
     /// Mines `n` blocks to a new wallet address and returns their hashes.
@@ -165,7 +195,11 @@ impl Node {
         let address = self.new_address()?;
         let v = self.call("generatetoaddress", json!([n, address]))?;
         Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -176,6 +210,11 @@ impl Node {
             command: "getblockcount".into(),
             detail: format!("unexpected reply {v}"),
         })
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The last lines of the node's debug log, for failure messages.
@@ -225,21 +264,35 @@ impl RegtestPair {
         let mut second = Node::spawn(&bitcoind, dir.path(), "node1", Some(first.p2p_port))?;
         first.wait_ready()?;
         second.wait_ready()?;
-        let pair = RegtestPair { nodes: [first, second], _dir: dir };
+        let pair = RegtestPair {
+            nodes: [first, second],
+            _dir: dir,
+        };
         for node in &pair.nodes {
-            wait_for(&format!("{} to have a peer", node.name), READY_TIMEOUT, || {
-                let n = node.rpc.call("getconnectioncount", json!([]))?;
-                Ok::<_, crate::RpcError>((n.as_u64().unwrap_or(0) >= 1).then_some(()))
-            })?;
+            wait_for(
+                &format!("{} to have a peer", node.name),
+                READY_TIMEOUT,
+                || {
+                    let n = node.rpc.call("getconnectioncount", json!([]))?;
+                    Ok::<_, crate::RpcError>((n.as_u64().unwrap_or(0) >= 1).then_some(()))
+                },
+            )?;
         }
         pair.nodes[0].generate(1)?;
         pair.wait_synced()?;
         for node in &pair.nodes {
-            wait_for(&format!("getblocktemplate on {}", node.name), READY_TIMEOUT, || {
-                node.rpc.call("getblocktemplate", json!([])).map(Some)
-            })?;
+            wait_for(
+                &format!("getblocktemplate on {}", node.name),
+                READY_TIMEOUT,
+                || node.rpc.call("getblocktemplate", json!([])).map(Some),
+            )?;
         }
         Ok(pair)
+    }
+
+    /// The temp dir holding both nodes' data (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// Node 0 or 1.
@@ -249,10 +302,14 @@ impl RegtestPair {
 
     /// Waits until both nodes have the same best block.
     pub fn wait_synced(&self) -> Result<(), Error> {
-        wait_for("the nodes to agree on the best block", READY_TIMEOUT, || {
-            let a = self.nodes[0].rpc.call("getbestblockhash", json!([]))?;
-            let b = self.nodes[1].rpc.call("getbestblockhash", json!([]))?;
-            Ok::<_, crate::RpcError>((a == b).then_some(()))
-        })
+        wait_for(
+            "the nodes to agree on the best block",
+            READY_TIMEOUT,
+            || {
+                let a = self.nodes[0].rpc.call("getbestblockhash", json!([]))?;
+                let b = self.nodes[1].rpc.call("getbestblockhash", json!([]))?;
+                Ok::<_, crate::RpcError>((a == b).then_some(()))
+            },
+        )
     }
 }

@@ -15,8 +15,8 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use crate::util::free_port;
 use crate::Error;
+use crate::util::free_port;
 
 /// Environment variable naming the folder that holds `initdb` and `pg_ctl`.
 pub const PG_BIN_ENV: &str = "TESTKIT_PG_BIN";
@@ -115,17 +115,29 @@ impl TempPostgres {
             .tempdir()
             .map_err(Error::io("creating a temp dir"))?;
         let as_postgres_user = running_as_root();
-        let mut pg = TempPostgres { bin, as_postgres_user, port: 0, running: false, dir };
+        let mut pg = TempPostgres {
+            bin,
+            as_postgres_user,
+            port: 0,
+            running: false,
+            dir,
+        };
         if as_postgres_user {
             let mut chown = Command::new("chown");
             chown.args(["-R", "postgres:postgres"]).arg(pg.dir.path());
             run(chown)?;
         }
         let mut initdb = pg.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(pg.data_dir())
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+        initdb.arg("-D").arg(pg.data_dir()).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         run(initdb)?;
         pg.start_server()?;
         Ok(pg)
@@ -156,7 +168,11 @@ impl TempPostgres {
         // A port can be taken between choosing and binding it; try a few.
         let mut last = None;
         for _ in 0..3 {
-            let port = if self.port == 0 { free_port()? } else { self.port };
+            let port = if self.port == 0 {
+                free_port()?
+            } else {
+                self.port
+            };
             let options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
                  -c full_page_writes=off -c max_connections=200",
@@ -180,11 +196,15 @@ impl TempPostgres {
         }
         let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
         Err(match last {
-            Some(Error::Command { command, detail }) => {
-                Error::Command { command, detail: format!("{detail}\nserver log:\n{log}") }
-            }
+            Some(Error::Command { command, detail }) => Error::Command {
+                command,
+                detail: format!("{detail}\nserver log:\n{log}"),
+            },
             Some(other) => other,
-            None => Error::Command { command: "pg_ctl start".into(), detail: log },
+            None => Error::Command {
+                command: "pg_ctl start".into(),
+                detail: log,
+            },
         })
     }
 
@@ -194,7 +214,9 @@ impl TempPostgres {
             return Ok(());
         }
         let mut stop = self.command("pg_ctl");
-        stop.arg("-D").arg(self.data_dir()).args(["-m", "immediate", "-w", "stop"]);
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"]);
         run(stop)?;
         self.running = false;
         Ok(())

@@ -60,7 +60,9 @@ pub struct RpcClient {
 
 impl std::fmt::Debug for RpcClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpcClient").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("RpcClient")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +75,11 @@ impl RpcClient {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        RpcClient { url: url.into(), auth: format!("Basic {token}"), agent }
+        RpcClient {
+            url: url.into(),
+            auth: format!("Basic {token}"),
+            agent,
+        }
     }
 
     /// The node's URL.
@@ -96,7 +102,10 @@ impl RpcClient {
             .send_json(&body)
             .map_err(|e| transport(e.to_string()))?;
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().map_err(|e| transport(e.to_string()))?;
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| transport(e.to_string()))?;
         let bad = || RpcError::BadReply {
             method: method.to_string(),
             status,
@@ -108,7 +117,11 @@ impl RpcClient {
             Some(err) => Err(RpcError::Node {
                 method: method.to_string(),
                 code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
             }),
         }
     }

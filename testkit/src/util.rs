@@ -10,7 +10,10 @@ use crate::Error;
 /// ephemeral range in order, so two calls in a row return different ports.
 pub fn free_port() -> Result<u16, Error> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::io("binding a free port"))?;
-    let port = listener.local_addr().map_err(Error::io("reading a bound port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(Error::io("reading a bound port"))?
+        .port();
     Ok(port)
 }
 
@@ -36,7 +39,11 @@ pub fn wait_for<T, E: std::fmt::Display>(
             Err(e) => last = format!(" (last error: {e})"),
         }
         if start.elapsed() > timeout {
-            return Err(Error::Timeout { what: what.to_string(), seconds: timeout.as_secs(), last });
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                seconds: timeout.as_secs(),
+                last,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }

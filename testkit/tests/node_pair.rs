@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+use protocol::Hash256;
 use protocol::address::{self, Network};
 use protocol::block::{self, Solution};
 use protocol::coinbase::{Coinbase, CoinbaseOutput, CoinbaseSpec, template_witness_commitment};
 use protocol::template::{BlockTemplate, TemplateRequest};
-use protocol::Hash256;
 use serde_json::{Value, json};
 use testkit::RegtestPair;
 
@@ -21,13 +21,24 @@ fn template_to_accepted_block() {
     let to = peer.new_address().unwrap();
     let txid = miner.call("sendtoaddress", json!([to, 1.5])).unwrap();
 
-    let raw = miner.call("getblocktemplate", TemplateRequest::default().to_params()).unwrap();
+    let raw = miner
+        .call("getblocktemplate", TemplateRequest::default().to_params())
+        .unwrap();
     let template = BlockTemplate::from_json(&raw).unwrap().validate().unwrap();
-    let best: Hash256 = miner.call("getbestblockhash", json!([])).unwrap().as_str().unwrap().parse().unwrap();
+    let best: Hash256 = miner
+        .call("getbestblockhash", json!([]))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(template.prev_hash, best);
     assert_eq!(template.height, 103);
     assert_eq!(template.transactions.len(), 1);
-    assert_eq!(template.transactions[0].txid.to_string(), txid.as_str().unwrap());
+    assert_eq!(
+        template.transactions[0].txid.to_string(),
+        txid.as_str().unwrap()
+    );
     assert!(!template.is_segwit(), "this node has no segwit");
 
     // Pay the peer's wallet; the scriptSig carries extranonces as a pool's would.
@@ -59,7 +70,11 @@ fn template_to_accepted_block() {
     let midstate = assembled.header.midstate();
     let tail = assembled.header.tail();
     solution.nonce = (0..u32::MAX)
-        .find(|&n| template.target.is_met_by(&midstate.sha256d(&tail.with_nonce(n))))
+        .find(|&n| {
+            template
+                .target
+                .is_met_by(&midstate.sha256d(&tail.with_nonce(n)))
+        })
         .unwrap();
     let found = block::assemble(&template, &coinbase, &solution).unwrap();
     assert!(template.target.is_met_by(&found.hash()));
@@ -72,10 +87,19 @@ fn template_to_accepted_block() {
     assert_eq!(best.as_str().unwrap(), found.hash().to_string());
 
     // The node stored exactly our bytes, and the coinbase pays the peer.
-    let stored = peer.call("getblock", json!([found.hash().to_string(), 0])).unwrap();
+    let stored = peer
+        .call("getblock", json!([found.hash().to_string(), 0]))
+        .unwrap();
     assert_eq!(stored.as_str().unwrap(), found.to_hex());
-    let balance_before = peer.call("getbalance", json!([])).unwrap().as_f64().unwrap();
-    assert!(balance_before >= 1.5, "the peer got the 1.5 coins sent to it");
+    let balance_before = peer
+        .call("getbalance", json!([]))
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        balance_before >= 1.5,
+        "the peer got the 1.5 coins sent to it"
+    );
 
     // The same block again is a duplicate, not a new block.
     let again = miner.call("submitblock", json!([found.to_hex()])).unwrap();
@@ -100,4 +124,27 @@ fn a_missing_binary_names_the_setup_command() {
     assert!(text.contains("scripts/setup"), "{text}");
     assert!(text.contains("/nonexistent/bitcoind"), "{text}");
     assert_eq!(text.lines().count(), 1);
+}
+
+#[test]
+fn a_panicking_test_still_stops_the_nodes_and_removes_their_files() {
+    let seen = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
+        let pair = RegtestPair::start().unwrap();
+        *seen.lock().unwrap() = Some((
+            pair.dir().to_path_buf(),
+            [pair.node(0).pid(), pair.node(1).pid()],
+        ));
+        panic!("a failing test");
+    });
+    assert!(result.is_err());
+    let (dir, pids) = seen.lock().unwrap().take().unwrap();
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    for pid in pids {
+        // A killed and reaped child has no /proc entry (a zombie would still show one).
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "bitcoind {pid} still running"
+        );
+    }
 }

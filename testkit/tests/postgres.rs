@@ -11,7 +11,10 @@ async fn query_restart_and_cleanup() {
     let mut pg = TempPostgres::start().unwrap();
     let dir = pg.dir().to_path_buf();
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
-    let two: i32 = sqlx::query_scalar("SELECT 1 + 1").fetch_one(&pool).await.unwrap();
+    let two: i32 = sqlx::query_scalar("SELECT 1 + 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(two, 2);
     sqlx::query("CREATE TABLE shares (id BIGSERIAL PRIMARY KEY, worker TEXT NOT NULL, difficulty DOUBLE PRECISION NOT NULL)")
         .execute(&pool)
@@ -43,4 +46,21 @@ async fn query_restart_and_cleanup() {
 
     drop(pg);
     assert!(!dir.exists(), "the cluster directory is removed on drop");
+}
+
+#[test]
+fn a_panicking_test_still_stops_the_server_and_removes_the_cluster() {
+    let seen = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
+        let pg = TempPostgres::start().unwrap();
+        *seen.lock().unwrap() = Some((pg.dir().to_path_buf(), pg.port()));
+        panic!("a failing test");
+    });
+    assert!(result.is_err());
+    let (dir, port) = seen.lock().unwrap().take().unwrap();
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "server still listening"
+    );
 }
