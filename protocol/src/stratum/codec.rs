@@ -188,7 +188,7 @@ impl Encoder<Message> for StratumCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stratum::message::Method;
+    use crate::stratum::method::Method;
 
     fn decode_all(codec: &mut StratumCodec, input: &[u8]) -> Vec<Result<Message, FrameError>> {
         let mut buf = BytesMut::from(input);

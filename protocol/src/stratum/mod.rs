@@ -8,11 +8,14 @@
 
 pub mod codec;
 pub mod message;
+pub mod method;
+pub mod results;
 pub mod work;
 
 pub use codec::{CodecError, FrameError, StratumCodec};
-pub use message::{
-    Authorize, Configure, ConfigureResult, Id, Message, MessageError, Method, Notify, Reconnect,
-    Response, SetExtranonce, StratumError, Submit, Subscribe, SubscribeResult,
+pub use message::{Id, Message, MessageError, Response, StratumError};
+pub use method::{
+    Authorize, Configure, Method, Notify, Reconnect, SetExtranonce, Submit, Subscribe,
 };
+pub use results::{ConfigureResult, SubscribeResult};
 pub use work::{prevhash_from_stratum, prevhash_to_stratum, share_header};

@@ -4,7 +4,7 @@ use crate::hash::{Hash256, sha256d};
 use crate::header::BlockHeader;
 use crate::hexfmt::{HexError, decode_array};
 use crate::merkle;
-use crate::stratum::message::Notify;
+use crate::stratum::method::Notify;
 
 /// The notify `prevhash` form of a hash: internal order with each 4-byte word reversed.
 pub fn prevhash_to_stratum(hash: &Hash256) -> String {
