@@ -4,10 +4,11 @@
 //! Data flow (see docs/architecture.md):
 //!
 //! ```text
-//! work source (stratum client | solo GBT) --Work--> dispatcher --> backends (cpu, opencl)
-//! backends --Solution (re-verified on CPU)--> work source --submit--> pool or node
+//! work source (stratum client | solo GBT) --Work--> engine --> backends (cpu, opencl)
+//! backends --candidates--> engine re-check (reference sha256d) --Found--> work source
 //! ```
 //!
-//! Everything it needs to agree on with pools and nodes (headers, targets, merkle branches,
-//! coinbases, Stratum messages) comes from the `protocol` crate; the hashing engine and the
-//! client are built on top of it.
+//! - [`hash`]: the CPU backends (AVX-512, AVX2, SHA-NI, scalar), their shared per-job
+//!   precomputation, and the start-up choice among them.
+
+pub mod hash;
