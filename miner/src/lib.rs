@@ -8,7 +8,12 @@
 //! backends --candidates--> engine re-check (reference sha256d) --Found--> work source
 //! ```
 //!
+//! - [`engine`]: the rayon thread pool that splits work into units, runs a backend, and
+//!   re-checks every hit with the reference sha256d.
 //! - [`hash`]: the CPU backends (AVX-512, AVX2, SHA-NI, scalar), their shared per-job
 //!   precomputation, and the start-up choice among them.
 
+pub mod bench;
+pub mod engine;
 pub mod hash;
+pub mod selfcheck;

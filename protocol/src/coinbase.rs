@@ -267,12 +267,12 @@ impl Coinbase {
                 want2: self.extranonce2_len,
             });
         }
-        let mut tx = Vec::with_capacity(self.coinb1.len() + self.coinb2.len() + 16);
-        tx.extend(&self.coinb1);
-        tx.extend(extranonce1);
-        tx.extend(extranonce2);
-        tx.extend(&self.coinb2);
-        Ok(tx)
+        Ok(crate::stratum::work::join_coinbase(
+            &self.coinb1,
+            extranonce1,
+            extranonce2,
+            &self.coinb2,
+        ))
     }
 
     /// The coinbase txid.

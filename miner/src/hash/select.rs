@@ -10,17 +10,22 @@ use super::{Backend, Prepared};
 /// Block 125552's header: real, and any header hashes at the same speed.
 const HEADER_HEX: &str = "0100000081cd02ab7e569e8bcd9317e2fe99f2de44d49ab2b8851ba4a308000000000000e320b6c2fffc8d750423db8b1eb942ae710e951ed797f7affc8892b0f1fc122bc7f5d74df2b9441a42a14695";
 
-/// A one-version job over block 125552's header at difficulty >= 1.
-pub fn sample_job() -> Prepared {
+/// Block 125552's header.
+pub fn sample_job_header() -> BlockHeader {
     let bytes = hex::decode(HEADER_HEX).unwrap_or_default();
-    let header = BlockHeader::decode(&bytes).unwrap_or(BlockHeader {
+    BlockHeader::decode(&bytes).unwrap_or(BlockHeader {
         version: 1,
         prev_hash: protocol::Hash256::ZERO,
         merkle_root: protocol::Hash256::ZERO,
         time: 0,
         bits: protocol::CompactTarget(0x1d00ffff),
         nonce: 0,
-    });
+    })
+}
+
+/// A one-version job over block 125552's header at difficulty >= 1.
+pub fn sample_job() -> Prepared {
+    let header = sample_job_header();
     Prepared::new(&[(header.version, header.midstate().0)], header.tail(), 0)
 }
 

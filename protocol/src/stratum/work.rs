@@ -26,13 +26,22 @@ fn swap_words(bytes: &[u8; 32]) -> [u8; 32] {
 
 /// The coinbase transaction (without witness) a miner builds for a job.
 pub fn coinbase_tx(notify: &Notify, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<u8> {
-    let mut tx = Vec::with_capacity(
-        notify.coinb1.len() + extranonce1.len() + extranonce2.len() + notify.coinb2.len(),
-    );
-    tx.extend(&notify.coinb1);
+    join_coinbase(&notify.coinb1, extranonce1, extranonce2, &notify.coinb2)
+}
+
+/// `coinb1 || extranonce1 || extranonce2 || coinb2`.
+pub fn join_coinbase(
+    coinb1: &[u8],
+    extranonce1: &[u8],
+    extranonce2: &[u8],
+    coinb2: &[u8],
+) -> Vec<u8> {
+    let mut tx =
+        Vec::with_capacity(coinb1.len() + extranonce1.len() + extranonce2.len() + coinb2.len());
+    tx.extend(coinb1);
     tx.extend(extranonce1);
     tx.extend(extranonce2);
-    tx.extend(&notify.coinb2);
+    tx.extend(coinb2);
     tx
 }
 

@@ -1,0 +1,292 @@
+//! The CPU engine: a rayon thread pool hashing the current [`Work`] with one backend.
+//!
+//! Threads take units (an extranonce2 value, a version group, a 2^22-nonce chunk) from an
+//! atomic counter, so no two threads ever hash the same header and a fast thread simply
+//! takes more units. Between batches of 4096 nonces a thread compares the work generation
+//! with the current one, so [`Engine::set_work`] withdraws old work within a fraction of a
+//! millisecond per thread. Every backend hit is re-checked with the protocol crate's
+//! reference sha256d ([`work::recheck`]); what meets the target goes out on the solutions
+//! channel, and a hit the reference contradicts is counted as a hardware error and logged.
+//!
+//! Hashing runs only on the pool's threads, never on an async runtime.
+
+pub mod work;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+pub use work::{Extranonce, Found, Plan, Verdict, Work};
+
+use protocol::BlockHeader;
+
+use crate::hash::{Backend, Prepared};
+
+/// Nonces per backend call between checks for new work.
+const BATCH: u32 = 4096;
+
+/// Per-thread counters, readable while the engine runs.
+#[derive(Debug, Default)]
+pub struct ThreadStats {
+    /// Hashes done (nonces × versions).
+    pub hashes: AtomicU64,
+    /// Hits the reference sha256d contradicted.
+    pub hardware_errors: AtomicU64,
+    /// Solutions found (meeting the target).
+    pub found: AtomicU64,
+}
+
+/// The current work, its generation, and the shutdown flag. The mutex only guards the
+/// hand-over of new work (rare); the hot loop reads `generation` alone.
+struct Shared {
+    current: Mutex<Current>,
+    changed: Condvar,
+    generation: AtomicU64,
+    shutdown: AtomicBool,
+    stats: Vec<ThreadStats>,
+    backend: Backend,
+    solutions: Sender<Found>,
+}
+
+struct Current {
+    plan: Option<Arc<Active>>,
+}
+
+struct Active {
+    plan: Plan,
+    generation: u64,
+    next_unit: AtomicU64,
+}
+
+/// A running engine. Dropping it stops every thread.
+pub struct Engine {
+    shared: Arc<Shared>,
+    _pool: rayon::ThreadPool,
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The backend needs instructions this CPU lacks.
+    #[error("backend {0} is not supported by this CPU")]
+    Unsupported(Backend),
+    /// The thread pool could not be built.
+    #[error("cannot start {threads} hashing threads: {source}")]
+    Pool {
+        /// Threads asked for.
+        threads: usize,
+        /// Why.
+        source: rayon::ThreadPoolBuildError,
+    },
+}
+
+impl Engine {
+    /// Starts `threads` hashing threads (idle until [`Engine::set_work`]) that send what
+    /// they find to `solutions`.
+    pub fn start(
+        backend: Backend,
+        threads: usize,
+        solutions: Sender<Found>,
+    ) -> Result<Engine, EngineError> {
+        if !backend.is_supported() {
+            return Err(EngineError::Unsupported(backend));
+        }
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            current: Mutex::new(Current { plan: None }),
+            changed: Condvar::new(),
+            generation: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            stats: (0..threads).map(|_| ThreadStats::default()).collect(),
+            backend,
+            solutions,
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("hash-{i}"))
+            .build()
+            .map_err(|source| EngineError::Pool { threads, source })?;
+        let for_workers = shared.clone();
+        pool.spawn_broadcast(move |ctx| worker(&for_workers, ctx.index()));
+        Ok(Engine {
+            shared,
+            _pool: pool,
+        })
+    }
+
+    /// Replaces the current work; threads drop the old work within a batch.
+    pub fn set_work(&self, work: Work) {
+        self.replace(Some(Plan::new(work)));
+    }
+
+    /// Stops hashing until the next [`Engine::set_work`].
+    pub fn clear_work(&self) {
+        self.replace(None);
+    }
+
+    fn replace(&self, plan: Option<Plan>) {
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        current.plan = plan.map(|plan| {
+            Arc::new(Active {
+                plan,
+                generation,
+                next_unit: AtomicU64::new(0),
+            })
+        });
+        self.shared.changed.notify_all();
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.shared.backend
+    }
+
+    /// Per-thread counters.
+    pub fn stats(&self) -> &[ThreadStats] {
+        &self.shared.stats
+    }
+
+    /// Total hashes so far.
+    pub fn total_hashes(&self) -> u64 {
+        self.stats()
+            .iter()
+            .map(|s| s.hashes.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Total hardware errors so far.
+    pub fn hardware_errors(&self) -> u64 {
+        self.stats()
+            .iter()
+            .map(|s| s.hardware_errors.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        let _guard = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Waits until there is work of a generation newer than `seen` (or shutdown).
+fn wait_for_work(shared: &Shared, seen: u64) -> Option<Arc<Active>> {
+    let mut current = shared
+        .current
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if shared.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(active) = &current.plan
+            && active.generation != seen
+        {
+            return Some(active.clone());
+        }
+        current = shared
+            .changed
+            .wait(current)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// A unit's prepared job, kept while a thread's units stay in one (extranonce2, version
+/// group) of one generation.
+struct UnitJob {
+    key: (u64, u64, u64),
+    job: Prepared,
+    header: BlockHeader,
+    extranonce2: Vec<u8>,
+}
+
+fn worker(shared: &Shared, index: usize) {
+    let stats = &shared.stats[index];
+    let mut seen = 0;
+    let mut cached: Option<UnitJob> = None;
+    while let Some(active) = wait_for_work(shared, seen) {
+        seen = active.generation;
+        let plan = &active.plan;
+        loop {
+            let u = active.next_unit.fetch_add(1, Ordering::Relaxed);
+            if u >= plan.units || shared.generation.load(Ordering::Acquire) != seen {
+                break; // exhausted or withdrawn: wait for newer work
+            }
+            let unit = plan.unit(u);
+            let key = (seen, unit.extranonce, unit.group);
+            let current = match cached.take() {
+                Some(c) if c.key == key => c,
+                _ => {
+                    let (job, header, extranonce2) = plan.prepare(unit.extranonce, unit.group);
+                    UnitJob {
+                        key,
+                        job,
+                        header,
+                        extranonce2,
+                    }
+                }
+            };
+            scan_unit(shared, stats, plan, &current, unit.nonce, seen);
+            cached = Some(current);
+        }
+    }
+}
+
+/// Hashes one chunk of nonces in batches, re-checking every hit.
+fn scan_unit(
+    shared: &Shared,
+    stats: &ThreadStats,
+    plan: &Plan,
+    unit: &UnitJob,
+    first: u32,
+    seen: u64,
+) {
+    let job = &unit.job;
+    let end = first as u64 + (1u64 << work::CHUNK_BITS);
+    let mut nonce = first as u64;
+    while nonce < end && shared.generation.load(Ordering::Relaxed) == seen {
+        shared.backend.scan(job, nonce as u32, BATCH, &mut |vi, n| {
+            match work::recheck(job, vi, n, &plan.work.target) {
+                Verdict::Meets(hash) => {
+                    stats.found.fetch_add(1, Ordering::Relaxed);
+                    let mut header = unit.header;
+                    header.version = job.versions[vi].version;
+                    header.nonce = n;
+                    // A closed receiver means the owner is shutting down; nothing to do.
+                    let _ = shared.solutions.send(Found {
+                        job_id: plan.work.job_id.clone(),
+                        extranonce2: unit.extranonce2.clone(),
+                        header,
+                        hash,
+                    });
+                }
+                Verdict::Above => {}
+                Verdict::HardwareError(hash) => {
+                    stats.hardware_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "hardware error: {} reported nonce {n:#010x} (version {:#010x}) \
+                         but the reference hash is {hash}",
+                        shared.backend,
+                        job.versions.get(vi).map_or(0, |v| v.version)
+                    );
+                }
+            }
+        });
+        stats
+            .hashes
+            .fetch_add(BATCH as u64 * job.versions.len() as u64, Ordering::Relaxed);
+        nonce += BATCH as u64;
+    }
+}
