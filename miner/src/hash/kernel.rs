@@ -71,6 +71,25 @@ fn expand<L: Lanes>(w: &[L; 64], t: usize) -> L {
         .add(w[t - 16])
 }
 
+/// Block-3 schedule words 16..31, where the zero and constant words of the padding fold
+/// away (W8 = 0x80000000, W9..W14 = 0, W15 = 256). `t` is a constant after inlining.
+#[inline(always)]
+fn early3<L: Lanes>(u: &[L; 64], t: usize) -> L {
+    use super::sha::{small_sigma0, small_sigma1};
+    match t {
+        16 => u[1].small_sigma0().add(u[0]),
+        17 => L::splat(small_sigma1(LEN_DIGEST)).add(u[2].small_sigma0()).add(u[1]),
+        18..=21 => u[t - 2].small_sigma1().add(u[t - 15].small_sigma0()).add(u[t - 16]),
+        22 => u[20].small_sigma1().add(L::splat(LEN_DIGEST)).add(u[7].small_sigma0()).add(u[6]),
+        23 => u[21].small_sigma1().add(u[16]).add(L::splat(small_sigma0(PAD))).add(u[7]),
+        24 => u[22].small_sigma1().add(u[17]).add(L::splat(PAD)),
+        25..=29 => u[t - 2].small_sigma1().add(u[t - 7]),
+        30 => u[28].small_sigma1().add(u[23]).add(L::splat(small_sigma0(LEN_DIGEST))),
+        31 => u[29].small_sigma1().add(u[24]).add(u[16].small_sigma0()).add(L::splat(LEN_DIGEST)),
+        _ => expand(u, t),
+    }
+}
+
 /// Scans nonces `nonce0 .. nonce0 + L::LANES` for every version of `job`; calls
 /// `hit(version_index, nonce)` for each lane that passes the last-word filter.
 #[inline(always)]
@@ -147,43 +166,10 @@ pub fn scan<L: Lanes>(job: &Prepared, nonce0: u32, hit: &mut impl FnMut(usize, u
         ];
 
         // ---- block 3: sha256 of the 32-byte digest ----
+        // Its schedule is computed as the rounds consume it, so the out-of-order core can
+        // overlap schedule work with the round chain.
         let mut u = [z; 64];
         u[..8].copy_from_slice(&x);
-        u[16] = x[1].small_sigma0().add(x[0]);
-        u[17] = L::splat(super::sha::small_sigma1(LEN_DIGEST))
-            .add(x[2].small_sigma0())
-            .add(x[1]);
-        u[18] = u[16].small_sigma1().add(x[3].small_sigma0()).add(x[2]);
-        u[19] = u[17].small_sigma1().add(x[4].small_sigma0()).add(x[3]);
-        u[20] = u[18].small_sigma1().add(x[5].small_sigma0()).add(x[4]);
-        u[21] = u[19].small_sigma1().add(x[6].small_sigma0()).add(x[5]);
-        u[22] = u[20]
-            .small_sigma1()
-            .add(L::splat(LEN_DIGEST))
-            .add(x[7].small_sigma0())
-            .add(x[6]);
-        u[23] = u[21]
-            .small_sigma1()
-            .add(u[16])
-            .add(L::splat(super::sha::small_sigma0(PAD)))
-            .add(x[7]);
-        u[24] = u[22].small_sigma1().add(u[17]).add(L::splat(PAD));
-        for t in 25..30 {
-            u[t] = u[t - 2].small_sigma1().add(u[t - 7]);
-        }
-        u[30] = u[28]
-            .small_sigma1()
-            .add(u[23])
-            .add(L::splat(super::sha::small_sigma0(LEN_DIGEST)));
-        u[31] = u[29]
-            .small_sigma1()
-            .add(u[24])
-            .add(u[16].small_sigma0())
-            .add(L::splat(LEN_DIGEST));
-        for t in 32..61 {
-            u[t] = expand(&u, t);
-        }
-
         // Round 0 from the constant IV: t1 = C0 + W0.
         let c0 = IV[7]
             .wrapping_add(super::sha::big_sigma1(IV[4]))
@@ -213,9 +199,22 @@ pub fn scan<L: Lanes>(job: &Prepared, nonce0: u32, hit: &mut impl FnMut(usize, u
                 _ => 0,
             }
         ));
-        for blk in 2..7 {
-            rounds8!(a, b, c, d, e, f, g, h, |i: usize| u[8 * blk + i]
-                .add(L::splat(K[8 * blk + i])));
+        rounds8!(a, b, c, d, e, f, g, h, |i: usize| {
+            u[16 + i] = early3(&u, 16 + i);
+            u[16 + i].add(L::splat(K[16 + i]))
+        });
+        rounds8!(a, b, c, d, e, f, g, h, |i: usize| {
+            u[24 + i] = early3(&u, 24 + i);
+            u[24 + i].add(L::splat(K[24 + i]))
+        });
+        for blk in 4..7 {
+            rounds8!(a, b, c, d, e, f, g, h, |i: usize| {
+                u[8 * blk + i] = expand(&u, 8 * blk + i);
+                u[8 * blk + i].add(L::splat(K[8 * blk + i]))
+            });
+        }
+        for t in 56..61 {
+            u[t] = expand(&u, t);
         }
         round!(a, b, c, d, e, f, g, h, u[56].add(L::splat(K[56])));
         // Rounds 57..59: their new `a` would only feed rounds 61+, so only `e` is computed.
