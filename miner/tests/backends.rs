@@ -61,7 +61,7 @@ fn header_strategy() -> impl Strategy<Value = BlockHeader> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(2048))]
 
     #[test]
     fn backends_match_the_reference(

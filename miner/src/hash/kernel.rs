@@ -74,6 +74,7 @@ fn expand<L: Lanes>(w: &[L; 64], t: usize) -> L {
 /// Block-3 schedule words 16..31, where the zero and constant words of the padding fold
 /// away (W8 = 0x80000000, W9..W14 = 0, W15 = 256). `t` is a constant after inlining.
 #[inline(always)]
+#[rustfmt::skip] // one formula per line reads as the table it is
 fn early3<L: Lanes>(u: &[L; 64], t: usize) -> L {
     use super::sha::{small_sigma0, small_sigma1};
     match t {
