@@ -14,6 +14,8 @@
 //!   precomputation, and the start-up choice among them.
 
 pub mod bench;
+pub mod client;
 pub mod engine;
 pub mod hash;
 pub mod selfcheck;
+pub mod stats;

@@ -1,0 +1,285 @@
+//! The Stratum v1 client: connects to the configured pools in order, drives a [`Session`]
+//! over the line codec, feeds the engine, submits what it finds, and fails over.
+//!
+//! - Failover: a pool that cannot be reached, refuses the worker, or drops the connection
+//!   makes the client move to the next one; a full round of failures backs off (1 s
+//!   doubling to 60 s).
+//! - Switch-back: while on a backup pool, the first pool is probed every `failback`; once it
+//!   answers, the client returns to it.
+//! - `client.reconnect` is followed to the same host (another port and a wait are allowed);
+//!   another host only with `allow_redirect`.
+//! - A pool that sends nothing for `timeout`, an over-long line, or a run of unusable lines
+//!   ends the connection with a log line; never a panic or a hang.
+
+pub mod session;
+pub mod url;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use protocol::stratum::codec::MAX_LINE_FROM_POOL;
+use protocol::stratum::{FrameError, StratumCodec};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use session::{Event, Session, SessionConfig};
+pub use url::PoolUrl;
+
+use crate::engine::{Engine, Found};
+use crate::stats::Stats;
+
+/// How the client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Pools in order of preference (`-o`, repeatable).
+    pub pools: Vec<PoolUrl>,
+    /// Worker, password, agent, suggested difficulty, version rolling.
+    pub session: SessionConfig,
+    /// How long to stay on a backup pool before probing the first one again.
+    pub failback: Duration,
+    /// Follow `client.reconnect` to another host.
+    pub allow_redirect: bool,
+    /// Reconnect when the pool sends nothing for this long.
+    pub timeout: Duration,
+    /// Consecutive unusable lines tolerated before reconnecting.
+    pub max_bad_lines: u32,
+}
+
+/// Why a connection ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    Cancelled,
+    /// Lost, with the reason, and whether the session had become ready first.
+    Lost(String, bool),
+    Redirect(PoolUrl, Duration),
+    Failback,
+}
+
+/// Runs until `cancel` fires.
+pub async fn run(
+    opts: ClientOptions,
+    engine: Arc<Engine>,
+    mut found: UnboundedReceiver<Found>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) {
+    if opts.pools.is_empty() {
+        warn!("no pool configured");
+        return;
+    }
+    let mut index = 0usize;
+    let mut redirect: Option<PoolUrl> = None;
+    let mut session_ids: Vec<Option<String>> = vec![None; opts.pools.len()];
+    let mut failed_in_a_row = 0u32;
+    loop {
+        let pool = redirect.take().unwrap_or_else(|| opts.pools[index].clone());
+        let mut resume = session_ids[index].clone();
+        let end = tokio::select! {
+            _ = cancel.cancelled() => End::Cancelled,
+            end = connection(&opts, &pool, index, &mut resume, &engine, &mut found, &stats) => end,
+        };
+        session_ids[index] = resume;
+        engine.clear_work();
+        stats.set_pool(None, Instant::now());
+        match end {
+            End::Cancelled => return,
+            End::Failback => {
+                info!(pool = %opts.pools[0], "first pool is back; switching to it");
+                index = 0;
+                failed_in_a_row = 0;
+            }
+            End::Redirect(to, wait) => {
+                info!(to = %to, wait_s = wait.as_secs(), "pool asked us to reconnect");
+                if sleep_or_cancel(wait, &cancel).await {
+                    return;
+                }
+                redirect = Some(to);
+            }
+            End::Lost(reason, was_ready) => {
+                stats.failure();
+                warn!(pool = %pool, %reason, "connection lost");
+                failed_in_a_row = if was_ready { 0 } else { failed_in_a_row + 1 };
+                if opts.pools.len() > 1 {
+                    index = (index + 1) % opts.pools.len();
+                    info!(pool = %opts.pools[index], "failing over");
+                }
+                // Back off once every pool has failed in a row.
+                let rounds = failed_in_a_row / opts.pools.len() as u32;
+                let pause = Duration::from_secs(1u64 << rounds.min(6)).min(Duration::from_secs(60));
+                if sleep_or_cancel(
+                    if was_ready {
+                        Duration::from_millis(200)
+                    } else {
+                        pause
+                    },
+                    &cancel,
+                )
+                .await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps, or returns true at once if cancelled.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// One connection: connect, run the session until it ends.
+async fn connection(
+    opts: &ClientOptions,
+    pool: &PoolUrl,
+    index: usize,
+    resume: &mut Option<String>,
+    engine: &Engine,
+    found: &mut UnboundedReceiver<Found>,
+    stats: &Stats,
+) -> End {
+    if pool.tls {
+        return End::Lost("stratum+ssl is not available in this build".into(), false);
+    }
+    let stream = match tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect((pool.host.as_str(), pool.port)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return End::Lost(format!("cannot connect: {e}"), false),
+        Err(_) => return End::Lost("connect timed out after 10 s".into(), false),
+    };
+    let _ = stream.set_nodelay(true);
+    info!(pool = %pool, "connected");
+    // Solutions from a previous connection belong to another session: drop them.
+    while found.try_recv().is_ok() {}
+    let mut framed = Framed::new(stream, StratumCodec::new(MAX_LINE_FROM_POOL));
+    let mut session = Session::new(opts.session.clone(), resume.clone());
+    let mut bad_lines = 0u32;
+    let mut failback =
+        tokio::time::interval_at(tokio::time::Instant::now() + opts.failback, opts.failback);
+    loop {
+        while let Some(msg) = session.poll_transmit() {
+            if let Err(e) = framed.send(&msg).await {
+                return End::Lost(format!("send failed: {e}"), session.is_ready());
+            }
+        }
+        tokio::select! {
+            line = tokio::time::timeout(opts.timeout, framed.next()) => match line {
+                Err(_) => return End::Lost(format!("no message for {} s", opts.timeout.as_secs()), session.is_ready()),
+                Ok(None) => return End::Lost("the pool closed the connection".into(), session.is_ready()),
+                Ok(Some(Err(e))) => return End::Lost(e.to_string(), session.is_ready()),
+                Ok(Some(Ok(Err(e)))) => {
+                    warn!(pool = %pool, error = %e, "unusable line from the pool");
+                    bad_lines += 1;
+                    if matches!(e, FrameError::LineTooLong { .. }) || bad_lines > opts.max_bad_lines {
+                        return End::Lost(format!("giving up on the pool after: {e}"), session.is_ready());
+                    }
+                }
+                Ok(Some(Ok(Ok(msg)))) => {
+                    bad_lines = 0;
+                    session.handle(msg);
+                }
+            },
+            Some(f) = found.recv() => {
+                if !session.submit(&f) {
+                    warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
+                }
+            }
+            _ = failback.tick(), if index > 0 => {
+                let first = &opts.pools[0];
+                let probe = TcpStream::connect((first.host.as_str(), first.port));
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
+                    return End::Failback;
+                }
+            }
+        }
+        while let Some(event) = session.poll_event() {
+            if let Some(end) = on_event(opts, pool, event, engine, stats, &session) {
+                *resume = session.session_id().map(str::to_string);
+                return end;
+            }
+        }
+        *resume = session.session_id().map(str::to_string);
+    }
+}
+
+/// Acts on one session event; returns how the connection ends, if it does.
+fn on_event(
+    opts: &ClientOptions,
+    pool: &PoolUrl,
+    event: Event,
+    engine: &Engine,
+    stats: &Stats,
+    session: &Session,
+) -> Option<End> {
+    match event {
+        Event::Work(work) => {
+            stats.set_difficulty(work.target.difficulty());
+            engine.set_work(work);
+        }
+        Event::Subscribed {
+            extranonce1,
+            extranonce2_size,
+        } => {
+            info!(extranonce1 = %hex::encode(extranonce1), extranonce2_size, "subscribed");
+        }
+        Event::Authorized => {
+            info!(worker = %opts.session.user, "authorized");
+            stats.set_pool(Some(pool.to_string()), Instant::now());
+        }
+        Event::AuthorizationFailed(reason) => {
+            return Some(End::Lost(
+                format!("worker {:?} refused: {reason}", opts.session.user),
+                false,
+            ));
+        }
+        Event::Difficulty(d) => info!(difficulty = d, "new difficulty (from the next job)"),
+        Event::VersionRolling(mask) => {
+            info!(mask = %format!("{mask:08x}"), "version rolling granted")
+        }
+        Event::Accepted { job_id, difficulty } => {
+            stats.accepted(difficulty);
+            info!(job = %job_id, difficulty, "share accepted");
+        }
+        Event::Rejected {
+            job_id,
+            reason,
+            stale,
+        } => {
+            stats.rejected(&reason, stale);
+            warn!(job = %job_id, %reason, stale, "share rejected");
+        }
+        Event::ShowMessage(m) => info!(message = %m, "message from the pool"),
+        Event::Reconnect(r) => {
+            let host = match r.host.filter(|h| !h.is_empty()) {
+                Some(h) if h != pool.host && !opts.allow_redirect => {
+                    warn!(asked = %h, "client.reconnect to another host ignored (use --allow-redirect); reconnecting to the same host");
+                    pool.host.clone()
+                }
+                Some(h) => h,
+                None => pool.host.clone(),
+            };
+            let to = PoolUrl {
+                host,
+                port: r.port.filter(|p| *p != 0).unwrap_or(pool.port),
+                tls: pool.tls,
+            };
+            let wait = Duration::from_secs(r.wait.unwrap_or(0).min(600));
+            return Some(End::Redirect(to, wait));
+        }
+        Event::Protocol(m) => {
+            warn!(pool = %pool, problem = %m, ready = session.is_ready(), "pool protocol problem")
+        }
+    }
+    None
+}
