@@ -204,7 +204,7 @@ fn rate_over(samples: &VecDeque<(Instant, Vec<u64>)>, window: Duration) -> Optio
         .iter()
         .find(|(t, _)| newest_t.duration_since(*t) <= window)?;
     let span = newest_t.duration_since(*oldest_t).as_secs_f64();
-    if span < (window.as_secs_f64() / 2.0).min(2.0).max(0.5) || span <= 0.0 {
+    if span < (window.as_secs_f64() / 2.0).clamp(0.5, 2.0) {
         return None;
     }
     let per: Vec<f64> = newest

@@ -225,7 +225,7 @@ fn on_event(
     match event {
         Event::Work(work) => {
             stats.set_difficulty(work.target.difficulty());
-            engine.set_work(work);
+            engine.set_work(*work);
         }
         Event::Subscribed {
             extranonce1,

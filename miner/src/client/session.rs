@@ -44,7 +44,7 @@ pub struct SessionConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// New work for the engine (replaces the current work).
-    Work(Work),
+    Work(Box<Work>),
     /// Subscribed: the pool gave its extranonce.
     Subscribed {
         /// The extranonce1 the pool gave.
@@ -357,7 +357,7 @@ impl Session {
         };
         let (first, count) = self.cfg.extranonce2_range.unwrap_or((0, all));
         let target = Target::from_difficulty(job.difficulty).unwrap_or(Target::DIFF1);
-        self.events.push_back(Event::Work(Work {
+        self.events.push_back(Event::Work(Box::new(Work {
             job_id: n.job_id.clone(),
             header: BlockHeader {
                 version: n.version,
@@ -378,7 +378,7 @@ impl Session {
                 first,
                 count: count.min(all.saturating_sub(first)),
             }),
-        }));
+        })));
     }
 
     /// Queues a solution for submission and returns whether it was. Solutions for recent
