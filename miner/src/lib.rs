@@ -13,9 +13,14 @@
 //! - [`hash`]: the CPU backends (AVX-512, AVX2, SHA-NI, scalar), their shared per-job
 //!   precomputation, and the start-up choice among them.
 
+pub mod api;
 pub mod bench;
 pub mod client;
+pub mod config;
 pub mod engine;
 pub mod hash;
+pub mod rpc;
+pub mod run;
 pub mod selfcheck;
+pub mod solo;
 pub mod stats;

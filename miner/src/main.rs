@@ -4,14 +4,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use miner::bench::{self, BenchOptions};
+use miner::config::MineArgs;
 use miner::hash::Backend;
 
-/// SHA-256d miner for CPUs (AVX-512, AVX2, SHA-NI, scalar) and OpenCL GPUs.
+/// SHA-256d miner for CPUs (AVX-512, AVX2, SHA-NI, scalar).
+///
+/// Mine on a pool:  miner -o stratum+tcp://HOST:PORT -u ADDRESS.worker -p x [-t N]
+/// Mine solo:       miner --solo -o http://USER:PASS@NODE:PORT --coinbase-addr ADDRESS
+/// Measure:         miner bench
+///
+/// Every flag can also be set in a TOML file (-c FILE, keys named like the long flags with
+/// underscores, e.g. coinbase_addr) or in a MINER_* environment variable (e.g. MINER_URL).
+/// Environment variables override the file; flags override both.
 #[derive(Parser, Debug)]
-#[command(name = "miner", version, about)]
+#[command(name = "miner", version, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// A TOML file with settings (any long flag, with underscores).
+    #[arg(short = 'c', long = "config", env = "MINER_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    mine: MineArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,14 +58,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench {
+        Some(Command::Bench {
             backend,
             threads,
             seconds,
             interval,
             no_version_rolling,
             json,
-        } => {
+        }) => {
             let opts = BenchOptions {
                 backend,
                 threads: threads
@@ -78,6 +92,33 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                 }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_target(false)
+                .with_writer(std::io::stderr)
+                .init();
+            let args = match &cli.config {
+                Some(path) => match MineArgs::from_file(path) {
+                    Ok(file) => cli.mine.or(file),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => cli.mine,
+            };
+            match miner::run::mine(args) {
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE

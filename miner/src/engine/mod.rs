@@ -124,6 +124,28 @@ impl Engine {
         self.replace(None);
     }
 
+    /// Stops hashing `job_id` if it is still the current work (solo mining: once a block is
+    /// found for a template, more solutions for it are worthless). Returns whether it was.
+    pub fn withdraw(&self, job_id: &str) -> bool {
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current
+            .plan
+            .as_ref()
+            .is_some_and(|a| a.plan.work.job_id == job_id)
+        {
+            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            current.plan = None;
+            self.shared.changed.notify_all();
+            true
+        } else {
+            false
+        }
+    }
+
     fn replace(&self, plan: Option<Plan>) {
         let mut current = self
             .shared

@@ -1,4 +1,5 @@
-//! A small blocking JSON-RPC 1.0 client for bitcoind, for tests and set-up code.
+//! A small blocking JSON-RPC 1.0 client for bitcoind: solo mining runs it on its own
+//! threads (long polls block), and the test kit uses it to drive regtest nodes.
 
 use std::time::Duration;
 
@@ -69,10 +70,20 @@ impl std::fmt::Debug for RpcClient {
 impl RpcClient {
     /// A client for `url` (e.g. `http://127.0.0.1:18443/`) with a user and password.
     pub fn new(url: impl Into<String>, user: &str, password: &str) -> Self {
+        Self::with_timeout(url, user, password, Duration::from_secs(60))
+    }
+
+    /// The same with a timeout per call (long polls need minutes).
+    pub fn with_timeout(
+        url: impl Into<String>,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> Self {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         RpcClient {

@@ -1,0 +1,98 @@
+//! The HTTP JSON API (off by default; `--api-bind ADDR`, optional `--api-token`): `GET
+//! /2/summary` shaped like xmrig's, so dashboards and scripts written for xmrig can read
+//! it, and `GET /health`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::stats::Stats;
+
+/// What the API serves from.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The live statistics.
+    pub stats: Arc<Stats>,
+    /// Bearer token required on every request, when set.
+    pub token: Option<String>,
+    /// Worker name shown in the summary.
+    pub worker: String,
+    /// Hashing threads.
+    pub threads: usize,
+}
+
+/// The router: `/2/summary`, `/1/summary` (same body), `/health`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/2/summary", get(summary))
+        .route("/1/summary", get(summary))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
+    match &state.token {
+        None => true,
+        Some(token) => headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| given == token),
+    }
+}
+
+async fn summary(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response();
+    }
+    Json(summary_json(&state, Instant::now())).into_response()
+}
+
+/// The summary body.
+pub fn summary_json(state: &ApiState, now: Instant) -> Value {
+    let s = state.stats.snapshot(now);
+    let rate = |r: Option<f64>| r.map_or(Value::Null, |v| json!(v));
+    json!({
+        "id": "sha256d-miner",
+        "worker_id": state.worker,
+        "uptime": s.uptime as u64,
+        "version": env!("CARGO_PKG_VERSION"),
+        "kind": "miner",
+        "ua": format!("sha256d-miner/{}", env!("CARGO_PKG_VERSION")),
+        "algo": "sha256d",
+        "backend": s.backend,
+        "hashrate": {
+            "total": s.total.iter().map(|r| rate(*r)).collect::<Vec<_>>(),
+            "highest": s.highest,
+            "threads": s.threads.iter().map(|t| t.iter().map(|r| rate(*r)).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        },
+        "results": {
+            "diff_current": s.difficulty,
+            "shares_good": s.accepted,
+            "shares_total": s.accepted + s.rejected,
+            "shares_stale": s.stale,
+            "hashes_total": s.hashes,
+            "reject_reasons": s.reject_reasons,
+            "blocks": s.blocks,
+        },
+        "connection": {
+            "pool": s.pool,
+            "uptime": s.connected_for as u64,
+            "failures": s.failures,
+            "accepted": s.accepted,
+            "rejected": s.rejected,
+            "diff": s.difficulty,
+        },
+        "cpu": { "threads": state.threads },
+    })
+}

@@ -1,0 +1,175 @@
+//! The miner's settings: command-line flags (cpuminer/cgminer names), environment
+//! variables (`MINER_*`), and a TOML file (`-c FILE`) that can hold every flag.
+//! Precedence: flags, then environment, then the file, then defaults.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Every mining setting. The same struct is parsed from flags/environment (clap) and
+/// from the TOML file (serde, unknown keys refused), then merged.
+#[derive(Args, Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MineArgs {
+    /// Pool URL, stratum+tcp://HOST:PORT (repeat -o for failover pools, in order); with
+    /// --solo, the node: http://USER:PASS@HOST:PORT.
+    #[arg(short = 'o', long = "url", env = "MINER_URL", value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// Worker name (for most pools: your payout address, optionally .worker).
+    #[arg(short = 'u', long, env = "MINER_USER")]
+    pub user: Option<String>,
+    /// Worker password (some pools read options from it, e.g. d=1024).
+    #[arg(short = 'p', long, env = "MINER_PASS")]
+    pub pass: Option<String>,
+    /// Hashing threads (default: every core).
+    #[arg(short = 't', long, env = "MINER_THREADS")]
+    pub threads: Option<usize>,
+    /// CPU backend: avx512, avx2, sha-ni or scalar (default: the fastest on this CPU).
+    #[arg(long, env = "MINER_BACKEND")]
+    pub backend: Option<String>,
+    /// Ask the pool for this share difficulty (mining.suggest_difficulty).
+    #[arg(long = "suggest-diff", env = "MINER_SUGGEST_DIFF")]
+    pub suggest_diff: Option<f64>,
+    /// Do not ask for version rolling (BIP 310).
+    #[arg(long, env = "MINER_NO_VERSION_ROLLING")]
+    pub no_version_rolling: bool,
+    /// Follow client.reconnect to another host (default: same host only).
+    #[arg(long, env = "MINER_ALLOW_REDIRECT")]
+    pub allow_redirect: bool,
+    /// Seconds on a backup pool before trying the first pool again.
+    #[arg(long, env = "MINER_FAILBACK")]
+    pub failback: Option<u64>,
+    /// Seconds without a message from the pool before reconnecting.
+    #[arg(long, env = "MINER_TIMEOUT")]
+    pub timeout: Option<u64>,
+    /// Mine solo against a node's getblocktemplate instead of a pool.
+    #[arg(long, env = "MINER_SOLO")]
+    pub solo: bool,
+    /// Solo: the address the coinbase pays.
+    #[arg(long = "coinbase-addr", env = "MINER_COINBASE_ADDR")]
+    pub coinbase_addr: Option<String>,
+    /// Solo: a tag for the coinbase scriptSig.
+    #[arg(long = "coinbase-tag", env = "MINER_COINBASE_TAG")]
+    pub coinbase_tag: Option<String>,
+    /// Solo: the node's cookie file instead of a user and password in the URL.
+    #[arg(long = "rpc-cookie", env = "MINER_RPC_COOKIE")]
+    pub rpc_cookie: Option<PathBuf>,
+    /// Solo: the network the payout address must belong to (main, test, signet, regtest).
+    #[arg(long, env = "MINER_NETWORK")]
+    pub network: Option<String>,
+    /// Seconds between console status lines.
+    #[arg(long = "print-interval", env = "MINER_PRINT_INTERVAL")]
+    pub print_interval: Option<u64>,
+    /// Serve the JSON API on this address (e.g. 127.0.0.1:4048); off by default.
+    #[arg(long = "api-bind", env = "MINER_API_BIND")]
+    pub api_bind: Option<String>,
+    /// Bearer token the API requires.
+    #[arg(long = "api-token", env = "MINER_API_TOKEN")]
+    pub api_token: Option<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or an unknown key, or a wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (it names the line and the key).
+        message: String,
+    },
+}
+
+impl MineArgs {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &std::path::Path) -> Result<MineArgs, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Fills what `self` (flags and environment) left unset from `file`.
+    pub fn or(self, file: MineArgs) -> MineArgs {
+        MineArgs {
+            url: if self.url.is_empty() {
+                file.url
+            } else {
+                self.url
+            },
+            user: self.user.or(file.user),
+            pass: self.pass.or(file.pass),
+            threads: self.threads.or(file.threads),
+            backend: self.backend.or(file.backend),
+            suggest_diff: self.suggest_diff.or(file.suggest_diff),
+            no_version_rolling: self.no_version_rolling || file.no_version_rolling,
+            allow_redirect: self.allow_redirect || file.allow_redirect,
+            failback: self.failback.or(file.failback),
+            timeout: self.timeout.or(file.timeout),
+            solo: self.solo || file.solo,
+            coinbase_addr: self.coinbase_addr.or(file.coinbase_addr),
+            coinbase_tag: self.coinbase_tag.or(file.coinbase_tag),
+            rpc_cookie: self.rpc_cookie.or(file.rpc_cookie),
+            network: self.network.or(file.network),
+            print_interval: self.print_interval.or(file.print_interval),
+            api_bind: self.api_bind.or(file.api_bind),
+            api_token: self.api_token.or(file.api_token),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_flags_and_typos() {
+        let file: MineArgs = toml::from_str(
+            "url = [\"stratum+tcp://a:3333\", \"stratum+tcp://b:3333\"]\nuser = \"file-user\"\nthreads = 2\nsolo = false\n",
+        )
+        .unwrap();
+        assert_eq!(file.url.len(), 2);
+        let single: MineArgs = toml::from_str("url = \"stratum+tcp://a:3333\"").unwrap();
+        assert_eq!(single.url, vec!["stratum+tcp://a:3333".to_string()]);
+        let flags = MineArgs {
+            user: Some("flag-user".into()),
+            ..MineArgs::default()
+        };
+        let merged = flags.or(file);
+        assert_eq!(merged.user.as_deref(), Some("flag-user"));
+        assert_eq!(merged.threads, Some(2));
+        assert_eq!(merged.url.len(), 2);
+        let typo = toml::from_str::<MineArgs>("uesr = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(typo.contains("uesr"), "{typo}");
+    }
+}

@@ -1,0 +1,246 @@
+//! `miner -o ...`: wires the engine, a work source (Stratum client or solo), the statistics,
+//! the console line and the API together, and stops cleanly on Ctrl-C.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::client::{self, ClientOptions, PoolUrl, SessionConfig};
+use crate::config::MineArgs;
+use crate::engine::Engine;
+use crate::hash::{Backend, select};
+use crate::stats::{Snapshot, Stats, format_rate};
+use crate::{api, selfcheck, solo};
+
+/// Checks the settings and mines until Ctrl-C. Errors are one clear line for the user.
+pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
+    if args.url.is_empty() {
+        return Err("no pool: give -o stratum+tcp://HOST:PORT (or --solo -o http://USER:PASS@NODE:PORT); see miner --help".into());
+    }
+    let backend = match &args.backend {
+        Some(name) => {
+            let b: Backend = name.parse().map_err(|e| format!("{e}"))?;
+            if !b.is_supported() {
+                return Err(format!("backend {b} is not supported by this CPU"));
+            }
+            b
+        }
+        None => select::fastest(Duration::from_millis(100)).0,
+    };
+    selfcheck::run(backend).map_err(|e| e.to_string())?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let version_rolling = !args.no_version_rolling;
+
+    // Validate the work source before starting anything.
+    enum Source {
+        Pool(ClientOptions),
+        Solo(solo::SoloOptions),
+    }
+    let source = if args.solo {
+        let node = solo::NodeUrl::parse(&args.url[0], args.rpc_cookie.as_ref())
+            .map_err(|e| e.to_string())?;
+        let addr = args
+            .coinbase_addr
+            .clone()
+            .ok_or("--solo needs --coinbase-addr ADDRESS (who the block reward pays)")?;
+        let network = args
+            .network
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: protocol::address::AddressError| e.to_string())?;
+        let payout = solo::parse_payout(&addr, network).map_err(|e| e.to_string())?;
+        Source::Solo(solo::SoloOptions {
+            node,
+            payout,
+            tag: args
+                .coinbase_tag
+                .clone()
+                .unwrap_or_else(|| "/sha256d-stack/".into())
+                .into_bytes(),
+            version_rolling,
+            poll: Duration::from_secs(5),
+        })
+    } else {
+        let pools = args
+            .url
+            .iter()
+            .map(|u| u.parse::<PoolUrl>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Source::Pool(ClientOptions {
+            pools,
+            session: SessionConfig {
+                user: args.user.clone().ok_or(
+                    "give the worker name with -u USER (for most pools, your payout address)",
+                )?,
+                password: args.pass.clone().unwrap_or_else(|| "x".into()),
+                agent: format!("sha256d-miner/{}", env!("CARGO_PKG_VERSION")),
+                suggest_difficulty: args.suggest_diff,
+                version_rolling_mask: version_rolling.then_some(0x1fff_e000),
+                extranonce2_range: None,
+            },
+            failback: Duration::from_secs(args.failback.unwrap_or(300).max(1)),
+            allow_redirect: args.allow_redirect,
+            timeout: Duration::from_secs(args.timeout.unwrap_or(180).max(5)),
+            max_bad_lines: 10,
+        })
+    };
+
+    let (found_tx, found_rx) = std::sync::mpsc::channel();
+    let engine = Arc::new(Engine::start(backend, threads, found_tx).map_err(|e| e.to_string())?);
+    let stats = Arc::new(Stats::new(Instant::now(), backend.name()));
+    info!(%backend, threads, "hashing engine started");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let cancel = CancellationToken::new();
+
+    runtime.block_on(async {
+        if let Some(bind) = &args.api_bind {
+            let state = api::ApiState {
+                stats: stats.clone(),
+                token: args.api_token.clone(),
+                worker: args
+                    .user
+                    .clone()
+                    .or(args.coinbase_addr.clone())
+                    .unwrap_or_default(),
+                threads,
+            };
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| format!("cannot serve the API on {bind}: {e}"))?;
+            info!(%bind, "JSON API listening (GET /2/summary)");
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, api::router(state))
+                    .with_graceful_shutdown(async move { c.cancelled().await });
+                if let Err(e) = serve.await {
+                    warn!(error = %e, "API server stopped");
+                }
+            });
+        }
+        let print_every = Duration::from_secs(args.print_interval.unwrap_or(10).max(1));
+        tokio::spawn(sample_and_print(
+            engine.clone(),
+            stats.clone(),
+            print_every,
+            cancel.clone(),
+        ));
+        match source {
+            Source::Solo(opts) => {
+                info!(node = %opts.node.url, payout = %opts.payout.text, "solo mining");
+                solo::start(opts, engine.clone(), found_rx, stats.clone());
+            }
+            Source::Pool(opts) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                // The engine's channel is blocking; hand solutions to the async client.
+                std::thread::Builder::new()
+                    .name("solutions".into())
+                    .spawn(move || {
+                        while let Ok(f) = found_rx.recv() {
+                            if tx.send(f).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .map_err(|e| format!("cannot start a thread: {e}"))?;
+                tokio::spawn(client::run(
+                    opts,
+                    engine.clone(),
+                    rx,
+                    stats.clone(),
+                    cancel.clone(),
+                ));
+            }
+        }
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C; running until killed");
+            std::future::pending::<()>().await;
+        }
+        info!("stopping");
+        cancel.cancel();
+        engine.clear_work();
+        Ok::<(), String>(())
+    })?;
+    let snap = stats.snapshot(Instant::now());
+    print_summary(&snap);
+    Ok(snap)
+}
+
+async fn sample_and_print(
+    engine: Arc<Engine>,
+    stats: Arc<Stats>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_print = Instant::now();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let counts = engine
+            .stats()
+            .iter()
+            .map(|s| s.hashes.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        let now = Instant::now();
+        stats.sample(now, counts);
+        if now.duration_since(last_print) >= every {
+            last_print = now;
+            println!(
+                "{}",
+                status_line(&stats.snapshot(now), engine.hardware_errors())
+            );
+        }
+    }
+}
+
+fn show(r: Option<f64>) -> String {
+    r.map_or("-".into(), format_rate)
+}
+
+/// The console status line.
+pub fn status_line(s: &Snapshot, hardware_errors: u64) -> String {
+    format!(
+        "{} 10s | {} 60s | {} 15m | accepted {} rejected {} (stale {}) | diff {} | {}{}",
+        show(s.total[0]),
+        show(s.total[1]),
+        show(s.total[2]),
+        s.accepted,
+        s.rejected,
+        s.stale,
+        s.difficulty,
+        s.pool.as_deref().unwrap_or("not connected"),
+        if hardware_errors > 0 {
+            format!(" | HW errors {hardware_errors}")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn print_summary(s: &Snapshot) {
+    println!(
+        "summary: {:.0} s, {} hashes, {} 60s, accepted {}, rejected {} (stale {}), blocks {}",
+        s.uptime,
+        s.hashes,
+        show(s.total[1]),
+        s.accepted,
+        s.rejected,
+        s.stale,
+        s.blocks
+    );
+    for (reason, n) in &s.reject_reasons {
+        println!("  rejected {n} x {reason}");
+    }
+}

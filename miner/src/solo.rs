@@ -1,0 +1,428 @@
+//! Solo mining: work straight from a node's getblocktemplate, blocks straight to its
+//! submitblock.
+//!
+//! Two threads, both blocking (no async runtime needed): the template thread long-polls
+//! getblocktemplate (`rules: ["segwit"]`) and turns each template into engine work with a
+//! coinbase built by the protocol crate (BIP 34 height, our payout, the witness commitment
+//! when the template has one); the submit thread assembles each solution into a full block
+//! and submits it, reading the node's answer ("inconclusive": another block won the race at
+//! that height; "duplicate": already known; anything else: rejected with that reason).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use protocol::address::{self, Network, PayoutAddress};
+use protocol::block::{self, Solution};
+use protocol::coinbase::{Coinbase, CoinbaseOutput, CoinbaseSpec, template_witness_commitment};
+use protocol::merkle;
+use protocol::template::{BlockTemplate, CheckedTemplate, TemplateRequest};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::client::url::split_host_port;
+use crate::engine::{Engine, Extranonce, Found, Work};
+use crate::rpc::{RpcClient, RpcError};
+use crate::stats::Stats;
+
+/// Extranonce2 bytes in solo coinbases (there is no extranonce1).
+const EXTRANONCE2_SIZE: usize = 8;
+/// Version bits a solo miner may roll: BIP 320's general-purpose bits.
+pub const SOLO_VERSION_MASK: u32 = 0x1fff_e000;
+
+/// Where the node is and how to log in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeUrl {
+    /// `http://host:port/`.
+    pub url: String,
+    /// RPC user.
+    pub user: String,
+    /// RPC password.
+    pub password: String,
+}
+
+/// A node URL or cookie that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeUrlError {
+    /// The URL is malformed.
+    #[error("bad node URL {0:?}: expected http://USER:PASS@HOST:PORT (or --rpc-cookie FILE)")]
+    Url(String),
+    /// The cookie file cannot be read or has no `user:password`.
+    #[error("cannot use the cookie file {path}: {reason}")]
+    Cookie {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl NodeUrl {
+    /// Parses `http://[USER:PASS@]HOST:PORT[/]`; credentials from `cookie` (bitcoind's
+    /// `.cookie` file, `__cookie__:password`) when given.
+    pub fn parse(text: &str, cookie: Option<&PathBuf>) -> Result<NodeUrl, NodeUrlError> {
+        let bad = || NodeUrlError::Url(text.to_string());
+        let rest = text.strip_prefix("http://").ok_or_else(bad)?;
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (host, port) = split_host_port(hostport).map_err(|_| bad())?;
+        let (mut user, mut password) = match userinfo {
+            Some(u) => {
+                let (a, b) = u.split_once(':').unwrap_or((u, ""));
+                (a.to_string(), b.to_string())
+            }
+            None => (String::new(), String::new()),
+        };
+        if let Some(path) = cookie {
+            let err = |reason: String| NodeUrlError::Cookie {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            let (a, b) = text
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| err("no user:password in it".into()))?;
+            user = a.to_string();
+            password = b.to_string();
+        }
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        Ok(NodeUrl {
+            url: format!("http://{host}:{port}/"),
+            user,
+            password,
+        })
+    }
+}
+
+/// Solo-mining settings.
+#[derive(Clone, Debug)]
+pub struct SoloOptions {
+    /// The node.
+    pub node: NodeUrl,
+    /// Who the coinbase pays.
+    pub payout: PayoutAddress,
+    /// Tag in the coinbase scriptSig.
+    pub tag: Vec<u8>,
+    /// Roll version bits (BIP 320).
+    pub version_rolling: bool,
+    /// Template refresh when the node has no long poll.
+    pub poll: Duration,
+}
+
+/// Parses the payout address, trying each network's rules in turn when none is given.
+pub fn parse_payout(
+    addr: &str,
+    network: Option<Network>,
+) -> Result<PayoutAddress, address::AddressError> {
+    match network {
+        Some(n) => address::parse(addr, n),
+        None => {
+            let mut last = None;
+            for n in [
+                Network::Main,
+                Network::Test,
+                Network::Regtest,
+                Network::Signet,
+            ] {
+                match address::parse(addr, n) {
+                    Ok(p) => return Ok(p),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or(address::AddressError::UnknownNetwork(String::new())))
+        }
+    }
+}
+
+/// A template and the coinbase built for it, kept for assembling blocks.
+struct Job {
+    template: CheckedTemplate,
+    coinbase: Coinbase,
+    /// A block was already submitted for it: further solutions are worthless.
+    solved: std::sync::atomic::AtomicBool,
+}
+
+type Jobs = Arc<Mutex<HashMap<String, Arc<Job>>>>;
+
+/// Starts the template and submit threads. They run for the life of the process.
+pub fn start(opts: SoloOptions, engine: Arc<Engine>, found: Receiver<Found>, stats: Arc<Stats>) {
+    let jobs: Jobs = Arc::new(Mutex::new(HashMap::new()));
+    let (o, e, j, s) = (opts.clone(), engine.clone(), jobs.clone(), stats.clone());
+    let engine_for_submit = engine;
+    std::thread::Builder::new()
+        .name("solo-templates".into())
+        .spawn(move || template_loop(&o, &e, &j, &s))
+        .map_err(|e| warn!(error = %e, "cannot start the template thread"))
+        .ok();
+    std::thread::Builder::new()
+        .name("solo-submit".into())
+        .spawn(move || submit_loop(&opts, &engine_for_submit, &found, &jobs, &stats))
+        .map_err(|e| warn!(error = %e, "cannot start the submit thread"))
+        .ok();
+}
+
+fn template_loop(opts: &SoloOptions, engine: &Engine, jobs: &Jobs, stats: &Stats) {
+    // Long polls can last as long as a block interval.
+    let rpc = RpcClient::with_timeout(
+        &opts.node.url,
+        &opts.node.user,
+        &opts.node.password,
+        Duration::from_secs(1800),
+    );
+    let mut longpoll: Option<String> = None;
+    let mut backoff = Duration::from_secs(1);
+    let mut serial = 0u64;
+    loop {
+        let request = match &longpoll {
+            Some(id) => TemplateRequest::longpoll(id.clone()),
+            None => TemplateRequest::default(),
+        };
+        let template = rpc
+            .call("getblocktemplate", request.to_params())
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                BlockTemplate::from_json(&v).map_err(|e| format!("unreadable template: {e}"))
+            })
+            .and_then(|t| t.validate().map_err(|e| e.to_string()));
+        let template = match template {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(node = %opts.node.url, error = %e, retry_s = backoff.as_secs(), "getblocktemplate failed; mining the last template meanwhile");
+                stats.set_pool(None, Instant::now());
+                stats.failure();
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                longpoll = None;
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        stats.set_pool(Some(format!("solo {}", opts.node.url)), Instant::now());
+        let had_longpoll = longpoll.is_some();
+        longpoll = template.longpollid.clone();
+        match build_job(opts, template) {
+            Ok((work, job)) => {
+                serial += 1;
+                let job_id = format!("{}-{serial}", job.template.height);
+                info!(
+                    height = job.template.height,
+                    transactions = job.template.transactions.len(),
+                    value = job.template.coinbase_value,
+                    "new template"
+                );
+                let mut map = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+                // Keep the templates of the current height only: others can only be stale.
+                map.retain(|_, j| j.template.prev_hash == job.template.prev_hash);
+                map.insert(job_id.clone(), Arc::new(job));
+                drop(map);
+                stats.set_difficulty(work.target.difficulty());
+                engine.set_work(Work { job_id, ..work });
+            }
+            Err(e) => warn!(error = %e, "cannot build a coinbase for this template"),
+        }
+        if longpoll.is_none() || !had_longpoll && longpoll.is_none() {
+            std::thread::sleep(opts.poll);
+        }
+    }
+}
+
+fn build_job(opts: &SoloOptions, template: CheckedTemplate) -> Result<(Work, Job), String> {
+    let coinbase = Coinbase::build(&CoinbaseSpec {
+        height: template.height,
+        aux: template.coinbase_aux.clone(),
+        pool_tag: opts.tag.clone(),
+        extranonce1_len: 0,
+        extranonce2_len: EXTRANONCE2_SIZE,
+        outputs: vec![CoinbaseOutput {
+            value: template.coinbase_value,
+            script_pubkey: opts.payout.script_pubkey.clone(),
+        }],
+        coinbase_value: template.coinbase_value,
+        witness_commitment: template_witness_commitment(&template).map_err(|e| e.to_string())?,
+    })
+    .map_err(|e| e.to_string())?;
+    let work = Work {
+        job_id: String::new(),
+        header: protocol::BlockHeader {
+            version: template.version,
+            prev_hash: template.prev_hash,
+            merkle_root: protocol::Hash256::ZERO,
+            time: template.curtime.max(template.mintime),
+            bits: template.bits,
+            nonce: 0,
+        },
+        target: template.target,
+        version_mask: if opts.version_rolling {
+            SOLO_VERSION_MASK
+        } else {
+            0
+        },
+        extranonce: Some(Extranonce {
+            coinb1: coinbase.coinb1.clone(),
+            extranonce1: Vec::new(),
+            coinb2: coinbase.coinb2.clone(),
+            merkle_branch: merkle::coinbase_branch(&template.txids()),
+            size: EXTRANONCE2_SIZE,
+            first: 0,
+            count: u64::MAX,
+        }),
+    };
+    Ok((
+        work,
+        Job {
+            template,
+            coinbase,
+            solved: std::sync::atomic::AtomicBool::new(false),
+        },
+    ))
+}
+
+/// What the node said about a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// `null`: a new block.
+    Accepted,
+    /// Another block at this height was first.
+    Inconclusive,
+    /// The node already had it.
+    Duplicate,
+    /// Refused, with the node's reason.
+    Rejected(String),
+}
+
+/// Reads submitblock's answer.
+pub fn classify(reply: &Result<Value, RpcError>) -> BlockOutcome {
+    match reply {
+        Ok(Value::Null) => BlockOutcome::Accepted,
+        Ok(Value::String(s)) if s == "inconclusive" => BlockOutcome::Inconclusive,
+        Ok(Value::String(s)) if s.starts_with("duplicate") => BlockOutcome::Duplicate,
+        Ok(other) => BlockOutcome::Rejected(match other {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        }),
+        Err(e) => BlockOutcome::Rejected(e.to_string()),
+    }
+}
+
+fn submit_loop(
+    opts: &SoloOptions,
+    engine: &Engine,
+    found: &Receiver<Found>,
+    jobs: &Jobs,
+    stats: &Stats,
+) {
+    let rpc = RpcClient::new(&opts.node.url, &opts.node.user, &opts.node.password);
+    while let Ok(f) = found.recv() {
+        let job = jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&f.job_id)
+            .cloned();
+        // Only the first solution of a template can become a block; on regtest, where half
+        // of all hashes meet the target, the rest arrive by the thousand before the engine
+        // stops, and are dropped here without a word.
+        let Some(job) = job.filter(|j| !j.solved.swap(true, std::sync::atomic::Ordering::AcqRel))
+        else {
+            continue;
+        };
+        engine.withdraw(&f.job_id);
+        let solution = Solution {
+            extranonce1: &[],
+            extranonce2: &f.extranonce2,
+            version: f.header.version,
+            time: f.header.time,
+            nonce: f.header.nonce,
+        };
+        let assembled = match block::assemble(&job.template, &job.coinbase, &solution) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot assemble the block");
+                continue;
+            }
+        };
+        if assembled.hash() != f.hash {
+            warn!(ours = %assembled.hash(), engine = %f.hash, "assembled block hash differs from the engine's; not submitted");
+            continue;
+        }
+        let outcome = classify(&rpc.call("submitblock", json!([assembled.to_hex()])));
+        let height = job.template.height;
+        match &outcome {
+            BlockOutcome::Accepted => {
+                stats.accepted(job.template.target.difficulty());
+                stats.block();
+                info!(height, hash = %assembled.hash(), "BLOCK FOUND and accepted by the node");
+            }
+            BlockOutcome::Inconclusive => {
+                stats.rejected("inconclusive (another block won this height)", true);
+                info!(height, hash = %assembled.hash(), "block lost the race at this height (inconclusive)");
+            }
+            BlockOutcome::Duplicate => {
+                stats.rejected("duplicate", false);
+                info!(height, hash = %assembled.hash(), "the node already has this block (duplicate)");
+            }
+            BlockOutcome::Rejected(reason) => {
+                stats.rejected(reason, false);
+                warn!(height, hash = %assembled.hash(), %reason, "block rejected by the node");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls() {
+        let n = NodeUrl::parse("http://alice:secret@127.0.0.1:18443", None).unwrap();
+        assert_eq!(
+            n,
+            NodeUrl {
+                url: "http://127.0.0.1:18443/".into(),
+                user: "alice".into(),
+                password: "secret".into()
+            }
+        );
+        assert!(NodeUrl::parse("127.0.0.1:18443", None).is_err());
+        assert!(NodeUrl::parse("http://127.0.0.1", None).is_err());
+        let dir = std::env::temp_dir().join(format!("cookie-test-{}", std::process::id()));
+        std::fs::write(&dir, "__cookie__:abc123\n").unwrap();
+        let n = NodeUrl::parse("http://127.0.0.1:8332", Some(&dir)).unwrap();
+        assert_eq!(
+            (n.user.as_str(), n.password.as_str()),
+            ("__cookie__", "abc123")
+        );
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(
+            NodeUrl::parse("http://127.0.0.1:8332", Some(&dir)),
+            Err(NodeUrlError::Cookie { .. })
+        ));
+    }
+
+    #[test]
+    fn submitblock_answers() {
+        assert_eq!(classify(&Ok(Value::Null)), BlockOutcome::Accepted);
+        assert_eq!(
+            classify(&Ok(json!("inconclusive"))),
+            BlockOutcome::Inconclusive
+        );
+        assert_eq!(classify(&Ok(json!("duplicate"))), BlockOutcome::Duplicate);
+        assert_eq!(
+            classify(&Ok(json!("duplicate-inconclusive"))),
+            BlockOutcome::Duplicate
+        );
+        assert_eq!(
+            classify(&Ok(json!("high-hash"))),
+            BlockOutcome::Rejected("high-hash".into())
+        );
+    }
+}
