@@ -44,6 +44,10 @@ pub struct MineArgs {
     /// Seconds without a message from the pool before reconnecting.
     #[arg(long, env = "MINER_TIMEOUT")]
     pub timeout: Option<u64>,
+    /// For stratum+ssl pools: trust only the certificate with this SHA-256 fingerprint
+    /// (hex, colons allowed) instead of the usual certificate authorities.
+    #[arg(long = "tls-fingerprint", env = "MINER_TLS_FINGERPRINT")]
+    pub tls_fingerprint: Option<String>,
     /// Mine solo against a node's getblocktemplate instead of a pool.
     #[arg(long, env = "MINER_SOLO")]
     pub solo: bool,
@@ -134,6 +138,7 @@ impl MineArgs {
             allow_redirect: self.allow_redirect || file.allow_redirect,
             failback: self.failback.or(file.failback),
             timeout: self.timeout.or(file.timeout),
+            tls_fingerprint: self.tls_fingerprint.or(file.tls_fingerprint),
             solo: self.solo || file.solo,
             coinbase_addr: self.coinbase_addr.or(file.coinbase_addr),
             coinbase_tag: self.coinbase_tag.or(file.coinbase_tag),

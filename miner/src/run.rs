@@ -88,6 +88,11 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
             allow_redirect: args.allow_redirect,
             timeout: Duration::from_secs(args.timeout.unwrap_or(180).max(5)),
             max_bad_lines: 10,
+            tls_fingerprint: args
+                .tls_fingerprint
+                .as_deref()
+                .map(client::tls::parse_fingerprint)
+                .transpose()?,
         })
     };
 

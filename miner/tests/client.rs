@@ -138,6 +138,7 @@ fn options(pools: Vec<PoolUrl>, failback: Duration) -> ClientOptions {
         allow_redirect: false,
         timeout: Duration::from_secs(30),
         max_bad_lines: 3,
+        tls_fingerprint: None,
     }
 }
 
@@ -325,5 +326,80 @@ async fn failover_switch_back_and_reconnect() {
     let mut moved = accept(&third).await;
     opening(&mut moved).await;
     assert!(run.stats.snapshot(Instant::now()).failures >= 1);
+    run.cancel.cancel();
+}
+
+/// A TLS pool with a self-signed certificate: the client connects when the fingerprint is
+/// pinned, and refuses when the pin is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_pinned_fingerprint() {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_der = key.cert.der().clone();
+    let pin = miner::client::tls::fingerprint(cert_der.as_ref());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert_der],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls_url = PoolUrl {
+        host: "127.0.0.1".into(),
+        port,
+        tls: true,
+    };
+
+    // A wrong pin: the handshake fails and the client never sends a line.
+    let mut wrong = options(vec![tls_url.clone()], Duration::from_secs(300));
+    wrong.tls_fingerprint = Some([0u8; 32]);
+    let run = start(wrong);
+    let (tcp, _) = listener.accept().await.unwrap();
+    assert!(acceptor.accept(tcp).await.is_err());
+    run.cancel.cancel();
+
+    // The right pin: a normal session over TLS.
+    let mut right = options(vec![tls_url], Duration::from_secs(300));
+    right.tls_fingerprint = Some(pin);
+    let run = start(right);
+    let tls = loop {
+        let (tcp, _) = listener.accept().await.unwrap();
+        if let Ok(s) = acceptor.accept(tcp).await {
+            break s;
+        }
+    };
+    let mut conn = Framed::new(tls, StratumCodec::new(1 << 20));
+    let mut answered = 0;
+    while answered < 3 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Request { id, method } = msg else {
+            panic!()
+        };
+        let reply = match method {
+            Method::Configure(_) => json!({"version-rolling": false}),
+            Method::Subscribe(_) => json!([[["mining.notify", "1"]], "deadbeef", 4]),
+            _ => json!(true),
+        };
+        conn.send(&Message::result(id, reply)).await.unwrap();
+        answered += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        run.stats.snapshot(Instant::now()).pool.as_deref(),
+        Some(format!("stratum+ssl://127.0.0.1:{port}").as_str())
+    );
     run.cancel.cancel();
 }

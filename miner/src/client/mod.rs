@@ -12,6 +12,7 @@
 //!   ends the connection with a log line; never a panic or a hang.
 
 pub mod session;
+pub mod tls;
 pub mod url;
 
 use std::sync::Arc;
@@ -47,6 +48,35 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Consecutive unusable lines tolerated before reconnecting.
     pub max_bad_lines: u32,
+    /// For `stratum+ssl://` pools: trust only a certificate with this SHA-256 fingerprint
+    /// (instead of the web PKI roots).
+    pub tls_fingerprint: Option<[u8; 32]>,
+}
+
+/// A connected byte stream, plain or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Opens a TCP connection, with TLS for `stratum+ssl://`.
+async fn open(pool: &PoolUrl, pin: Option<[u8; 32]>) -> Result<Box<dyn Io>, String> {
+    let connect = TcpStream::connect((pool.host.as_str(), pool.port));
+    let stream = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+        Err(_) => return Err("connect timed out after 10 s".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    if !pool.tls {
+        return Ok(Box::new(stream));
+    }
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(pool.host.clone())
+        .map_err(|e| format!("bad TLS server name {:?}: {e}", pool.host))?;
+    let handshake = tls::connector(pin)?.connect(name, stream);
+    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+        Ok(Ok(s)) => Ok(Box::new(s)),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timed out after 10 s".into()),
+    }
 }
 
 /// Why a connection ended.
@@ -145,20 +175,10 @@ async fn connection(
     found: &mut UnboundedReceiver<Found>,
     stats: &Stats,
 ) -> End {
-    if pool.tls {
-        return End::Lost("stratum+ssl is not available in this build".into(), false);
-    }
-    let stream = match tokio::time::timeout(
-        Duration::from_secs(10),
-        TcpStream::connect((pool.host.as_str(), pool.port)),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return End::Lost(format!("cannot connect: {e}"), false),
-        Err(_) => return End::Lost("connect timed out after 10 s".into(), false),
+    let stream = match open(pool, opts.tls_fingerprint).await {
+        Ok(s) => s,
+        Err(e) => return End::Lost(e, false),
     };
-    let _ = stream.set_nodelay(true);
     info!(pool = %pool, "connected");
     // Solutions from a previous connection belong to another session: drop them.
     while found.try_recv().is_ok() {}
