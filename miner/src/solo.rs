@@ -207,7 +207,6 @@ fn template_loop(opts: &SoloOptions, engine: &Engine, jobs: &Jobs, stats: &Stats
         };
         backoff = Duration::from_secs(1);
         stats.set_pool(Some(format!("solo {}", opts.node.url)), Instant::now());
-        let had_longpoll = longpoll.is_some();
         longpoll = template.longpollid.clone();
         match build_job(opts, template) {
             Ok((work, job)) => {
@@ -229,7 +228,8 @@ fn template_loop(opts: &SoloOptions, engine: &Engine, jobs: &Jobs, stats: &Stats
             }
             Err(e) => warn!(error = %e, "cannot build a coinbase for this template"),
         }
-        if longpoll.is_none() || !had_longpoll && longpoll.is_none() {
+        // A node without long poll is asked again after a pause.
+        if longpoll.is_none() {
             std::thread::sleep(opts.poll);
         }
     }
