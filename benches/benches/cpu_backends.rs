@@ -10,8 +10,7 @@ use miner::hash::{Backend, Prepared};
 use protocol::BlockHeader;
 
 fn job(versions: u32) -> Prepared {
-    let base = miner::hash::select::sample_job();
-    let header = BlockHeader::decode(&hex_header()).expect("80 bytes");
+    let header: BlockHeader = miner::hash::select::sample_job_header();
     let list: Vec<(u32, [u32; 8])> = (0..versions)
         .map(|i| {
             let mut h = header;
@@ -19,14 +18,7 @@ fn job(versions: u32) -> Prepared {
             (h.version, h.midstate().0)
         })
         .collect();
-    Prepared::new(&list, base.tail, 0)
-}
-
-fn hex_header() -> Vec<u8> {
-    let text = "0100000081cd02ab7e569e8bcd9317e2fe99f2de44d49ab2b8851ba4a308000000000000e320b6c2fffc8d750423db8b1eb942ae710e951ed797f7affc8892b0f1fc122bc7f5d74df2b9441a42a14695";
-    (0..80)
-        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
+    Prepared::new(&list, header.tail(), 0)
 }
 
 /// The best of five windows of `seconds / 5`: shared machines are noisy, and a window
