@@ -196,8 +196,8 @@ impl Stats {
 }
 
 /// Total and per-thread H/s between the newest sample and the oldest one within `window`.
-/// `None` until the samples span at least half the window (or 2 s for short windows), so a
-/// 15-minute figure is not shown after 3 seconds.
+/// `None` until the samples span half the window, but never more than 2 s: every window
+/// shows from 2 s of data on, over the data there is.
 fn rate_over(samples: &VecDeque<(Instant, Vec<u64>)>, window: Duration) -> Option<(f64, Vec<f64>)> {
     let (newest_t, newest) = samples.back()?;
     let (oldest_t, oldest) = samples
