@@ -1,12 +1,29 @@
 //! The pool: a Stratum v1 server that takes templates from a node, hands every miner its
-//! own work, validates shares, submits blocks and records PPLNS payouts in PostgreSQL.
+//! own work, validates shares, submits blocks and (in PPLNS mode) pays the pool's address.
 //!
-//! Data flow (see docs/architecture.md):
+//! The modules in data-flow order:
 //!
 //! ```text
-//! node --getblocktemplate--> templates --Job--> sessions --submit--> shares::validate
-//!   --accepted--> share log --> PostgreSQL;  --block candidate--> submitblock --> node
+//! node (RPC) --> templates (long poll, poll, refresh, failover) --> jobs (JobMaker)
+//!   --> server (accept, limits) --> connection (socket <-> session) --> session (Stratum
+//!   state machine, vardiff, share::validate) --> blocks (submitblock to every node)
 //! ```
 //!
+//! `session`, `share`, `vardiff` and `jobs` are pure (no IO, no clock: `now` is an
+//! argument) and tested without sockets; `run` wires the tasks together.
 //! Coinbase assembly, merkle branches, targets and the Stratum wire format come from the
 //! `protocol` crate.
+
+pub mod blocks;
+pub mod config;
+pub mod connection;
+pub mod extranonce;
+pub mod jobs;
+pub mod node;
+pub mod run;
+pub mod server;
+pub mod session;
+pub mod share;
+pub mod stats;
+pub mod templates;
+pub mod vardiff;

@@ -7,7 +7,6 @@
 //! -9 ("not connected") until it has a peer, hence the pair; and -10 ("downloading blocks")
 //! on a chain with no blocks, hence one block mined at start.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -50,6 +49,8 @@ pub fn check_binary(path: PathBuf) -> Result<PathBuf, Error> {
 /// One running regtest node.
 pub struct Node {
     name: String,
+    bitcoind: PathBuf,
+    connect: Option<u16>,
     child: Child,
     datadir: PathBuf,
     p2p_port: u16,
@@ -72,39 +73,7 @@ impl Node {
         let datadir = dir.join(name);
         std::fs::create_dir_all(&datadir).map_err(Error::io("creating the node's data dir"))?;
         let (p2p_port, rpc_port) = (free_port()?, free_port()?);
-        let log =
-            File::create(datadir.join("stdout.log")).map_err(Error::io("creating node log"))?;
-        let log_err = log.try_clone().map_err(Error::io("cloning node log"))?;
-        let mut cmd = Command::new(bitcoind);
-        cmd.arg("-regtest")
-            .arg(format!("-datadir={}", datadir.display()))
-            .arg(format!("-port={p2p_port}"))
-            .arg(format!("-rpcport={rpc_port}"))
-            .args([
-                "-bind=127.0.0.1",
-                "-rpcbind=127.0.0.1",
-                "-rpcallowip=127.0.0.1",
-            ])
-            .arg(format!("-rpcuser={RPC_USER}"))
-            .arg(format!("-rpcpassword={RPC_PASSWORD}"))
-            .args([
-                "-server=1",
-                "-listen=1",
-                "-dnsseed=0",
-                "-discover=0",
-                "-printtoconsole=0",
-            ])
-            .args(["-excessiveblocksize=0", "-maxstackmemoryusageconsensus=0"])
-            .arg("-minminingtxfee=0.00000500")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        if let Some(port) = connect {
-            cmd.arg(format!("-connect=127.0.0.1:{port}"));
-        }
-        let child = cmd
-            .spawn()
-            .map_err(Error::io(format!("starting {}", bitcoind.display())))?;
+        let child = launch(bitcoind, &datadir, p2p_port, rpc_port, connect)?;
         let rpc = RpcClient::new(
             format!("http://127.0.0.1:{rpc_port}/"),
             RPC_USER,
@@ -112,12 +81,46 @@ impl Node {
         );
         Ok(Node {
             name: name.to_string(),
+            bitcoind: bitcoind.to_path_buf(),
+            connect,
             child,
             datadir,
             p2p_port,
             rpc_port,
             rpc,
         })
+    }
+
+    /// Stops the node cleanly (RPC `stop`, then waits for the process to exit), keeping
+    /// its data: a node that goes away under a pool or miner.
+    pub fn stop(&mut self) -> Result<(), Error> {
+        let _ = self.rpc.call("stop", json!([]));
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Starts a stopped node again on the same data, ports and peer, and waits for RPC.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.child = launch(
+            &self.bitcoind,
+            &self.datadir,
+            self.p2p_port,
+            self.rpc_port,
+            self.connect,
+        )?;
+        self.wait_ready()
     }
 
     /// Waits until the RPC server answers, failing early (with the node's log) if it exits.
@@ -223,6 +226,51 @@ impl Node {
     }
 }
 
+/// Starts `bitcoind` on `datadir` with the options this node needs.
+fn launch(
+    bitcoind: &Path,
+    datadir: &Path,
+    p2p_port: u16,
+    rpc_port: u16,
+    connect: Option<u16>,
+) -> Result<Child, Error> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(datadir.join("stdout.log"))
+        .map_err(Error::io("creating node log"))?;
+    let log_err = log.try_clone().map_err(Error::io("cloning node log"))?;
+    let mut cmd = Command::new(bitcoind);
+    cmd.arg("-regtest")
+        .arg(format!("-datadir={}", datadir.display()))
+        .arg(format!("-port={p2p_port}"))
+        .arg(format!("-rpcport={rpc_port}"))
+        .args([
+            "-bind=127.0.0.1",
+            "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1",
+        ])
+        .arg(format!("-rpcuser={RPC_USER}"))
+        .arg(format!("-rpcpassword={RPC_PASSWORD}"))
+        .args([
+            "-server=1",
+            "-listen=1",
+            "-dnsseed=0",
+            "-discover=0",
+            "-printtoconsole=0",
+        ])
+        .args(["-excessiveblocksize=0", "-maxstackmemoryusageconsensus=0"])
+        .arg("-minminingtxfee=0.00000500")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    if let Some(port) = connect {
+        cmd.arg(format!("-connect=127.0.0.1:{port}"));
+    }
+    cmd.spawn()
+        .map_err(Error::io(format!("starting {}", bitcoind.display())))
+}
+
 fn log_tail(datadir: &Path) -> String {
     let mut out = String::new();
     for file in ["stdout.log", "regtest/bitcoind.log"] {
@@ -298,6 +346,11 @@ impl RegtestPair {
     /// Node 0 or 1.
     pub fn node(&self, i: usize) -> &Node {
         &self.nodes[i]
+    }
+
+    /// Node 0 or 1, to stop and restart it.
+    pub fn node_mut(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i]
     }
 
     /// Waits until both nodes have the same best block.

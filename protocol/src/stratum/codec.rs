@@ -10,7 +10,7 @@
 use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::stratum::message::{Message, MessageError};
+use crate::stratum::message::{Id, Message, MessageError};
 
 /// A line cap that fits every message a miner sends, with room to spare.
 pub const MAX_LINE_FROM_MINER: usize = 16 * 1024;
@@ -38,6 +38,25 @@ pub enum FrameError {
     /// The line is JSON but not a Stratum message.
     #[error(transparent)]
     Message(#[from] MessageError),
+    /// A request with a usable id whose method or params are malformed: the id is kept so
+    /// the error reply can carry it, as the sender expects.
+    #[error("{error}")]
+    BadRequest {
+        /// The request's id.
+        id: Id,
+        /// What is wrong with it.
+        error: MessageError,
+    },
+}
+
+impl FrameError {
+    /// The id to answer with, when the line was a request whose id could be read.
+    pub fn request_id(&self) -> Option<&Id> {
+        match self {
+            FrameError::BadRequest { id, .. } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// An error that ends the stream: only I/O.
@@ -81,7 +100,10 @@ pub fn parse_line(line: &[u8]) -> Result<Message, FrameError> {
     })?;
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
-    Ok(Message::from_value(&value)?)
+    Message::from_value(&value).map_err(|error| match Id::of_request(&value) {
+        Some(id) => FrameError::BadRequest { id, error },
+        None => FrameError::Message(error),
+    })
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -229,10 +251,16 @@ mod tests {
             items[3],
             Err(FrameError::Message(MessageError::NotAnObject(_)))
         ));
+        // A malformed request keeps its id, so the reply can carry it.
         assert!(matches!(
-            items[4],
-            Err(FrameError::Message(MessageError::BadParams { .. }))
+            &items[4],
+            Err(FrameError::BadRequest { id, error: MessageError::BadParams { .. } })
+                if *id == Id::from(1u64)
         ));
+        assert_eq!(
+            items[4].as_ref().err().and_then(FrameError::request_id),
+            Some(&Id::from(1u64))
+        );
         assert!(matches!(
             items[5],
             Ok(Message::Request {

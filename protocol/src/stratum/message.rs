@@ -36,6 +36,19 @@ impl Id {
         }
     }
 
+    /// The id of a line that looks like a request (an object with a `method` key and a
+    /// non-null id), even when the rest of it cannot be decoded.
+    pub fn of_request(value: &Value) -> Option<Id> {
+        let obj = value.as_object()?;
+        if !obj.contains_key("method") {
+            return None;
+        }
+        match Id::from_value(obj.get("id")) {
+            Ok(Id::Null) | Err(_) => None,
+            Ok(id) => Some(id),
+        }
+    }
+
     fn from_value(v: Option<&Value>) -> Result<Id, MessageError> {
         match v {
             None | Some(Value::Null) => Ok(Id::Null),

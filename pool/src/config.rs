@@ -1,0 +1,456 @@
+//! The pool's settings: a TOML file with defaults for everything but the node, then
+//! environment variables and flags on top (`main.rs`). `validate` turns typos and
+//! impossible values into one clear error before anything starts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use protocol::address::{self, Network, PayoutAddress};
+use serde::Deserialize;
+
+/// Who the coinbase pays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every miner mines for itself: the coinbase pays the address in its username.
+    Solo,
+    /// The coinbase pays the pool's address; shares are credited by PPLNS.
+    #[default]
+    Pplns,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "solo" => Ok(Mode::Solo),
+            "pplns" => Ok(Mode::Pplns),
+            other => Err(format!("unknown mode {other:?}: use solo or pplns")),
+        }
+    }
+}
+
+/// Everything the pool reads at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// SOLO or PPLNS.
+    pub mode: Mode,
+    /// The chain the addresses belong to: main, test, signet or regtest.
+    pub network: String,
+    /// The pool's payout address (PPLNS mode).
+    pub pool_address: Option<String>,
+    /// Text written into every coinbase scriptSig (after the extranonces).
+    pub pool_tag: String,
+    /// Where found blocks are kept as raw hex, with a JSON log of each submission.
+    pub data_dir: PathBuf,
+    /// Nodes in order of preference.
+    pub nodes: Vec<NodeConfig>,
+    /// Templates and jobs.
+    pub jobs: JobsConfig,
+    /// Stratum listener and sessions.
+    pub stratum: StratumConfig,
+    /// Difficulty per connection.
+    pub vardiff: VardiffConfig,
+    /// Limits against bad and hostile clients.
+    pub limits: LimitsConfig,
+}
+
+/// One node's RPC endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `http://host:port/`.
+    pub url: String,
+    /// RPC user (with `password`), unless a cookie file is given.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// RPC password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The node's `.cookie` file, read again whenever the node restarts.
+    #[serde(default)]
+    pub cookie_file: Option<PathBuf>,
+}
+
+/// How templates are fetched and turned into jobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Poll `getbestblockhash` this often, besides the long poll (milliseconds).
+    pub block_poll_ms: u64,
+    /// Fetch a fresh template with new transactions this often (seconds).
+    pub refresh_secs: u64,
+    /// Long-poll timeout (seconds); the node answers earlier on a new block.
+    pub longpoll_timeout_secs: u64,
+    /// Jobs of the current block kept for late shares.
+    pub keep_jobs: usize,
+    /// The latest ntime accepted, relative to the pool's clock (seconds).
+    pub max_ntime_ahead_secs: u32,
+    /// Longest wait between retries when every node fails (seconds).
+    pub max_retry_secs: u64,
+}
+
+/// The Stratum side.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StratumConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// This process's first extranonce1 byte: give each pool process sharing a database a
+    /// different one so their extranonce1 spaces never overlap.
+    pub instance_id: u8,
+    /// Extranonce2 size given to miners (bytes).
+    pub extranonce2_size: usize,
+    /// Version-rolling bits miners may use (BIP 310).
+    pub version_mask: String,
+    /// Message shown to miners when the pool shuts down.
+    pub shutdown_message: String,
+}
+
+/// Difficulty per connection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VardiffConfig {
+    /// Difficulty of a new connection.
+    pub start: f64,
+    /// Lowest difficulty.
+    pub min: f64,
+    /// Highest difficulty (the network difficulty caps it too).
+    pub max: f64,
+    /// Seconds between shares that vardiff aims at.
+    pub target_secs: f64,
+    /// Least time between two retargets (seconds) after the first one.
+    pub retarget_secs: f64,
+    /// Shares after which the first retarget happens.
+    pub first_retarget_shares: u32,
+    /// Round difficulties to powers of two.
+    pub powers_of_two: bool,
+}
+
+/// Limits against bad and hostile clients.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest line accepted from a miner (bytes); a longer one closes the connection.
+    pub max_line: usize,
+    /// Connections at once from one IP address (0: no limit).
+    pub connections_per_ip: usize,
+    /// Connections at once in all (0: no limit).
+    pub max_connections: usize,
+    /// Messages per second a connection may send (burst of twice that).
+    pub messages_per_sec: u32,
+    /// Seconds a socket may stay connected without authorizing.
+    pub authorize_timeout_secs: u64,
+    /// Seconds without any message before a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Invalid shares in a row that get the address banned (0: never).
+    pub ban_after_invalid: u32,
+    /// How long a ban lasts (seconds).
+    pub ban_secs: u64,
+    /// Malformed lines in a row that close the connection.
+    pub max_bad_lines: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: Mode::Pplns,
+            network: "main".into(),
+            pool_address: None,
+            pool_tag: "/sha256d-pool/".into(),
+            data_dir: PathBuf::from("pool-data"),
+            nodes: Vec::new(),
+            jobs: JobsConfig::default(),
+            stratum: StratumConfig::default(),
+            vardiff: VardiffConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            block_poll_ms: 250,
+            refresh_secs: 30,
+            longpoll_timeout_secs: 120,
+            keep_jobs: 16,
+            max_ntime_ahead_secs: 7000,
+            max_retry_secs: 10,
+        }
+    }
+}
+
+impl Default for StratumConfig {
+    fn default() -> Self {
+        StratumConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 3333)),
+            instance_id: 0,
+            extranonce2_size: 8,
+            version_mask: "1fffe000".into(),
+            shutdown_message: "pool restarting, reconnect in a few seconds".into(),
+        }
+    }
+}
+
+impl Default for VardiffConfig {
+    fn default() -> Self {
+        VardiffConfig {
+            start: 1024.0,
+            min: 1.0,
+            max: 1e15,
+            target_secs: 10.0,
+            retarget_secs: 60.0,
+            first_retarget_shares: 5,
+            powers_of_two: false,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_line: protocol::stratum::codec::MAX_LINE_FROM_MINER,
+            connections_per_ip: 256,
+            max_connections: 0,
+            messages_per_sec: 50,
+            authorize_timeout_secs: 30,
+            idle_timeout_secs: 600,
+            ban_after_invalid: 100,
+            ban_secs: 600,
+            max_bad_lines: 10,
+        }
+    }
+}
+
+/// A setting that cannot work, named so the operator can find it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {detail}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        detail: String,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path}: {detail}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml said (with line and column).
+        detail: String,
+    },
+    /// A value that cannot work.
+    #[error("{key}: {detail}")]
+    Invalid {
+        /// The setting, as written in the file.
+        key: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+fn invalid(key: &'static str, detail: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        detail: detail.into(),
+    }
+}
+
+/// What `validate` derives from the settings.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The address network.
+    pub network: Network,
+    /// The pool's payout, in PPLNS mode.
+    pub pool_payout: Option<PayoutAddress>,
+    /// The version-rolling mask.
+    pub version_mask: u32,
+}
+
+impl PoolConfig {
+    /// Reads a TOML file; unknown keys are errors (a typo must not be ignored).
+    pub fn from_file(path: &Path) -> Result<PoolConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|detail| ConfigError::Parse {
+            path: path.display().to_string(),
+            detail,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<PoolConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value that could fail later, and derives the parsed forms.
+    pub fn validate(&self) -> Result<Checked, ConfigError> {
+        let network: Network = self
+            .network
+            .parse()
+            .map_err(|e: address::AddressError| invalid("network", e.to_string()))?;
+        if self.nodes.is_empty() {
+            return Err(invalid(
+                "nodes",
+                "no node configured: add [[nodes]] url = \"http://127.0.0.1:8332/\" with user/password or cookie_file",
+            ));
+        }
+        for node in &self.nodes {
+            if !node.url.starts_with("http://") {
+                return Err(invalid(
+                    "nodes.url",
+                    format!("{:?} must start with http://", node.url),
+                ));
+            }
+            let password = node.user.is_some() && node.password.is_some();
+            if !password && node.cookie_file.is_none() {
+                return Err(invalid(
+                    "nodes",
+                    format!("{} needs user and password, or cookie_file", node.url),
+                ));
+            }
+        }
+        let pool_payout = match (&self.pool_address, self.mode) {
+            (Some(a), _) => Some(
+                address::parse(a, network).map_err(|e| invalid("pool_address", e.to_string()))?,
+            ),
+            (None, Mode::Pplns) => {
+                return Err(invalid(
+                    "pool_address",
+                    "PPLNS mode needs the pool's payout address",
+                ));
+            }
+            (None, Mode::Solo) => None,
+        };
+        if self.pool_tag.len() > 40 {
+            return Err(invalid("pool_tag", "at most 40 bytes"));
+        }
+        let s = &self.stratum;
+        if !(4..=8).contains(&s.extranonce2_size) {
+            return Err(invalid("stratum.extranonce2_size", "must be 4 to 8 bytes"));
+        }
+        let version_mask = u32::from_str_radix(s.version_mask.trim_start_matches("0x"), 16)
+            .map_err(|e| invalid("stratum.version_mask", format!("not hex: {e}")))?;
+        let v = &self.vardiff;
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !(positive(v.min) && positive(v.max) && positive(v.start) && v.min <= v.max) {
+            return Err(invalid(
+                "vardiff",
+                "min, start and max must be above zero, with min <= max",
+            ));
+        }
+        if !(positive(v.target_secs) && positive(v.retarget_secs)) {
+            return Err(invalid(
+                "vardiff",
+                "target_secs and retarget_secs must be above zero",
+            ));
+        }
+        let j = &self.jobs;
+        if j.block_poll_ms == 0 || j.refresh_secs == 0 || j.keep_jobs < 2 {
+            return Err(invalid(
+                "jobs",
+                "block_poll_ms and refresh_secs above zero, keep_jobs at least 2",
+            ));
+        }
+        let l = &self.limits;
+        if l.max_line < 512 {
+            return Err(invalid("limits.max_line", "at least 512 bytes"));
+        }
+        if l.messages_per_sec == 0 {
+            return Err(invalid("limits.messages_per_sec", "must be above zero"));
+        }
+        Ok(Checked {
+            network,
+            pool_payout,
+            version_mask,
+        })
+    }
+}
+
+impl LimitsConfig {
+    /// The authorize timeout.
+    pub fn authorize_timeout(&self) -> Duration {
+        Duration::from_secs(self.authorize_timeout_secs)
+    }
+}
+
+/// The bare IP of a peer (IPv4-mapped IPv6 folded to IPv4), used for per-address limits.
+pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGTEST_ADDR: &str = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn";
+
+    fn minimal() -> PoolConfig {
+        PoolConfig::from_toml(&format!(
+            r#"
+            network = "regtest"
+            pool_address = "{REGTEST_ADDR}"
+            [[nodes]]
+            url = "http://127.0.0.1:18443/"
+            user = "u"
+            password = "p"
+            "#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_the_node() {
+        let c = minimal();
+        let checked = c.validate().unwrap();
+        assert_eq!(checked.version_mask, 0x1fffe000);
+        assert_eq!(c.stratum.extranonce2_size, 8);
+        assert_eq!(c.jobs.block_poll_ms, 250);
+        assert!(checked.pool_payout.is_some());
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let err = PoolConfig::from_toml("modee = \"solo\"").unwrap_err();
+        assert!(err.contains("unknown field `modee`"), "{err}");
+        let mut c = minimal();
+        c.pool_address = Some("not-an-address".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pool_address")
+        );
+        let mut c = minimal();
+        c.pool_address = None;
+        assert!(c.validate().unwrap_err().to_string().contains("PPLNS"));
+        c.mode = Mode::Solo;
+        assert!(c.validate().is_ok());
+        let mut c = minimal();
+        c.stratum.extranonce2_size = 2;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("extranonce2_size")
+        );
+        let mut c = minimal();
+        c.nodes[0].password = None;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cookie_file")
+        );
+    }
+}

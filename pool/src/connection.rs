@@ -1,0 +1,167 @@
+//! One connection: moves lines between the socket and the [`Session`] state machine, feeds
+//! it jobs and a one-second tick, and routes its events (shares, blocks, bans).
+//!
+//! Writes are bounded by a timeout, so a miner that stops reading cannot hold the task.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use protocol::stratum::{Message, Method, StratumCodec};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::peer_ip;
+use crate::extranonce::Lease;
+use crate::server::Shared;
+use crate::session::{CloseReason, Event, Session};
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The wall clock in unix seconds (the session itself never reads a clock).
+pub fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// Serves one miner until it leaves, misbehaves, or the pool shuts down.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    mut lease: Lease,
+    shared: &Shared,
+    cancel: CancellationToken,
+) {
+    let mut framed = Framed::new(stream, StratumCodec::new(shared.settings.limits.max_line));
+    let mut jobs = shared.jobs.clone();
+    let mut session = Session::new(
+        shared.settings.clone(),
+        shared.ids.clone(),
+        lease.bytes(),
+        Instant::now(),
+        unix_now(),
+    );
+    if let Some(job) = jobs.borrow_and_update().clone() {
+        session.on_job(Instant::now(), job);
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutting_down = false;
+    debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "connected");
+    let end = loop {
+        // Send what the session queued, then act on what happened.
+        let mut wrote = false;
+        while let Some(msg) = session.poll_transmit() {
+            if framed.feed(&msg).await.is_err() {
+                break;
+            }
+            wrote = true;
+        }
+        if wrote {
+            match tokio::time::timeout(WRITE_TIMEOUT, SinkExt::<&Message>::flush(&mut framed)).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => break format!("write failed: {e}"),
+                Err(_) => break "not reading (write timed out)".to_string(),
+            }
+        }
+        if let Some(reason) = route_events(&mut session, peer, shared) {
+            break reason.to_string();
+        }
+        tokio::select! {
+            _ = cancel.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                session.shutdown(&shared.shutdown_message);
+            }
+            item = framed.next() => match item {
+                None => break "closed by the miner".to_string(),
+                Some(Err(e)) => break format!("read failed: {e}"),
+                Some(Ok(line)) => {
+                    if let Ok(Message::Request { method: Method::Subscribe(s), .. }) = &line {
+                        resume(&mut lease, &mut session, s.session_id.as_deref(), shared);
+                    }
+                    session.handle(Instant::now(), line);
+                }
+            },
+            changed = jobs.changed() => {
+                if changed.is_err() {
+                    // The job feed ended: the pool is stopping.
+                    shutting_down = true;
+                    session.shutdown(&shared.shutdown_message);
+                } else if let Some(job) = jobs.borrow_and_update().clone() {
+                    session.on_job(Instant::now(), job);
+                }
+            }
+            _ = tick.tick() => session.on_tick(Instant::now()),
+        }
+    };
+    debug!(%peer, user = session.user().unwrap_or("-"), reason = %end, "disconnected");
+}
+
+/// A miner that subscribes with the session id it had (our extranonce1 hex) gets the same
+/// extranonce1 back when it is free, so its work stays valid across a reconnect.
+fn resume(lease: &mut Lease, session: &mut Session, id: Option<&str>, shared: &Shared) {
+    let Some(bytes) = id
+        .and_then(|id| hex::decode(id).ok())
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+    else {
+        return;
+    };
+    if bytes == lease.bytes() || session.is_subscribed() {
+        return;
+    }
+    if let Some(claimed) = shared.extranonces.claim(bytes)
+        && session.resume_extranonce1(claimed.bytes())
+    {
+        *lease = claimed;
+    }
+}
+
+/// Routes the session's events; returns why to close, if it asked to.
+fn route_events(session: &mut Session, peer: SocketAddr, shared: &Shared) -> Option<CloseReason> {
+    let mut close = None;
+    while let Some(event) = session.poll_event() {
+        match event {
+            Event::Authorized { user } => debug!(%peer, %user, "authorized"),
+            Event::Share(share) => {
+                shared
+                    .stats
+                    .accepted(share.accepted.difficulty, share.accepted.share_difficulty);
+                let _ = shared.outlets.shares.send(*share);
+            }
+            Event::Rejected { user, reason } => {
+                shared.stats.rejected(reason.label());
+                debug!(%peer, %user, reason = reason.label(), "share rejected");
+            }
+            Event::Block(block) => {
+                info!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
+                let _ = shared.outlets.blocks.send(*block);
+            }
+            Event::Difficulty(d) => debug!(%peer, difficulty = d, "difficulty"),
+            Event::Close(reason) => {
+                match &reason {
+                    CloseReason::Banned(n) => {
+                        shared.ban(peer_ip(&peer), Instant::now());
+                        warn!(%peer, invalid = n, ban_secs = shared.settings.limits.ban_secs, "banned: a run of invalid shares (limits.ban_after_invalid)");
+                    }
+                    CloseReason::Shutdown => {}
+                    CloseReason::LineTooLong => {
+                        warn!(%peer, limit = shared.settings.limits.max_line, "closing: line over the limit (limits.max_line)")
+                    }
+                    CloseReason::Flood => {
+                        warn!(%peer, limit = shared.settings.limits.messages_per_sec, "closing: too many messages (limits.messages_per_sec)")
+                    }
+                    CloseReason::AuthorizeTimeout => {
+                        info!(%peer, secs = shared.settings.limits.authorize_timeout_secs, "closing: not authorized in time (limits.authorize_timeout_secs)")
+                    }
+                    other => info!(%peer, reason = %other, "closing"),
+                }
+                close = Some(reason);
+            }
+        }
+    }
+    close
+}

@@ -1,0 +1,268 @@
+//! Jobs: what a template becomes before it goes to miners.
+//!
+//! A [`Job`] is a template plus everything a `mining.notify` needs that does not depend on
+//! the miner: an id, the merkle branch, and (in PPLNS mode) the coinbase paying the pool.
+//! In SOLO mode each session builds its own coinbase from [`coinbase_for`], because it pays
+//! the miner's own address.
+//!
+//! [`JobMaker`] is pure: it numbers jobs and sets `clean_jobs` only when the previous block
+//! changes. Which jobs a miner may still submit to is kept per session (`session.rs`), so
+//! no lock is shared between connections on the submit path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use protocol::coinbase::{
+    Coinbase, CoinbaseError, CoinbaseOutput, CoinbaseSpec, template_witness_commitment,
+};
+use protocol::stratum::{Message, Method, Notify};
+use protocol::template::CheckedTemplate;
+use protocol::{Hash256, Target, merkle};
+
+use crate::templates::Template;
+
+/// Size of the extranonce1 the pool gives every connection.
+pub const EXTRANONCE1_SIZE: usize = 4;
+
+/// What every coinbase of this pool shares.
+#[derive(Clone, Debug)]
+pub struct CoinbaseSettings {
+    /// Text in the scriptSig after the extranonces.
+    pub pool_tag: Vec<u8>,
+    /// Extranonce2 size.
+    pub extranonce2_size: usize,
+}
+
+/// A unit of work as sent to miners.
+#[derive(Debug)]
+pub struct Job {
+    /// The job id (hex), unique within this process.
+    pub id: String,
+    /// The template it came from.
+    pub template: Arc<Template>,
+    /// The merkle branch from the coinbase to the root.
+    pub branch: Vec<Hash256>,
+    /// Whether miners must drop their old work (the previous block changed).
+    pub clean: bool,
+    /// The coinbase paying the pool (PPLNS); `None` in SOLO mode.
+    pub coinbase: Option<Arc<Coinbase>>,
+    /// ntime sent with the job.
+    pub ntime: u32,
+}
+
+impl Job {
+    /// The checked template.
+    pub fn checked(&self) -> &CheckedTemplate {
+        &self.template.checked
+    }
+
+    /// The network target (a share at or below it is a block).
+    pub fn network_target(&self) -> Target {
+        self.template.checked.target
+    }
+
+    /// The network difficulty.
+    pub fn network_difficulty(&self) -> f64 {
+        self.template.checked.target.difficulty()
+    }
+
+    /// The same work under a new id, e.g. to start a new difficulty on it.
+    pub fn reissue(&self, id: String, clean: bool) -> Job {
+        Job {
+            id,
+            template: self.template.clone(),
+            branch: self.branch.clone(),
+            clean,
+            coinbase: self.coinbase.clone(),
+            ntime: self.ntime,
+        }
+    }
+
+    /// The `mining.notify` for this job with `coinbase`.
+    pub fn notify(&self, coinbase: &Coinbase, clean: bool) -> Message {
+        let t = self.checked();
+        Message::notification(Method::Notify(Notify {
+            job_id: self.id.clone(),
+            prev_hash: t.prev_hash,
+            coinb1: coinbase.coinb1.clone(),
+            coinb2: coinbase.coinb2.clone(),
+            merkle_branch: self.branch.clone(),
+            version: t.version,
+            nbits: t.bits,
+            ntime: self.ntime,
+            clean_jobs: clean,
+        }))
+    }
+}
+
+/// Builds the coinbase of `template` that pays `script_pubkey` the whole reward.
+pub fn coinbase_for(
+    template: &CheckedTemplate,
+    script_pubkey: &[u8],
+    settings: &CoinbaseSettings,
+) -> Result<Coinbase, CoinbaseError> {
+    Coinbase::build(&CoinbaseSpec {
+        height: template.height,
+        aux: template.coinbase_aux.clone(),
+        pool_tag: settings.pool_tag.clone(),
+        extranonce1_len: EXTRANONCE1_SIZE,
+        extranonce2_len: settings.extranonce2_size,
+        outputs: vec![CoinbaseOutput {
+            value: template.coinbase_value,
+            script_pubkey: script_pubkey.to_vec(),
+        }],
+        coinbase_value: template.coinbase_value,
+        witness_commitment: template_witness_commitment(template)?,
+    })
+}
+
+/// Numbers jobs and decides `clean_jobs`. Job ids come from one counter shared with the
+/// sessions' reissues, so an id never names two jobs.
+#[derive(Debug)]
+pub struct JobMaker {
+    ids: Arc<AtomicU64>,
+    settings: CoinbaseSettings,
+    pool_script: Option<Vec<u8>>,
+    last_prev: Option<Hash256>,
+}
+
+impl JobMaker {
+    /// A maker; `pool_script` is the pool's payout script in PPLNS mode, `None` in SOLO.
+    pub fn new(settings: CoinbaseSettings, pool_script: Option<Vec<u8>>) -> JobMaker {
+        JobMaker {
+            ids: Arc::new(AtomicU64::new(1)),
+            settings,
+            pool_script,
+            last_prev: None,
+        }
+    }
+
+    /// The id counter, for sessions that reissue jobs.
+    pub fn ids(&self) -> JobIds {
+        JobIds(self.ids.clone())
+    }
+
+    /// The coinbase settings.
+    pub fn settings(&self) -> &CoinbaseSettings {
+        &self.settings
+    }
+
+    /// Turns a template into the next job. `now` (unix seconds) moves ntime forward when
+    /// the template is older than the clock.
+    pub fn make(&mut self, template: Arc<Template>, now: u32) -> Result<Job, CoinbaseError> {
+        let t = &template.checked;
+        let coinbase = match &self.pool_script {
+            Some(script) => Some(Arc::new(coinbase_for(t, script, &self.settings)?)),
+            None => None,
+        };
+        let txids: Vec<Hash256> = t.transactions.iter().map(|tx| tx.txid).collect();
+        let clean = self.last_prev != Some(t.prev_hash);
+        self.last_prev = Some(t.prev_hash);
+        let ntime = t
+            .curtime
+            .max(now.min(t.curtime.saturating_add(600)))
+            .max(t.mintime);
+        Ok(Job {
+            id: self.ids().next(),
+            branch: merkle::coinbase_branch(&txids),
+            clean,
+            coinbase,
+            ntime,
+            template,
+        })
+    }
+}
+
+/// The shared job id counter.
+#[derive(Clone, Debug)]
+pub struct JobIds(Arc<AtomicU64>);
+
+impl JobIds {
+    /// The next id, as lowercase hex.
+    pub fn next(&self) -> String {
+        format!("{:x}", self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A real regtest template (Bitcoin SV node, height 103, one transaction).
+    pub(crate) fn regtest_template(prev: &str, height: u64) -> Arc<Template> {
+        let json = serde_json::json!({
+            "version": 536870912u32,
+            "previousblockhash": prev,
+            "transactions": [],
+            "coinbaseaux": {"flags": ""},
+            "coinbasevalue": 5000000000u64,
+            "longpollid": format!("{prev}1"),
+            "target": "7fffff0000000000000000000000000000000000000000000000000000000000",
+            "mintime": 1_700_000_000u32,
+            "mutable": ["time", "transactions", "prevblock"],
+            "noncerange": "00000000ffffffff",
+            "sizelimit": 32000000,
+            "curtime": 1_700_000_100u32,
+            "bits": "207fffff",
+            "height": height
+        });
+        let raw = protocol::template::BlockTemplate::from_json(&json).unwrap();
+        Arc::new(Template {
+            checked: raw.validate().unwrap(),
+            node: "test".into(),
+            fetch_time: Duration::ZERO,
+        })
+    }
+
+    pub(crate) const PREV_A: &str =
+        "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
+    pub(crate) const PREV_B: &str =
+        "1f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
+
+    fn settings() -> CoinbaseSettings {
+        CoinbaseSettings {
+            pool_tag: b"/test/".to_vec(),
+            extranonce2_size: 8,
+        }
+    }
+
+    #[test]
+    fn clean_jobs_only_when_the_previous_block_changes() {
+        let mut maker = JobMaker::new(settings(), Some(vec![0x51]));
+        let a1 = maker.make(regtest_template(PREV_A, 2), 0).unwrap();
+        let a2 = maker.make(regtest_template(PREV_A, 2), 0).unwrap();
+        let b1 = maker.make(regtest_template(PREV_B, 3), 0).unwrap();
+        assert!(a1.clean, "the first job is clean");
+        assert!(!a2.clean, "a refresh on the same block is not");
+        assert!(b1.clean, "a new block is");
+        assert_ne!(a1.id, a2.id);
+        assert_ne!(a2.id, b1.id);
+        let re = b1.reissue(maker.ids().next(), false);
+        assert!(re.id != b1.id && re.id != a1.id);
+    }
+
+    #[test]
+    fn ntime_follows_the_clock_within_bounds() {
+        let mut maker = JobMaker::new(settings(), None);
+        let t = regtest_template(PREV_A, 2);
+        assert_eq!(maker.make(t.clone(), 0).unwrap().ntime, 1_700_000_100);
+        assert_eq!(
+            maker.make(t.clone(), 1_700_000_200).unwrap().ntime,
+            1_700_000_200
+        );
+        // A clock far ahead of the template's does not drag ntime along.
+        assert_eq!(maker.make(t, 1_800_000_000).unwrap().ntime, 1_700_000_700);
+    }
+
+    #[test]
+    fn the_pool_coinbase_pays_the_whole_reward_and_rebuilds_the_block() {
+        let mut maker = JobMaker::new(settings(), Some(vec![0x51]));
+        let job = maker.make(regtest_template(PREV_A, 2), 0).unwrap();
+        let cb = job.coinbase.as_ref().unwrap();
+        let tx = cb.tx(&[1, 2, 3, 4], &[0; 8]).unwrap();
+        let value = 5_000_000_000u64.to_le_bytes();
+        assert!(tx.windows(8).any(|w| w == value));
+        assert!(job.branch.is_empty(), "no transactions: empty branch");
+    }
+}

@@ -1,0 +1,190 @@
+//! `pool`: reads the settings (file, then `POOL_*` variables and flags on top), starts the
+//! pool, and stops it gracefully on Ctrl-C or SIGTERM (a second signal exits at once).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pool::config::{Mode, NodeConfig, PoolConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Stratum v1 pool server for SHA-256d chains (SOLO or PPLNS).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (see docs/pool.md).
+    #[arg(short, long, env = "POOL_CONFIG")]
+    config: Option<PathBuf>,
+    /// solo (each miner's username is its payout address) or pplns.
+    #[arg(long, env = "POOL_MODE")]
+    mode: Option<Mode>,
+    /// Address network: main, test, signet or regtest.
+    #[arg(long, env = "POOL_NETWORK")]
+    network: Option<String>,
+    /// The pool's payout address (PPLNS mode).
+    #[arg(long, env = "POOL_ADDRESS")]
+    pool_address: Option<String>,
+    /// Stratum listen address, e.g. 0.0.0.0:3333.
+    #[arg(long, env = "POOL_STRATUM_BIND")]
+    stratum_bind: Option<SocketAddr>,
+    /// Node RPC URL, http://USER:PASS@HOST:PORT/ (repeat for failover; replaces the file's
+    /// nodes).
+    #[arg(long = "node", env = "POOL_NODES", value_delimiter = ',')]
+    nodes: Vec<String>,
+    /// The node's cookie file, for --node URLs without a user and password.
+    #[arg(long, env = "POOL_RPC_COOKIE")]
+    rpc_cookie: Option<PathBuf>,
+    /// First extranonce1 byte: different for every pool process sharing a database.
+    #[arg(long, env = "POOL_INSTANCE_ID")]
+    instance_id: Option<u8>,
+    /// Where found blocks are kept.
+    #[arg(long, env = "POOL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// `http://user:pass@host:port/` into a node setting.
+fn node_from_url(url: &str, cookie: Option<&PathBuf>) -> Result<NodeConfig, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--node {url}: must start with http://"))?;
+    let (credentials, host) = match rest.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, rest),
+    };
+    let (user, password) = match credentials.map(|c| c.split_once(':')) {
+        Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
+        Some(None) => return Err(format!("--node {url}: credentials must be USER:PASS")),
+        None => (None, None),
+    };
+    if user.is_none() && cookie.is_none() {
+        return Err(format!(
+            "--node {url}: give USER:PASS@ in the URL or --rpc-cookie"
+        ));
+    }
+    Ok(NodeConfig {
+        url: format!("http://{host}"),
+        user,
+        password,
+        cookie_file: cookie.cloned(),
+    })
+}
+
+fn settings(args: &Args) -> Result<PoolConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => PoolConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => PoolConfig::default(),
+    };
+    if let Some(mode) = args.mode {
+        config.mode = mode;
+    }
+    if let Some(n) = &args.network {
+        config.network = n.clone();
+    }
+    if let Some(a) = &args.pool_address {
+        config.pool_address = Some(a.clone());
+    }
+    if let Some(b) = args.stratum_bind {
+        config.stratum.bind = b;
+    }
+    if !args.nodes.is_empty() {
+        config.nodes = args
+            .nodes
+            .iter()
+            .map(|u| node_from_url(u, args.rpc_cookie.as_ref()))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(i) = args.instance_id {
+        config.stratum.instance_id = i;
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match settings(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pool: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let running = match pool::run::start(config, cancel.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        signalled().await;
+        info!("shutting down: no new connections, miners asked to reconnect (signal again to exit now)");
+        cancel.cancel();
+        tokio::select! {
+            _ = running.wait() => {}
+            _ = signalled() => {}
+        }
+        info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls() {
+        let n = node_from_url("http://u:p@127.0.0.1:8332/", None).unwrap();
+        assert_eq!(n.url, "http://127.0.0.1:8332/");
+        assert_eq!(n.user.as_deref(), Some("u"));
+        assert_eq!(n.password.as_deref(), Some("p"));
+        assert!(node_from_url("http://127.0.0.1:8332/", None).is_err());
+        let cookie = PathBuf::from("/tmp/.cookie");
+        let n = node_from_url("http://127.0.0.1:8332/", Some(&cookie)).unwrap();
+        assert_eq!(n.cookie_file, Some(cookie));
+        assert!(node_from_url("https://x/", None).is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! Wiring: checks the settings and the node, binds the listener, and starts the template
+//! feed, the job maker, the block submitter, the share log and the Stratum server.
+//!
+//! ```text
+//! templates::run --watch Template--> make_jobs --watch Job--> server/connection tasks
+//! connections --mpsc BlockEvent--> blocks::run --submitblock--> nodes  (--kick--> templates)
+//! connections --mpsc ShareEvent--> share log
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::blocks::{self, BlockRecord};
+use crate::config::{ConfigError, Mode, PoolConfig};
+use crate::connection::unix_now;
+use crate::extranonce::Extranonces;
+use crate::jobs::{CoinbaseSettings, Job, JobMaker};
+use crate::node::Node;
+use crate::server::{self, Outlets, Shared};
+use crate::session::{SessionSettings, ShareEvent};
+use crate::stats::PoolStats;
+use crate::templates::{self, FeedOptions, Template};
+
+/// Why the pool could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The node says the pool's address is invalid.
+    #[error("the node says pool_address {address} is not valid: {detail}")]
+    PoolAddress {
+        /// The address.
+        address: String,
+        /// What the node said.
+        detail: String,
+    },
+    /// The Stratum port could not be bound, or the data dir created.
+    #[error("{what}: {detail}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The OS error.
+        detail: String,
+    },
+}
+
+/// A running pool.
+pub struct RunningPool {
+    /// The Stratum address it listens on.
+    pub stratum_addr: SocketAddr,
+    /// Live counters.
+    pub stats: Arc<PoolStats>,
+    /// Blocks as they are decided (accepted or refused).
+    pub blocks: mpsc::UnboundedReceiver<BlockRecord>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningPool {
+    /// Waits until every task has ended (after the cancel token fired).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the pool; it runs until `cancel` fires.
+pub async fn start(
+    config: PoolConfig,
+    cancel: CancellationToken,
+) -> Result<RunningPool, StartError> {
+    let checked = config.validate()?;
+    let longpoll = Duration::from_secs(config.jobs.longpoll_timeout_secs);
+    let nodes: Vec<Node> = config
+        .nodes
+        .iter()
+        .map(|n| Node::new(n, longpoll))
+        .collect();
+    if let Some(payout) = &checked.pool_payout {
+        check_pool_address(&nodes, &payout.text).await?;
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Io {
+        what: format!("creating data_dir {}", config.data_dir.display()),
+        detail: e.to_string(),
+    })?;
+    let listener = TcpListener::bind(config.stratum.bind)
+        .await
+        .map_err(|e| StartError::Io {
+            what: format!("binding stratum.bind {}", config.stratum.bind),
+            detail: e.to_string(),
+        })?;
+    let stratum_addr = listener.local_addr().map_err(|e| StartError::Io {
+        what: "reading the listener's address".into(),
+        detail: e.to_string(),
+    })?;
+
+    let coinbase = CoinbaseSettings {
+        pool_tag: config.pool_tag.as_bytes().to_vec(),
+        extranonce2_size: config.stratum.extranonce2_size,
+    };
+    let pool_script = match config.mode {
+        Mode::Pplns => checked
+            .pool_payout
+            .as_ref()
+            .map(|p| p.script_pubkey.clone()),
+        Mode::Solo => None,
+    };
+    let maker = JobMaker::new(coinbase.clone(), pool_script);
+    let ids = maker.ids();
+    let settings = Arc::new(SessionSettings {
+        mode: config.mode,
+        network: checked.network,
+        version_mask: checked.version_mask,
+        coinbase,
+        vardiff: config.vardiff.clone(),
+        keep_jobs: config.jobs.keep_jobs,
+        max_ntime_ahead: config.jobs.max_ntime_ahead_secs,
+        limits: config.limits.clone(),
+    });
+    let stats = Arc::new(PoolStats::default());
+    let kick = Arc::new(Notify::new());
+    let (template_tx, template_rx) = watch::channel(None);
+    let (job_tx, job_rx) = watch::channel(None);
+    let (block_tx, block_rx) = mpsc::unbounded_channel();
+    let (share_tx, share_rx) = mpsc::unbounded_channel();
+    let (found_tx, found_rx) = mpsc::unbounded_channel();
+
+    let feed_options = FeedOptions {
+        block_poll: Duration::from_millis(config.jobs.block_poll_ms),
+        refresh: Duration::from_secs(config.jobs.refresh_secs),
+        longpoll_timeout: longpoll,
+        max_retry: Duration::from_secs(config.jobs.max_retry_secs.max(1)),
+    };
+    let mut tasks = vec![
+        tokio::spawn(templates::run(
+            nodes.clone(),
+            feed_options,
+            template_tx,
+            kick.clone(),
+            cancel.clone(),
+        )),
+        tokio::spawn(make_jobs(maker, template_rx, job_tx)),
+        tokio::spawn(share_log(share_rx)),
+        tokio::spawn(blocks::run(
+            nodes,
+            config.data_dir.clone(),
+            block_rx,
+            found_tx,
+            kick,
+            stats.clone(),
+        )),
+    ];
+    let shared = Arc::new(Shared::new(
+        settings,
+        ids,
+        Extranonces::new(config.stratum.instance_id),
+        stats.clone(),
+        Outlets {
+            blocks: block_tx,
+            shares: share_tx,
+        },
+        job_rx,
+        config.stratum.shutdown_message.clone(),
+    ));
+    tasks.push(tokio::spawn(server::run(listener, shared, cancel)));
+    info!(
+        stratum = %stratum_addr,
+        mode = ?config.mode,
+        network = %config.network,
+        nodes = config.nodes.len(),
+        "pool started"
+    );
+    Ok(RunningPool {
+        stratum_addr,
+        stats,
+        blocks: found_rx,
+        tasks,
+    })
+}
+
+/// Accepted shares. Until the PostgreSQL store exists they are logged at debug level and
+/// counted in the statistics; the channel ends when the last connection does.
+async fn share_log(mut shares: mpsc::UnboundedReceiver<ShareEvent>) {
+    while let Some(share) = shares.recv().await {
+        tracing::debug!(
+            user = %share.user,
+            difficulty = share.accepted.difficulty,
+            share_difficulty = share.accepted.share_difficulty,
+            height = share.height,
+            "share accepted"
+        );
+    }
+}
+
+/// Turns each template into a job; ends when the feed ends.
+async fn make_jobs(
+    mut maker: JobMaker,
+    mut templates: watch::Receiver<Option<Arc<Template>>>,
+    jobs: watch::Sender<Option<Arc<Job>>>,
+) {
+    while templates.changed().await.is_ok() {
+        let Some(template) = templates.borrow_and_update().clone() else {
+            continue;
+        };
+        match maker.make(template, unix_now()) {
+            Ok(job) => {
+                jobs.send_replace(Some(Arc::new(job)));
+            }
+            Err(e) => {
+                error!(error = %e, "cannot build a coinbase for this template; miners keep the last job")
+            }
+        }
+    }
+}
+
+/// Asks the node whether the pool's address is valid (it knows address kinds we may not,
+/// such as CashAddr); an unreachable node is only a warning, since the feed retries.
+async fn check_pool_address(nodes: &[Node], address: &str) -> Result<(), StartError> {
+    for node in nodes {
+        match node.call("validateaddress", json!([address])).await {
+            Ok(reply) => {
+                if reply.get("isvalid").and_then(Value::as_bool) == Some(true) {
+                    return Ok(());
+                }
+                return Err(StartError::PoolAddress {
+                    address: address.to_string(),
+                    detail: reply.to_string(),
+                });
+            }
+            Err(e) => {
+                warn!(node = %node.url(), error = %e, "cannot check pool_address with the node")
+            }
+        }
+    }
+    Ok(())
+}

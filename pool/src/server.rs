@@ -1,0 +1,208 @@
+//! The Stratum listener: the accept loop, admission (bans, connections per address and in
+//! all, extranonce1 space), one task per connection, and graceful shutdown.
+//!
+//! Shared state is a [`Shared`] handle: the per-address table sits behind a
+//! `std::sync::Mutex` that is held only for a map lookup and never across an `.await`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::peer_ip;
+use crate::connection;
+use crate::extranonce::Extranonces;
+use crate::jobs::{Job, JobIds};
+use crate::session::{BlockEvent, SessionSettings, ShareEvent};
+use crate::stats::PoolStats;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Session settings.
+    pub settings: Arc<SessionSettings>,
+    /// Job ids for reissued jobs.
+    pub ids: JobIds,
+    /// Extranonce1 allocation.
+    pub extranonces: Extranonces,
+    /// Counters.
+    pub stats: Arc<PoolStats>,
+    /// Where blocks and shares go.
+    pub outlets: Outlets,
+    /// The newest job.
+    pub jobs: watch::Receiver<Option<Arc<Job>>>,
+    /// Shown to miners at shutdown.
+    pub shutdown_message: String,
+    peers: Mutex<HashMap<IpAddr, Peer>>,
+}
+
+/// Where connections send what they produce.
+#[derive(Clone, Debug)]
+pub struct Outlets {
+    /// Block candidates, to the submitter.
+    pub blocks: mpsc::UnboundedSender<BlockEvent>,
+    /// Accepted shares, to the share log.
+    pub shares: mpsc::UnboundedSender<ShareEvent>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    connections: usize,
+    banned_until: Option<Instant>,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// The address is banned.
+    Banned,
+    /// Too many connections from the address.
+    PerAddress(usize),
+    /// Too many connections in all.
+    Total(usize),
+}
+
+impl Shared {
+    /// The shared state.
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        ids: JobIds,
+        extranonces: Extranonces,
+        stats: Arc<PoolStats>,
+        outlets: Outlets,
+        jobs: watch::Receiver<Option<Arc<Job>>>,
+        shutdown_message: String,
+    ) -> Shared {
+        Shared {
+            settings,
+            ids,
+            extranonces,
+            stats,
+            outlets,
+            jobs,
+            shutdown_message,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Peer>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a connection from `ip` or says why not.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let limits = &self.settings.limits;
+        let total = self.stats.snapshot().connections as usize;
+        let mut peers = self.peers();
+        let peer = peers.entry(ip).or_default();
+        if peer.banned_until.is_some_and(|until| until > now) {
+            return Err(Refusal::Banned);
+        }
+        peer.banned_until = None;
+        if limits.connections_per_ip > 0 && peer.connections >= limits.connections_per_ip {
+            return Err(Refusal::PerAddress(peer.connections));
+        }
+        if limits.max_connections > 0 && total >= limits.max_connections {
+            return Err(Refusal::Total(total));
+        }
+        peer.connections += 1;
+        Ok(())
+    }
+
+    /// A connection from `ip` ended.
+    pub fn release(&self, ip: IpAddr) {
+        let mut peers = self.peers();
+        if let Some(peer) = peers.get_mut(&ip) {
+            peer.connections = peer.connections.saturating_sub(1);
+            if peer.connections == 0 && peer.banned_until.is_none() {
+                peers.remove(&ip);
+            }
+        }
+    }
+
+    /// Bans `ip` for the configured time.
+    pub fn ban(&self, ip: IpAddr, now: Instant) {
+        let until = now + Duration::from_secs(self.settings.limits.ban_secs);
+        self.peers().entry(ip).or_default().banned_until = Some(until);
+        self.stats.banned();
+    }
+}
+
+/// Accepts connections until `cancel` fires, then tells every miner to reconnect and
+/// waits (at most 10 seconds) for the connection tasks to flush and end.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = peer_ip(&addr);
+        if let Err(refusal) = shared.admit(ip, Instant::now()) {
+            shared.stats.refused();
+            log_refusal(addr, &refusal, &shared);
+            continue; // dropping the stream closes it
+        }
+        let Some(lease) = shared.extranonces.allocate() else {
+            shared.release(ip);
+            shared.stats.refused();
+            warn!(peer = %addr, "connection refused: extranonce1 space exhausted");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            shared.stats.connected();
+            connection::serve(stream, addr, lease, &shared, cancel).await;
+            shared.stats.disconnected();
+            shared.release(ip);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    info!(
+        connections = tracker.len(),
+        "stopped accepting; asking miners to reconnect"
+    );
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within 10 s");
+    }
+}
+
+fn log_refusal(addr: SocketAddr, refusal: &Refusal, shared: &Shared) {
+    let limits = &shared.settings.limits;
+    match refusal {
+        Refusal::Banned => info!(peer = %addr, "connection refused: address is banned"),
+        Refusal::PerAddress(n) => warn!(
+            peer = %addr,
+            open = n,
+            limit = limits.connections_per_ip,
+            "connection refused: too many connections from this address (limits.connections_per_ip)"
+        ),
+        Refusal::Total(n) => warn!(
+            peer = %addr,
+            open = n,
+            limit = limits.max_connections,
+            "connection refused: connection limit reached (limits.max_connections)"
+        ),
+    }
+}

@@ -1,0 +1,725 @@
+//! One miner's Stratum session as a state machine with no IO and no clock.
+//!
+//! The connection driver (`connection.rs`) feeds it lines ([`Session::handle`]), jobs
+//! ([`Session::on_job`]) and ticks ([`Session::on_tick`]), each with `now`, and takes what
+//! to send ([`Session::poll_transmit`]) and what happened ([`Session::poll_event`]).
+//!
+//! What miners in the field expect, and what this does:
+//! - `mining.configure` (BIP 310) may come first; the granted version mask is the
+//!   requested one within the pool's, and submits are checked against it.
+//! - Work is sent once the connection is subscribed and authorized: `set_difficulty`, then
+//!   `notify`. A new difficulty (vardiff, `suggest_difficulty`, the network cap) is sent
+//!   with the current work reissued under a new job id, so it applies from the next job;
+//!   shares on older jobs are checked against the lower of the two difficulties.
+//! - Each job keeps the set of shares accepted on it, so duplicates are caught; jobs of an
+//!   older block answer "stale", forgotten ones "job not found".
+//! - Every reply carries `"error": null` or an error triple.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::address::{self, Network, PayoutAddress};
+use protocol::block::{self, Solution};
+use protocol::coinbase::Coinbase;
+use protocol::stratum::{
+    ConfigureResult, FrameError, Id, Message, Method, Reconnect, SetExtranonce, StratumError,
+    Submit, SubscribeResult,
+};
+use protocol::{Hash256, Target};
+use serde_json::{Value, json};
+
+use crate::config::{LimitsConfig, Mode, VardiffConfig};
+use crate::jobs::{CoinbaseSettings, Job, JobIds, coinbase_for};
+use crate::share::{self, Accepted, Reject, ShareKey};
+use crate::vardiff::Vardiff;
+
+/// What every session of a pool shares.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// SOLO or PPLNS.
+    pub mode: Mode,
+    /// The network usernames' addresses must belong to.
+    pub network: Network,
+    /// The version bits the pool lets miners roll.
+    pub version_mask: u32,
+    /// Coinbase layout (pool tag, extranonce2 size).
+    pub coinbase: CoinbaseSettings,
+    /// Vardiff settings.
+    pub vardiff: VardiffConfig,
+    /// Jobs kept per connection for late shares.
+    pub keep_jobs: usize,
+    /// Latest ntime accepted, ahead of the pool's clock.
+    pub max_ntime_ahead: u32,
+    /// Limits.
+    pub limits: LimitsConfig,
+}
+
+/// Why the session wants the connection closed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CloseReason {
+    /// The peer sent a line over the limit.
+    LineTooLong,
+    /// Too many malformed lines in a row.
+    BadLines(u32),
+    /// More messages per second than allowed.
+    Flood,
+    /// Not authorized in time.
+    AuthorizeTimeout,
+    /// Nothing received for too long.
+    Idle,
+    /// Banned for a run of invalid shares.
+    Banned(u32),
+    /// The pool is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::LineTooLong => write!(f, "line over the length limit"),
+            CloseReason::BadLines(n) => write!(f, "{n} malformed lines in a row"),
+            CloseReason::Flood => write!(f, "too many messages per second"),
+            CloseReason::AuthorizeTimeout => write!(f, "did not authorize in time"),
+            CloseReason::Idle => write!(f, "idle too long"),
+            CloseReason::Banned(n) => write!(f, "banned after {n} invalid shares in a row"),
+            CloseReason::Shutdown => write!(f, "pool shutting down"),
+        }
+    }
+}
+
+/// A share the pool accepted, for statistics and the share log.
+#[derive(Clone, Debug)]
+pub struct ShareEvent {
+    /// The username it was submitted under.
+    pub user: String,
+    /// The payout address (the username's part before the first dot).
+    pub address: String,
+    /// The worker name (after the dot; empty when none).
+    pub worker: String,
+    /// The share.
+    pub accepted: Accepted,
+    /// Height of the block it was mined on.
+    pub height: u64,
+    /// The network difficulty then.
+    pub network_difficulty: f64,
+}
+
+/// A share that is a block: everything needed to submit it.
+#[derive(Clone, Debug)]
+pub struct BlockEvent {
+    /// Height.
+    pub height: u64,
+    /// The block hash.
+    pub hash: Hash256,
+    /// The previous block.
+    pub prev_hash: Hash256,
+    /// The serialized block, hex.
+    pub hex: String,
+    /// Who found it.
+    pub user: String,
+    /// The coinbase value.
+    pub reward: u64,
+}
+
+/// Something the driver or the rest of the pool must act on.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A worker authorized.
+    Authorized {
+        /// The username.
+        user: String,
+    },
+    /// A share was accepted.
+    Share(Box<ShareEvent>),
+    /// A share was refused.
+    Rejected {
+        /// The username (as sent).
+        user: String,
+        /// Why.
+        reason: Reject,
+    },
+    /// A block candidate.
+    Block(Box<BlockEvent>),
+    /// The difficulty changed.
+    Difficulty(f64),
+    /// Close the connection (after sending what is queued); a ban is also recorded.
+    Close(CloseReason),
+}
+
+/// A job as sent on this connection.
+#[derive(Debug)]
+struct SentJob {
+    job: Arc<Job>,
+    coinbase: Arc<Coinbase>,
+    difficulty: f64,
+    seen: HashSet<ShareKey>,
+}
+
+/// A token bucket for the message rate.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate * 2.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The session.
+#[derive(Debug)]
+pub struct Session {
+    settings: Arc<SessionSettings>,
+    ids: JobIds,
+    extranonce1: [u8; 4],
+    subscribed: bool,
+    extranonce_subscribed: bool,
+    version_mask: u32,
+    users: Vec<String>,
+    payout: Option<PayoutAddress>,
+    vardiff: Vardiff,
+    /// The difficulty last sent with `set_difficulty`.
+    sent_difficulty: Option<f64>,
+    current: Option<Arc<Job>>,
+    jobs: VecDeque<SentJob>,
+    invalid_in_row: u32,
+    bad_lines_in_row: u32,
+    bucket: Bucket,
+    connected: Instant,
+    /// Unix time at `connected`: with `Instant`s this gives the wall clock for ntime
+    /// checks without reading it.
+    connected_unix: u32,
+    last_message: Instant,
+    closing: bool,
+    out: VecDeque<Message>,
+    events: VecDeque<Event>,
+}
+
+/// Splits `address.worker` (a few miners use `_`, which addresses never contain).
+pub fn split_user(user: &str) -> (&str, &str) {
+    user.split_once(['.', '_']).unwrap_or((user, ""))
+}
+
+/// The `d=N` option of a password like `x,d=512`.
+pub fn password_difficulty(password: &str) -> Option<f64> {
+    password
+        .split([',', ';', ' '])
+        .filter_map(|kv| kv.trim().strip_prefix("d="))
+        .filter_map(|v| v.parse::<f64>().ok())
+        .find(|d| d.is_finite() && *d > 0.0)
+}
+
+impl Session {
+    /// A new connection with its extranonce1, at `now` (unix time `now_unix`).
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        ids: JobIds,
+        extranonce1: [u8; 4],
+        now: Instant,
+        now_unix: u32,
+    ) -> Session {
+        let rate = f64::from(settings.limits.messages_per_sec);
+        Session {
+            vardiff: Vardiff::new(&settings.vardiff, now),
+            settings,
+            ids,
+            extranonce1,
+            subscribed: false,
+            extranonce_subscribed: false,
+            version_mask: 0,
+            users: Vec::new(),
+            payout: None,
+            sent_difficulty: None,
+            current: None,
+            jobs: VecDeque::new(),
+            invalid_in_row: 0,
+            bad_lines_in_row: 0,
+            bucket: Bucket {
+                tokens: rate * 2.0,
+                rate,
+                last: now,
+            },
+            connected: now,
+            connected_unix: now_unix,
+            last_message: now,
+            closing: false,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The extranonce1.
+    pub fn extranonce1(&self) -> [u8; 4] {
+        self.extranonce1
+    }
+
+    /// Takes another extranonce1 before subscribing (a miner resuming its session).
+    pub fn resume_extranonce1(&mut self, extranonce1: [u8; 4]) -> bool {
+        if self.subscribed {
+            return false;
+        }
+        self.extranonce1 = extranonce1;
+        true
+    }
+
+    /// Whether `mining.subscribe` was answered.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// Whether a worker is authorized.
+    pub fn is_authorized(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// The difficulty in force.
+    pub fn difficulty(&self) -> f64 {
+        self.vardiff.difficulty()
+    }
+
+    /// The first authorized username.
+    pub fn user(&self) -> Option<&str> {
+        self.users.first().map(String::as_str)
+    }
+
+    fn unix_time(&self, now: Instant) -> u32 {
+        let since = now.saturating_duration_since(self.connected).as_secs();
+        self.connected_unix
+            .saturating_add(u32::try_from(since).unwrap_or(u32::MAX))
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if !self.closing {
+            self.closing = true;
+            self.events.push_back(Event::Close(reason));
+        }
+    }
+
+    fn reply(&mut self, id: Id, result: Value) {
+        self.out.push_back(Message::result(id, result));
+    }
+
+    fn reply_error(&mut self, id: Id, error: StratumError) {
+        self.out.push_back(Message::error(id, error));
+    }
+
+    /// Handles one decoded line (or why it could not be decoded).
+    pub fn handle(&mut self, now: Instant, line: Result<Message, FrameError>) {
+        if self.closing {
+            return;
+        }
+        self.last_message = now;
+        if !self.bucket.take(now) {
+            self.close(CloseReason::Flood);
+            return;
+        }
+        let message = match line {
+            Ok(m) => m,
+            Err(FrameError::LineTooLong { .. }) => {
+                self.close(CloseReason::LineTooLong);
+                return;
+            }
+            Err(e) => {
+                self.bad_lines_in_row += 1;
+                let id = e.request_id().cloned().unwrap_or(Id::Null);
+                self.reply_error(
+                    id,
+                    StratumError::new(StratumError::OTHER, format!("Malformed request: {e}")),
+                );
+                if self.bad_lines_in_row >= self.settings.limits.max_bad_lines {
+                    self.close(CloseReason::BadLines(self.bad_lines_in_row));
+                }
+                return;
+            }
+        };
+        self.bad_lines_in_row = 0;
+        let (id, method) = match message {
+            Message::Request { id, method } => (id, method),
+            Message::Response(_) => return, // e.g. a client.get_version answer
+        };
+        match method {
+            Method::Configure(c) => {
+                let mut result = ConfigureResult::default();
+                if let Some(asked) = c.version_rolling_mask() {
+                    self.version_mask = asked & self.settings.version_mask;
+                    result.version_rolling_mask = Some(self.version_mask);
+                }
+                if let Some(d) = c.minimum_difficulty() {
+                    result.minimum_difficulty = Some(true);
+                    if let Some(d) = self.vardiff.suggest(d) {
+                        self.difficulty_changed(d);
+                    }
+                }
+                self.reply(id, result.to_value());
+            }
+            Method::Subscribe(_) => {
+                let first = !self.subscribed;
+                self.subscribed = true;
+                let sid = hex::encode(self.extranonce1);
+                let result = SubscribeResult {
+                    subscriptions: vec![
+                        ("mining.set_difficulty".into(), sid.clone()),
+                        ("mining.notify".into(), sid),
+                    ],
+                    extranonce1: self.extranonce1.to_vec(),
+                    extranonce2_size: self.settings.coinbase.extranonce2_size,
+                };
+                self.reply(id, result.to_value());
+                if first {
+                    self.start_work();
+                }
+            }
+            Method::Authorize(a) => self.authorize(id, &a.user, a.password.as_deref()),
+            Method::Submit(s) => self.submit(now, id, &s),
+            Method::ExtranonceSubscribe => {
+                self.extranonce_subscribed = true;
+                self.reply(id, json!(true));
+            }
+            Method::SuggestDifficulty(d) => {
+                if let Some(d) = self.vardiff.suggest(d) {
+                    self.difficulty_changed(d);
+                }
+                if id != Id::Null {
+                    self.reply(id, json!(true));
+                }
+            }
+            Method::GetTransactions(_) => self.reply(id, json!([])),
+            other => {
+                if id != Id::Null {
+                    self.reply_error(
+                        id,
+                        StratumError::new(
+                            StratumError::METHOD_NOT_FOUND,
+                            format!("Method not found: {}", other.name()),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn authorize(&mut self, id: Id, user: &str, password: Option<&str>) {
+        let (addr, _) = split_user(user);
+        let payout = match address::parse(addr, self.settings.network) {
+            Ok(p) => p,
+            Err(e) => {
+                self.reply_error(
+                    id,
+                    StratumError::new(
+                        StratumError::UNAUTHORIZED,
+                        format!("Username must be a payout address (ADDRESS.worker): {e}"),
+                    ),
+                );
+                return;
+            }
+        };
+        if self.settings.mode == Mode::Solo
+            && let Some(current) = &self.payout
+            && current.script_pubkey != payout.script_pubkey
+        {
+            self.reply_error(
+                id,
+                StratumError::new(
+                    StratumError::UNAUTHORIZED,
+                    format!(
+                        "SOLO mode pays one address per connection ({}); open another connection",
+                        current.text
+                    ),
+                ),
+            );
+            return;
+        }
+        if let Some(d) = password.and_then(password_difficulty)
+            && let Some(d) = self.vardiff.fix(d)
+        {
+            self.difficulty_changed(d);
+        }
+        let first = self.users.is_empty();
+        if !self.users.iter().any(|u| u == user) {
+            self.users.push(user.to_string());
+        }
+        if self.payout.is_none() {
+            self.payout = Some(payout);
+        }
+        self.reply(id, json!(true));
+        self.events.push_back(Event::Authorized {
+            user: user.to_string(),
+        });
+        if first {
+            self.start_work();
+        }
+    }
+
+    /// Sends the first difficulty and job once both subscribed and authorized.
+    fn start_work(&mut self) {
+        if self.subscribed && self.is_authorized() && self.current.is_some() {
+            self.send_current(true);
+        }
+    }
+
+    fn difficulty_changed(&mut self, d: f64) {
+        self.events.push_back(Event::Difficulty(d));
+        if self.subscribed && self.is_authorized() && self.sent_difficulty.is_some() {
+            self.send_current(false);
+        }
+    }
+
+    /// Sends `set_difficulty` if it changed, then the current job: the job itself the
+    /// first time, reissued under a new id when only the difficulty changed.
+    fn send_current(&mut self, fresh: bool) {
+        let Some(job) = self.current.clone() else {
+            return;
+        };
+        let d = self.vardiff.difficulty();
+        if self.sent_difficulty != Some(d) {
+            self.out
+                .push_back(Message::notification(Method::SetDifficulty(d)));
+            self.sent_difficulty = Some(d);
+        }
+        let already_sent = self.jobs.iter().any(|s| s.job.id == job.id);
+        let (job, clean) = if already_sent {
+            (Arc::new(job.reissue(self.ids.next(), false)), false)
+        } else {
+            (job.clone(), job.clean || fresh)
+        };
+        self.send_job(job, clean);
+    }
+
+    fn coinbase(&self, job: &Job) -> Option<Arc<Coinbase>> {
+        if let Some(cb) = &job.coinbase {
+            return Some(cb.clone());
+        }
+        // SOLO: one coinbase per template and address; reuse the last if it matches.
+        if let Some(last) = self.jobs.back()
+            && Arc::ptr_eq(&last.job.template, &job.template)
+        {
+            return Some(last.coinbase.clone());
+        }
+        let payout = self.payout.as_ref()?;
+        coinbase_for(
+            job.checked(),
+            &payout.script_pubkey,
+            &self.settings.coinbase,
+        )
+        .ok()
+        .map(Arc::new)
+    }
+
+    fn send_job(&mut self, job: Arc<Job>, clean: bool) {
+        let Some(coinbase) = self.coinbase(&job) else {
+            return;
+        };
+        self.out.push_back(job.notify(&coinbase, clean));
+        self.jobs.push_back(SentJob {
+            job,
+            coinbase,
+            difficulty: self.vardiff.difficulty(),
+            seen: HashSet::new(),
+        });
+        while self.jobs.len() > self.settings.keep_jobs {
+            self.jobs.pop_front();
+        }
+    }
+
+    /// A new job from the template feed.
+    pub fn on_job(&mut self, _now: Instant, job: Arc<Job>) {
+        if self.closing {
+            return;
+        }
+        let capped = self
+            .vardiff
+            .set_network_difficulty(job.network_difficulty());
+        if let Some(d) = capped {
+            self.events.push_back(Event::Difficulty(d));
+        }
+        self.current = Some(job.clone());
+        if self.subscribed && self.is_authorized() {
+            self.send_current(false);
+        }
+    }
+
+    /// Timers: authorization and idle timeouts, and vardiff for quiet miners.
+    pub fn on_tick(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
+        let limits = &self.settings.limits;
+        if !self.is_authorized()
+            && now.saturating_duration_since(self.connected) >= limits.authorize_timeout()
+        {
+            self.close(CloseReason::AuthorizeTimeout);
+            return;
+        }
+        if now.saturating_duration_since(self.last_message)
+            >= Duration::from_secs(limits.idle_timeout_secs)
+        {
+            self.close(CloseReason::Idle);
+            return;
+        }
+        if let Some(d) = self.vardiff.on_tick(now) {
+            self.difficulty_changed(d);
+        }
+    }
+
+    /// Gives the connection a new extranonce1. Miners that sent
+    /// `mining.extranonce.subscribe` get `mining.set_extranonce` and clean work; others are
+    /// asked to reconnect. Returns whether the miner could take it without reconnecting.
+    pub fn change_extranonce1(&mut self, extranonce1: [u8; 4]) -> bool {
+        if !self.extranonce_subscribed {
+            self.out.push_back(Message::notification(Method::Reconnect(
+                Reconnect::default(),
+            )));
+            self.close(CloseReason::Shutdown);
+            return false;
+        }
+        self.extranonce1 = extranonce1;
+        self.jobs.clear(); // work with the old extranonce1 is gone
+        self.out
+            .push_back(Message::notification(Method::SetExtranonce(
+                SetExtranonce {
+                    extranonce1: extranonce1.to_vec(),
+                    extranonce2_size: self.settings.coinbase.extranonce2_size,
+                },
+            )));
+        if self.subscribed && self.is_authorized() {
+            self.send_current(true);
+        }
+        true
+    }
+
+    /// Shutdown: show a message, ask to reconnect, close.
+    pub fn shutdown(&mut self, message: &str) {
+        self.out
+            .push_back(Message::notification(Method::ShowMessage(
+                message.to_string(),
+            )));
+        self.out.push_back(Message::notification(Method::Reconnect(
+            Reconnect::default(),
+        )));
+        self.close(CloseReason::Shutdown);
+    }
+
+    fn submit(&mut self, now: Instant, id: Id, s: &Submit) {
+        let result = self.check(now, s);
+        match result {
+            Ok((accepted, job, coinbase)) => {
+                self.invalid_in_row = 0;
+                self.reply(id, json!(true));
+                let (address, worker) = split_user(&s.worker);
+                let t = job.checked();
+                if accepted.block {
+                    let solution = Solution {
+                        extranonce1: &self.extranonce1,
+                        extranonce2: &s.extranonce2,
+                        version: accepted.header.version,
+                        time: s.ntime,
+                        nonce: s.nonce,
+                    };
+                    if let Ok(block) = block::assemble(t, &coinbase, &solution) {
+                        self.events.push_back(Event::Block(Box::new(BlockEvent {
+                            height: t.height,
+                            hash: block.hash(),
+                            prev_hash: t.prev_hash,
+                            hex: block.to_hex(),
+                            user: s.worker.clone(),
+                            reward: t.coinbase_value,
+                        })));
+                    }
+                }
+                self.events.push_back(Event::Share(Box::new(ShareEvent {
+                    user: s.worker.clone(),
+                    address: address.to_string(),
+                    worker: worker.to_string(),
+                    height: t.height,
+                    network_difficulty: job.network_difficulty(),
+                    accepted: accepted.clone(),
+                })));
+                if let Some(d) = self.vardiff.on_share(now, accepted.difficulty) {
+                    self.difficulty_changed(d);
+                }
+            }
+            Err(reason) => {
+                self.reply_error(id, reason.to_error());
+                if !reason.is_honest() {
+                    self.invalid_in_row += 1;
+                }
+                self.events.push_back(Event::Rejected {
+                    user: s.worker.clone(),
+                    reason,
+                });
+                let ban = self.settings.limits.ban_after_invalid;
+                if ban > 0 && self.invalid_in_row >= ban {
+                    self.close(CloseReason::Banned(self.invalid_in_row));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &mut self,
+        now: Instant,
+        s: &Submit,
+    ) -> Result<(Accepted, Arc<Job>, Arc<Coinbase>), Reject> {
+        if !self.subscribed {
+            return Err(Reject::NotSubscribed);
+        }
+        if !self.users.contains(&s.worker) {
+            return Err(Reject::Unauthorized);
+        }
+        let current_prev = self.current.as_ref().map(|j| j.checked().prev_hash);
+        let now_unix = self.unix_time(now);
+        let current_difficulty = self.vardiff.difficulty();
+        let extranonce1 = self.extranonce1;
+        let version_mask = self.version_mask;
+        let max_ahead = self.settings.max_ntime_ahead;
+        let sent = self
+            .jobs
+            .iter_mut()
+            .rev()
+            .find(|j| j.job.id == s.job_id)
+            .ok_or(Reject::UnknownJob)?;
+        if Some(sent.job.checked().prev_hash) != current_prev {
+            return Err(Reject::Stale);
+        }
+        let difficulty = sent.difficulty.min(current_difficulty);
+        let target = Target::from_difficulty(difficulty).unwrap_or(Target::MAX);
+        let ctx = share::Context {
+            job: &sent.job,
+            coinbase: &sent.coinbase,
+            extranonce1: &extranonce1,
+            version_mask,
+            difficulty,
+            target,
+            now: now_unix,
+            max_ntime_ahead: max_ahead,
+        };
+        let accepted = share::validate(&ctx, s, &mut sent.seen)?;
+        Ok((accepted, sent.job.clone(), sent.coinbase.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,461 @@
+//! The session driven with literal messages and virtual time.
+
+use super::*;
+use crate::jobs::JobMaker;
+use crate::jobs::tests::{PREV_A, PREV_B, regtest_template};
+use protocol::CompactTarget;
+use protocol::stratum::Notify;
+use protocol::stratum::codec::parse_line;
+
+const ADDR: &str = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn";
+const ADDR2: &str = "n3GNqMveyvaPvUbH469vDRadqpJMPc84JA";
+const EN1: [u8; 4] = [0, 0, 0, 9];
+const NOW_UNIX: u32 = 1_700_000_100;
+
+fn settings(mode: Mode) -> Arc<SessionSettings> {
+    Arc::new(SessionSettings {
+        mode,
+        network: Network::Regtest,
+        version_mask: 0x1fffe000,
+        coinbase: CoinbaseSettings {
+            pool_tag: b"/t/".to_vec(),
+            extranonce2_size: 8,
+        },
+        vardiff: VardiffConfig {
+            start: 3e-10,
+            min: 1e-12,
+            ..VardiffConfig::default()
+        },
+        keep_jobs: 4,
+        max_ntime_ahead: 7000,
+        limits: LimitsConfig {
+            ban_after_invalid: 10,
+            ..LimitsConfig::default()
+        },
+    })
+}
+
+struct Harness {
+    session: Session,
+    maker: JobMaker,
+    t0: Instant,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(mode: Mode) -> Harness {
+        let pool_script = (mode == Mode::Pplns).then(|| vec![0x51]);
+        let s = settings(mode);
+        let maker = JobMaker::new(s.coinbase.clone(), pool_script);
+        let t0 = Instant::now();
+        let session = Session::new(s, maker.ids(), EN1, t0, NOW_UNIX);
+        Harness {
+            session,
+            maker,
+            t0,
+            now: t0,
+        }
+    }
+
+    fn line(&mut self, text: &str) -> Vec<Message> {
+        self.now += Duration::from_millis(50);
+        self.session.handle(self.now, parse_line(text.as_bytes()));
+        self.drain()
+    }
+
+    fn job(&mut self, prev: &str, height: u64) -> Vec<Message> {
+        let job = self
+            .maker
+            .make(regtest_template(prev, height), NOW_UNIX)
+            .unwrap();
+        self.session.on_job(self.now, Arc::new(job));
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Message> {
+        std::iter::from_fn(|| self.session.poll_transmit()).collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    /// Configure, subscribe, authorize; returns the last notify.
+    fn open(&mut self, user: &str) -> Notify {
+        self.job(PREV_A, 2);
+        self.line(r#"{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"ffffffff"}]}"#);
+        self.line(r#"{"id":2,"method":"mining.subscribe","params":["test/1"]}"#);
+        let out = self.line(&format!(
+            r#"{{"id":3,"method":"mining.authorize","params":["{user}","x"]}}"#
+        ));
+        last_notify(&out).expect("work after authorize")
+    }
+}
+
+fn last_notify(out: &[Message]) -> Option<Notify> {
+    out.iter().rev().find_map(|m| match m {
+        Message::Request {
+            method: Method::Notify(n),
+            ..
+        } => Some(n.clone()),
+        _ => None,
+    })
+}
+
+fn set_difficulty(out: &[Message]) -> Option<f64> {
+    out.iter().find_map(|m| match m {
+        Message::Request {
+            method: Method::SetDifficulty(d),
+            ..
+        } => Some(*d),
+        _ => None,
+    })
+}
+
+fn error_code(out: &[Message]) -> Option<i64> {
+    out.iter().find_map(|m| match m {
+        Message::Response(r) => r.error.as_ref().map(|e| e.code),
+        _ => None,
+    })
+}
+
+fn accepted(out: &[Message]) -> bool {
+    out.iter()
+        .any(|m| matches!(m, Message::Response(r) if r.error.is_none() && r.result == json!(true)))
+}
+
+/// The hash a miner would get for `nonce` on `n`.
+fn hash(n: &Notify, nonce: u32, version_bits: Option<u32>) -> Hash256 {
+    let version = version_bits.map_or(n.version, |b| (n.version & !0x1fffe000) | b);
+    protocol::stratum::share_header(n, &EN1, &[0; 8], version, n.ntime, nonce).hash()
+}
+
+/// A nonce whose hash is not a regtest block but meets `difficulty` (or does not).
+fn nonce(n: &Notify, difficulty: f64, meets: bool) -> u32 {
+    let network = Target::from_compact(n.nbits).unwrap();
+    let share = Target::from_difficulty(difficulty).unwrap();
+    (0..)
+        .find(|&x| {
+            let h = hash(n, x, None);
+            !network.is_met_by(&h) && share.is_met_by(&h) == meets
+        })
+        .unwrap()
+}
+
+fn submit(user: &str, n: &Notify, nonce: u32, ntime: u32, extra: &str) -> String {
+    format!(
+        r#"{{"id":9,"method":"mining.submit","params":["{user}","{}","0000000000000000","{ntime:08x}","{nonce:08x}"{extra}]}}"#,
+        n.job_id
+    )
+}
+
+#[test]
+fn opening_grants_the_mask_and_sends_difficulty_then_work() {
+    let mut h = Harness::new(Mode::Pplns);
+    h.job(PREV_A, 2);
+    let out = h.line(r#"{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"ffffffff"}]}"#);
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null})
+    );
+    let out = h.line(r#"{"id":2,"method":"mining.subscribe","params":["cgminer/4.11"]}"#);
+    assert_eq!(out[0].to_value()["result"][1], json!("00000009"));
+    assert_eq!(out[0].to_value()["result"][2], json!(8));
+    assert_eq!(out[0].to_value()["error"], Value::Null);
+    assert_eq!(out.len(), 1, "no work before authorize");
+    let out = h.line(&format!(
+        r#"{{"id":3,"method":"mining.authorize","params":["{ADDR}.rig1","x"]}}"#
+    ));
+    assert!(accepted(&out));
+    assert!(
+        matches!(&out[1], Message::Request { method: Method::SetDifficulty(d), .. } if *d == 3e-10)
+    );
+    let n = last_notify(&out).unwrap();
+    assert!(n.clean_jobs);
+}
+
+#[test]
+fn bad_usernames_unknown_methods_and_malformed_lines() {
+    let mut h = Harness::new(Mode::Pplns);
+    h.line(r#"{"id":2,"method":"mining.subscribe","params":[]}"#);
+    let out = h.line(r#"{"id":3,"method":"mining.authorize","params":["not-an-address.w","x"]}"#);
+    assert_eq!(error_code(&out), Some(StratumError::UNAUTHORIZED));
+    let out = h.line(r#"{"id":4,"method":"mining.frobnicate","params":[]}"#);
+    assert_eq!(error_code(&out), Some(StratumError::METHOD_NOT_FOUND));
+    assert_eq!(out[0].to_value()["id"], json!(4));
+    // A malformed submit is answered with its own id.
+    let out = h.line(r#"{"id":5,"method":"mining.submit","params":["w","1"]}"#);
+    assert_eq!(error_code(&out), Some(StratumError::OTHER));
+    assert_eq!(out[0].to_value()["id"], json!(5));
+    let out = h.line("this is not json");
+    assert_eq!(out[0].to_value()["id"], Value::Null);
+    assert!(h.events().iter().all(|e| !matches!(e, Event::Close(_))));
+}
+
+#[test]
+fn every_kind_of_bad_share_gets_its_error() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    let good = nonce(&n, 3e-10, true);
+    let ok = h.line(&submit(&user, &n, good, n.ntime, ""));
+    assert!(accepted(&ok), "{ok:?}");
+    let dup = h.line(&submit(&user, &n, good, n.ntime, ""));
+    assert_eq!(error_code(&dup), Some(StratumError::DUPLICATE_SHARE));
+    let low = nonce(&n, 3e-10, false);
+    let out = h.line(&submit(&user, &n, low, n.ntime, ""));
+    assert_eq!(error_code(&out), Some(StratumError::LOW_DIFFICULTY));
+    let out = h.line(&submit(&user, &n, good, n.ntime, r#","20000000""#));
+    assert_eq!(
+        error_code(&out),
+        Some(StratumError::OTHER),
+        "bits outside the mask"
+    );
+    let out = h.line(&submit(&user, &n, good, NOW_UNIX + 8000, ""));
+    assert_eq!(
+        error_code(&out),
+        Some(StratumError::OTHER),
+        "ntime too far ahead"
+    );
+    let out = h.line(&submit("someone.else", &n, good, n.ntime, ""));
+    assert_eq!(error_code(&out), Some(StratumError::UNAUTHORIZED));
+    let mut unknown = n.clone();
+    unknown.job_id = "ffff".into();
+    let out = h.line(&submit(&user, &unknown, good, n.ntime, ""));
+    assert_eq!(error_code(&out), Some(StratumError::JOB_NOT_FOUND));
+    // A new block: the old job is stale.
+    let fresh = last_notify(&h.job(PREV_B, 3)).unwrap();
+    assert!(fresh.clean_jobs);
+    let out = h.line(&submit(&user, &n, good, n.ntime, ""));
+    assert_eq!(out[0].to_value()["error"][1], json!("Stale share"));
+    let reasons: Vec<&str> = h
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(reason.label()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "duplicate",
+            "low-difficulty",
+            "bad-version-bits",
+            "ntime-out-of-range",
+            "unauthorized-worker",
+            "job-not-found",
+            "stale"
+        ]
+    );
+}
+
+#[test]
+fn a_block_share_becomes_a_block_event() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    let network = Target::from_compact(n.nbits).unwrap();
+    let x = (0..)
+        .find(|&x| network.is_met_by(&hash(&n, x, None)))
+        .unwrap();
+    assert!(accepted(&h.line(&submit(&user, &n, x, n.ntime, ""))));
+    let block = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Block(b) => Some(b),
+            _ => None,
+        })
+        .expect("a block event");
+    assert_eq!(block.hash, hash(&n, x, None));
+    assert_eq!(block.height, 2);
+}
+
+#[test]
+fn a_run_of_invalid_shares_bans_but_stale_ones_do_not() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    h.job(PREV_B, 3);
+    for _ in 0..20 {
+        h.line(&submit(&user, &n, 1, n.ntime, ""));
+    }
+    assert!(
+        h.events().iter().all(|e| !matches!(e, Event::Close(_))),
+        "stale only"
+    );
+    let mut bad = n.clone();
+    bad.job_id = "ffff".into();
+    for _ in 0..10 {
+        h.line(&submit(&user, &bad, 1, n.ntime, ""));
+    }
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Close(CloseReason::Banned(10))))
+    );
+}
+
+#[test]
+fn a_new_difficulty_comes_with_a_new_job_and_old_jobs_still_count() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    // Five quick shares: the first retarget raises the difficulty.
+    let mut found = 0;
+    let mut x = 0;
+    let mut out = Vec::new();
+    while found < 5 {
+        x = nonce(&n, 3e-10, true).max(x + 1);
+        let h_ = hash(&n, x, None);
+        if Target::from_compact(n.nbits).unwrap().is_met_by(&h_)
+            || !Target::from_difficulty(3e-10).unwrap().is_met_by(&h_)
+        {
+            continue;
+        }
+        out = h.line(&submit(&user, &n, x, n.ntime, ""));
+        assert!(accepted(&out));
+        found += 1;
+    }
+    let new_d = set_difficulty(&out).expect("set_difficulty after the fifth share");
+    assert!(new_d > 3e-10);
+    let reissued = last_notify(&out).expect("the work again under a new id");
+    assert_ne!(reissued.job_id, n.job_id);
+    assert!(!reissued.clean_jobs);
+    // A share on the old job is still checked at the old (lower) difficulty.
+    let late = (x + 1..)
+        .find(|&y| {
+            let hh = hash(&n, y, None);
+            !Target::from_compact(n.nbits).unwrap().is_met_by(&hh)
+                && Target::from_difficulty(3e-10).unwrap().is_met_by(&hh)
+        })
+        .unwrap();
+    assert!(accepted(&h.line(&submit(&user, &n, late, n.ntime, ""))));
+}
+
+#[test]
+fn solo_pays_the_miner_and_keeps_one_address_per_connection() {
+    let mut h = Harness::new(Mode::Solo);
+    let n = h.open(&format!("{ADDR}.a"));
+    let script = address::parse(ADDR, Network::Regtest)
+        .unwrap()
+        .script_pubkey;
+    let coinb2 = &n.coinb2;
+    assert!(
+        coinb2.windows(script.len()).any(|w| w == script.as_slice()),
+        "the coinbase pays the username's address"
+    );
+    let out = h.line(&format!(
+        r#"{{"id":7,"method":"mining.authorize","params":["{ADDR2}.b","x"]}}"#
+    ));
+    assert_eq!(error_code(&out), Some(StratumError::UNAUTHORIZED));
+    let out = h.line(&format!(
+        r#"{{"id":8,"method":"mining.authorize","params":["{ADDR}.b","x"]}}"#
+    ));
+    assert!(
+        accepted(&out),
+        "a second worker for the same address is fine"
+    );
+}
+
+#[test]
+fn suggest_difficulty_before_or_after_authorize_and_password_override() {
+    let mut h = Harness::new(Mode::Pplns);
+    h.job(PREV_A, 2);
+    h.line(r#"{"id":1,"method":"mining.suggest_difficulty","params":[2e-10]}"#);
+    h.line(r#"{"id":2,"method":"mining.subscribe","params":[]}"#);
+    let out = h.line(&format!(
+        r#"{{"id":3,"method":"mining.authorize","params":["{ADDR}","x"]}}"#
+    ));
+    assert!(out.iter().any(
+        |m| matches!(m, Message::Request { method: Method::SetDifficulty(d), .. } if *d == 2e-10)
+    ));
+    let out = h.line(r#"{"id":4,"method":"mining.suggest_difficulty","params":[3e-10]}"#);
+    assert!(out.iter().any(
+        |m| matches!(m, Message::Request { method: Method::SetDifficulty(d), .. } if *d == 3e-10)
+    ));
+    assert!(last_notify(&out).is_some(), "applies from a new job");
+    // d=N fixes it, capped at the network difficulty (regtest: about 4.66e-10).
+    let mut p = Harness::new(Mode::Pplns);
+    p.job(PREV_A, 2);
+    p.line(r#"{"id":2,"method":"mining.subscribe","params":[]}"#);
+    let out = p.line(&format!(
+        r#"{{"id":3,"method":"mining.authorize","params":["{ADDR}","x,d=1000"]}}"#
+    ));
+    let d = set_difficulty(&out).unwrap();
+    assert!(
+        (d - Target::from_compact(CompactTarget(0x207fffff))
+            .unwrap()
+            .difficulty())
+        .abs()
+            < 1e-20
+    );
+}
+
+#[test]
+fn limits_close_the_connection() {
+    let mut h = Harness::new(Mode::Pplns);
+    h.session
+        .handle(h.now, Err(FrameError::LineTooLong { limit: 16 }));
+    assert!(matches!(
+        h.events()[..],
+        [Event::Close(CloseReason::LineTooLong)]
+    ));
+
+    let mut h = Harness::new(Mode::Pplns);
+    for _ in 0..200 {
+        h.session.handle(
+            h.now,
+            parse_line(br#"{"id":1,"method":"mining.extranonce.subscribe","params":[]}"#),
+        );
+    }
+    assert!(matches!(h.events()[..], [Event::Close(CloseReason::Flood)]));
+
+    let mut h = Harness::new(Mode::Pplns);
+    h.session.on_tick(h.t0 + Duration::from_secs(29));
+    assert!(h.events().is_empty());
+    h.session.on_tick(h.t0 + Duration::from_secs(31));
+    assert!(matches!(
+        h.events()[..],
+        [Event::Close(CloseReason::AuthorizeTimeout)]
+    ));
+
+    let mut h = Harness::new(Mode::Pplns);
+    for i in 0..10 {
+        h.line(&format!("garbage {i}"));
+    }
+    assert!(matches!(
+        h.events()[..],
+        [Event::Close(CloseReason::BadLines(10))]
+    ));
+}
+
+#[test]
+fn extranonce_changes_and_shutdown() {
+    let mut h = Harness::new(Mode::Pplns);
+    h.line(r#"{"id":1,"method":"mining.extranonce.subscribe","params":[]}"#);
+    h.open(&format!("{ADDR}.a"));
+    assert!(h.session.change_extranonce1([0, 0, 0, 10]));
+    let out = h.drain();
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":null,"method":"mining.set_extranonce","params":["0000000a",8]})
+    );
+    assert!(last_notify(&out).unwrap().clean_jobs);
+    h.session.shutdown("bye");
+    let out = h.drain();
+    assert_eq!(out[0].to_value()["method"], json!("client.show_message"));
+    assert_eq!(out[1].to_value()["method"], json!("client.reconnect"));
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Close(CloseReason::Shutdown)))
+    );
+
+    // Without extranonce.subscribe the miner is asked to reconnect instead.
+    let mut h = Harness::new(Mode::Pplns);
+    h.open(&format!("{ADDR}.a"));
+    assert!(!h.session.change_extranonce1([0, 0, 0, 10]));
+    assert_eq!(h.drain()[0].to_value()["method"], json!("client.reconnect"));
+}

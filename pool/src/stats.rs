@@ -1,0 +1,120 @@
+//! Live counters of the whole pool: connections, shares by result and reject reason,
+//! blocks. Atomics for what every share touches; a mutex only for the reject map, which
+//! is touched on rejects alone. The HTTP API and metrics (a later issue) read snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The counters.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    connections: AtomicU64,
+    connections_total: AtomicU64,
+    refused: AtomicU64,
+    bans: AtomicU64,
+    accepted: AtomicU64,
+    /// Sum of accepted difficulty, as f64 bits (added with compare-and-swap).
+    accepted_difficulty_bits: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    blocks_found: AtomicU64,
+    blocks_accepted: AtomicU64,
+    best_share_bits: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// Open connections.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Connections refused by a limit or a ban.
+    pub refused: u64,
+    /// Bans imposed.
+    pub bans: u64,
+    /// Accepted shares.
+    pub accepted: u64,
+    /// Their summed difficulty.
+    pub accepted_difficulty: f64,
+    /// Rejected shares by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Block candidates found.
+    pub blocks_found: u64,
+    /// Blocks a node accepted.
+    pub blocks_accepted: u64,
+    /// Highest share difficulty seen.
+    pub best_share: f64,
+}
+
+impl PoolStats {
+    /// A connection opened.
+    pub fn connected(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed.
+    pub fn disconnected(&self) {
+        self.connections.fetch_sub(1, Relaxed);
+    }
+
+    /// A connection was refused.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    /// An address was banned.
+    pub fn banned(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+
+    /// A share was accepted.
+    pub fn accepted(&self, difficulty: f64, share_difficulty: f64) {
+        self.accepted.fetch_add(1, Relaxed);
+        let _ = self
+            .accepted_difficulty_bits
+            .fetch_update(Relaxed, Relaxed, |bits| {
+                Some((f64::from_bits(bits) + difficulty).to_bits())
+            });
+        // Non-negative f64s order like their bit patterns.
+        self.best_share_bits
+            .fetch_max(share_difficulty.max(0.0).to_bits(), Relaxed);
+    }
+
+    /// A share was rejected.
+    pub fn rejected(&self, reason: &'static str) {
+        let mut map = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(reason).or_default() += 1;
+    }
+
+    /// A block candidate was found.
+    pub fn block_found(&self) {
+        self.blocks_found.fetch_add(1, Relaxed);
+    }
+
+    /// A node accepted a block.
+    pub fn block_accepted(&self) {
+        self.blocks_accepted.fetch_add(1, Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            connections: self.connections.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            bans: self.bans.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            accepted_difficulty: f64::from_bits(self.accepted_difficulty_bits.load(Relaxed)),
+            rejected: self
+                .rejected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            blocks_found: self.blocks_found.load(Relaxed),
+            blocks_accepted: self.blocks_accepted.load(Relaxed),
+            best_share: f64::from_bits(self.best_share_bits.load(Relaxed)),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The template feed: keeps the newest `getblocktemplate` of the first working node and
+//! publishes it on a `watch` channel.
+//!
+//! Three triggers fetch a template: the node's long poll (answers on a new block or new
+//! transactions), a `getbestblockhash` poll every `block_poll_ms` (fast even where long
+//! polling is slow or missing), and a refresh every `refresh_secs` that picks up new
+//! transactions. A block the pool submits kicks an immediate fetch.
+//!
+//! When a node fails, the feed logs it once, moves to the next configured node and retries
+//! with backoff; nothing is published meanwhile, so miners keep hashing on the last job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::template::{BlockTemplate, CheckedTemplate, TemplateRequest};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::node::{Node, NodeError};
+
+/// A template and where it came from.
+#[derive(Debug)]
+pub struct Template {
+    /// The decoded, checked template.
+    pub checked: CheckedTemplate,
+    /// The node that sent it.
+    pub node: String,
+    /// How long the `getblocktemplate` call took.
+    pub fetch_time: Duration,
+}
+
+/// Timing of the feed.
+#[derive(Clone, Debug)]
+pub struct FeedOptions {
+    /// `getbestblockhash` poll interval.
+    pub block_poll: Duration,
+    /// Fresh template interval.
+    pub refresh: Duration,
+    /// Long-poll timeout.
+    pub longpoll_timeout: Duration,
+    /// Longest backoff between retries.
+    pub max_retry: Duration,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The call failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The node sent something that is not a usable template.
+    #[error("{node}: unusable template: {detail}")]
+    Template {
+        /// The node.
+        node: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+fn request_params(longpollid: Option<&str>) -> Value {
+    match longpollid {
+        Some(id) => TemplateRequest::longpoll(id).to_params(),
+        None => TemplateRequest::default().to_params(),
+    }
+}
+
+fn decode(node: &Node, value: &Value, fetch_time: Duration) -> Result<Template, FetchError> {
+    let bad = |detail: String| FetchError::Template {
+        node: node.url().to_string(),
+        detail,
+    };
+    let raw = BlockTemplate::from_json(value).map_err(|e| bad(e.to_string()))?;
+    let checked = raw.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(Template {
+        checked,
+        node: node.url().to_string(),
+        fetch_time,
+    })
+}
+
+/// One plain `getblocktemplate`.
+pub async fn fetch(node: &Node) -> Result<Template, FetchError> {
+    let start = std::time::Instant::now();
+    let value = node.call("getblocktemplate", request_params(None)).await?;
+    decode(node, &value, start.elapsed())
+}
+
+/// Runs the feed until `cancel` fires. `kick` asks for an immediate fetch.
+pub async fn run(
+    nodes: Vec<Node>,
+    options: FeedOptions,
+    tx: watch::Sender<Option<Arc<Template>>>,
+    kick: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut feed = Feed {
+        nodes,
+        index: 0,
+        options,
+        tx,
+        failures: 0,
+        longpoll: None,
+    };
+    feed.run(kick, cancel).await;
+}
+
+struct Feed {
+    nodes: Vec<Node>,
+    index: usize,
+    options: FeedOptions,
+    tx: watch::Sender<Option<Arc<Template>>>,
+    failures: u32,
+    longpoll: Option<(usize, JoinHandle<Result<Value, NodeError>>)>,
+}
+
+impl Feed {
+    fn node(&self) -> &Node {
+        &self.nodes[self.index % self.nodes.len()]
+    }
+
+    fn current(&self) -> Option<Arc<Template>> {
+        self.tx.borrow().clone()
+    }
+
+    async fn run(&mut self, kick: Arc<Notify>, cancel: CancellationToken) {
+        let mut poll = tokio::time::interval(self.options.block_poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh = tokio::time::interval(self.options.refresh);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.failures > 0 {
+                let wait = backoff(self.failures, self.options.max_retry);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                self.refresh_now().await;
+                continue;
+            }
+            if self.current().is_none() {
+                self.refresh_now().await;
+                continue;
+            }
+            self.start_longpoll();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = kick.notified() => self.refresh_now().await,
+                _ = refresh.tick() => self.refresh_now().await,
+                _ = poll.tick() => self.check_best_block().await,
+                result = wait_longpoll(&mut self.longpoll) => self.longpoll_done(result),
+            }
+        }
+    }
+
+    /// Starts a long poll on the current node when the template has a long-poll id and
+    /// none is in flight.
+    fn start_longpoll(&mut self) {
+        if self.longpoll.is_some() {
+            return;
+        }
+        let Some(id) = self.current().and_then(|t| t.checked.longpollid.clone()) else {
+            return;
+        };
+        let node = self.node().clone();
+        let index = self.index;
+        let handle = tokio::spawn(async move {
+            node.call_long("getblocktemplate", request_params(Some(&id)))
+                .await
+        });
+        self.longpoll = Some((index, handle));
+    }
+
+    fn longpoll_done(&mut self, result: (usize, Result<Value, NodeError>)) {
+        let (index, result) = result;
+        if index != self.index {
+            return; // from a node we have left
+        }
+        let node = self.node().clone();
+        match result
+            .map_err(FetchError::from)
+            .and_then(|v| decode(&node, &v, Duration::ZERO))
+        {
+            Ok(template) => {
+                let changed = self.current().is_none_or(|c| {
+                    c.checked.prev_hash != template.checked.prev_hash
+                        || c.checked.longpollid != template.checked.longpollid
+                });
+                if changed {
+                    self.publish(template, "long poll");
+                }
+            }
+            // A long poll that times out is normal; other errors show on the next poll.
+            Err(e) => debug!(error = %e, "long poll ended"),
+        }
+    }
+
+    async fn check_best_block(&mut self) {
+        let Some(current) = self.current() else {
+            return;
+        };
+        match self.node().call("getbestblockhash", json!([])).await {
+            Ok(Value::String(best)) if best == current.checked.prev_hash.to_string() => {}
+            Ok(_) => self.refresh_now().await,
+            Err(e) => self.failed(e.into()),
+        }
+    }
+
+    async fn refresh_now(&mut self) {
+        let node = self.node().clone();
+        match fetch(&node).await {
+            Ok(template) => {
+                if self.failures > 0 {
+                    info!(node = %node.url(), "node answers again; templates resume");
+                }
+                self.failures = 0;
+                self.publish(template, "fetch");
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn publish(&mut self, template: Template, why: &str) {
+        let new_block = self
+            .current()
+            .is_none_or(|c| c.checked.prev_hash != template.checked.prev_hash);
+        if new_block {
+            info!(
+                height = template.checked.height,
+                prev = %template.checked.prev_hash,
+                txs = template.checked.transactions.len(),
+                node = %template.node,
+                via = why,
+                "new block template"
+            );
+        } else {
+            debug!(
+                txs = template.checked.transactions.len(),
+                via = why,
+                "template refreshed"
+            );
+        }
+        self.tx.send_replace(Some(Arc::new(template)));
+    }
+
+    fn failed(&mut self, error: FetchError) {
+        self.failures += 1;
+        if let Some((_, handle)) = self.longpoll.take() {
+            handle.abort();
+        }
+        let from = self.node().url().to_string();
+        if self.nodes.len() > 1 {
+            self.index = (self.index + 1) % self.nodes.len();
+        }
+        let wait = backoff(self.failures, self.options.max_retry);
+        if self.failures == 1 || self.failures.is_power_of_two() {
+            warn!(
+                %error,
+                failures = self.failures,
+                next = %self.node().url(),
+                retry_in_ms = wait.as_millis() as u64,
+                "node failed; miners keep the last job"
+            );
+        }
+        if self.nodes.len() > 1 {
+            debug!(from = %from, to = %self.node().url(), "switching node");
+        }
+    }
+}
+
+async fn wait_longpoll(
+    slot: &mut Option<(usize, JoinHandle<Result<Value, NodeError>>)>,
+) -> (usize, Result<Value, NodeError>) {
+    let Some((index, handle)) = slot else {
+        return std::future::pending().await;
+    };
+    let result = handle.await.unwrap_or_else(|e| {
+        Err(NodeError::Transport {
+            node: String::new(),
+            method: "getblocktemplate".into(),
+            detail: e.to_string(),
+        })
+    });
+    let index = *index;
+    *slot = None;
+    (index, result)
+}
+
+/// 250 ms doubling per failure, at most `max`.
+pub fn backoff(failures: u32, max: Duration) -> Duration {
+    let ms = 250u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+    Duration::from_millis(ms).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let max = Duration::from_secs(10);
+        assert_eq!(backoff(1, max), Duration::from_millis(250));
+        assert_eq!(backoff(2, max), Duration::from_millis(500));
+        assert_eq!(backoff(5, max), Duration::from_secs(4));
+        assert_eq!(backoff(50, max), max);
+    }
+}

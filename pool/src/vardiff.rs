@@ -1,0 +1,345 @@
+//! Variable difficulty per connection: a decayed estimate of the miner's rate, in
+//! difficulty-1 units per second, and a difficulty that aims at one share per
+//! `target_secs`.
+//!
+//! The estimate is `S / W`: `S` sums the credited difficulty of each share, decayed by
+//! `exp(-age / tau)`, and `W` is the same decay integrated over the time observed, so the
+//! first seconds of a connection are not diluted by time that was never watched. The rate
+//! does not depend on the difficulty in force, so nothing resets at a retarget.
+//!
+//! The first retarget comes after `first_retarget_shares` shares (or after a few target
+//! intervals with none); later ones at most every `retarget_secs`, and only when the
+//! difficulty is off by more than half. A connection that stops sharing is lowered as if
+//! a share had just arrived, which bounds its rate from above. Pure: `now` is an argument.
+
+use std::time::{Duration, Instant};
+
+use crate::config::VardiffConfig;
+
+/// A decayed share-rate estimate.
+#[derive(Clone, Debug)]
+pub struct RateEstimator {
+    tau: f64,
+    sum: f64,
+    weight: f64,
+    last: Instant,
+}
+
+impl RateEstimator {
+    /// Starts observing at `now` with time constant `tau`.
+    pub fn new(now: Instant, tau: Duration) -> RateEstimator {
+        RateEstimator {
+            tau: tau.as_secs_f64().max(1e-3),
+            sum: 0.0,
+            weight: 0.0,
+            last: now,
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        if dt > 0.0 {
+            let decay = (-dt / self.tau).exp();
+            self.sum *= decay;
+            self.weight = self.weight * decay + self.tau * (1.0 - decay);
+            self.last = now;
+        }
+    }
+
+    /// Records a share of `difficulty` at `now`.
+    pub fn add(&mut self, now: Instant, difficulty: f64) {
+        self.advance(now);
+        self.sum += difficulty;
+    }
+
+    /// Difficulty-1 shares per second, or `None` before any time has passed.
+    pub fn rate(&mut self, now: Instant) -> Option<f64> {
+        self.advance(now);
+        (self.weight > 0.0).then(|| self.sum / self.weight)
+    }
+}
+
+/// The difficulty controller of one connection.
+#[derive(Clone, Debug)]
+pub struct Vardiff {
+    cfg: VardiffConfig,
+    difficulty: f64,
+    /// Lowest difficulty for this connection (raised by `mining.suggest_difficulty`).
+    floor: f64,
+    /// Highest difficulty (the network difficulty, when lower than the setting).
+    ceiling: f64,
+    /// A `d=N` password: no retargets.
+    fixed: bool,
+    estimator: RateEstimator,
+    started: Instant,
+    last_retarget: Option<Instant>,
+    last_share: Instant,
+    shares_since_retarget: u32,
+}
+
+impl Vardiff {
+    /// A controller starting at `cfg.start`.
+    pub fn new(cfg: &VardiffConfig, now: Instant) -> Vardiff {
+        let tau = Duration::from_secs_f64((cfg.retarget_secs * 2.0).max(cfg.target_secs * 6.0));
+        let mut v = Vardiff {
+            cfg: cfg.clone(),
+            difficulty: cfg.start,
+            floor: cfg.min,
+            ceiling: cfg.max,
+            fixed: false,
+            estimator: RateEstimator::new(now, tau),
+            started: now,
+            last_retarget: None,
+            last_share: now,
+            shares_since_retarget: 0,
+        };
+        v.difficulty = v.clamp(cfg.start);
+        v
+    }
+
+    /// The difficulty in force.
+    pub fn difficulty(&self) -> f64 {
+        self.difficulty
+    }
+
+    /// Whether a `d=N` password fixed it.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+
+    fn clamp(&self, d: f64) -> f64 {
+        let d = if self.cfg.powers_of_two && !self.fixed {
+            2f64.powi(d.log2().round() as i32)
+        } else {
+            d
+        };
+        // The network cap wins over the floor.
+        d.max(self.floor).min(self.ceiling)
+    }
+
+    /// Caps the difficulty at the network's (a share above it would be worth more than a
+    /// block). Returns the new difficulty if it had to change.
+    pub fn set_network_difficulty(&mut self, network: f64) -> Option<f64> {
+        self.ceiling = self.cfg.max.min(network);
+        self.floor = self.floor.min(self.ceiling);
+        self.change_to(self.clamp(self.difficulty))
+    }
+
+    /// `mining.suggest_difficulty`: start there, and do not go below it.
+    pub fn suggest(&mut self, d: f64) -> Option<f64> {
+        if self.fixed {
+            return None;
+        }
+        self.floor = d.max(self.cfg.min).min(self.ceiling);
+        self.change_to(self.clamp(d))
+    }
+
+    /// A `d=N` password: this difficulty, no retargets (still within min and the network).
+    pub fn fix(&mut self, d: f64) -> Option<f64> {
+        self.fixed = true;
+        let d = d.max(self.cfg.min).min(self.ceiling);
+        self.change_to(d)
+    }
+
+    fn change_to(&mut self, d: f64) -> Option<f64> {
+        if (d - self.difficulty).abs() <= f64::EPSILON * self.difficulty {
+            return None;
+        }
+        self.difficulty = d;
+        Some(d)
+    }
+
+    /// Records an accepted share; returns a new difficulty when it is time to retarget.
+    pub fn on_share(&mut self, now: Instant, credited: f64) -> Option<f64> {
+        self.estimator.add(now, credited);
+        self.last_share = now;
+        self.shares_since_retarget += 1;
+        self.retarget(now)
+    }
+
+    /// Called periodically: lowers the difficulty of a connection that stopped sharing.
+    pub fn on_tick(&mut self, now: Instant) -> Option<f64> {
+        self.retarget(now)
+    }
+
+    fn retarget(&mut self, now: Instant) -> Option<f64> {
+        if self.fixed {
+            return None;
+        }
+        let since = now.saturating_duration_since(self.last_retarget.unwrap_or(self.started));
+        let quiet = now.saturating_duration_since(self.last_share).as_secs_f64();
+        let due = match self.last_retarget {
+            None => {
+                self.shares_since_retarget >= self.cfg.first_retarget_shares
+                    || since.as_secs_f64() >= self.cfg.target_secs * 3.0
+            }
+            Some(_) => since.as_secs_f64() >= self.cfg.retarget_secs,
+        };
+        if !due {
+            return None;
+        }
+        let ideal = if self.shares_since_retarget == 0 {
+            // Nothing since the last retarget: the rate is at most about one share now.
+            if quiet < self.cfg.target_secs * 3.0 {
+                return None;
+            }
+            self.difficulty * self.cfg.target_secs / quiet
+        } else {
+            self.estimator.rate(now)? * self.cfg.target_secs
+        };
+        let ratio = ideal / self.difficulty;
+        if (0.5..=1.5).contains(&ratio) {
+            self.last_retarget = Some(now);
+            self.shares_since_retarget = 0;
+            return None;
+        }
+        // Move at most 64x at once: an estimate from few shares can be far off.
+        let next = self.clamp(self.difficulty * ratio.clamp(1.0 / 64.0, 64.0));
+        self.last_retarget = Some(now);
+        self.shares_since_retarget = 0;
+        self.change_to(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> VardiffConfig {
+        VardiffConfig {
+            start: 1.0,
+            min: 1e-6,
+            max: 1e12,
+            target_secs: 10.0,
+            retarget_secs: 60.0,
+            first_retarget_shares: 5,
+            powers_of_two: false,
+        }
+    }
+
+    /// xorshift64*: a deterministic source for the simulated miner.
+    struct Rng(u64);
+    impl Rng {
+        fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            ((self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        /// Exponential waiting time with the given mean.
+        fn wait(&mut self, mean: f64) -> f64 {
+            -mean * self.uniform().ln()
+        }
+    }
+
+    /// Simulates a miner of `rate` difficulty-1 shares/s for `secs`, ticking every
+    /// second; returns the difficulty at the end and the mean interval over the last half.
+    fn simulate(start: f64, rate: f64, secs: f64, seed: u64) -> (f64, f64) {
+        let t0 = Instant::now();
+        let mut v = Vardiff::new(&VardiffConfig { start, ..cfg() }, t0);
+        let mut rng = Rng(seed);
+        let mut t = 0.0;
+        let mut next_share = rng.wait(v.difficulty() / rate);
+        let mut late_shares = 0u32;
+        while t < secs {
+            let tick = t + 1.0;
+            while next_share <= tick && next_share < secs {
+                let now = t0 + Duration::from_secs_f64(next_share);
+                if next_share > secs / 2.0 {
+                    late_shares += 1;
+                }
+                let d = v.difficulty();
+                if v.on_share(now, d).is_some() {
+                    // The new difficulty applies to the next share (memoryless).
+                }
+                next_share += rng.wait(v.difficulty() / rate);
+            }
+            t = tick;
+            if v.on_tick(t0 + Duration::from_secs_f64(t)).is_some() {
+                next_share = t + rng.wait(v.difficulty() / rate);
+            }
+        }
+        (v.difficulty(), (secs / 2.0) / f64::from(late_shares.max(1)))
+    }
+
+    #[test]
+    fn converges_from_far_below() {
+        // 1,000 diff-1 shares/s (about 4.3 TH/s) starting at difficulty 1: 1,000x too low.
+        for seed in 1..=5 {
+            let (d, interval) = simulate(1.0, 1000.0, 3600.0, seed);
+            assert!(
+                (5000.0..20000.0).contains(&d),
+                "seed {seed}: difficulty {d}"
+            );
+            assert!(
+                (6.0..15.0).contains(&interval),
+                "seed {seed}: interval {interval}"
+            );
+        }
+    }
+
+    #[test]
+    fn converges_from_far_above() {
+        // 0.5 diff-1 shares/s starting at difficulty 10,000: one share every 5.5 hours.
+        for seed in 1..=5 {
+            let (d, interval) = simulate(10_000.0, 0.5, 3600.0, seed);
+            assert!((2.5..10.0).contains(&d), "seed {seed}: difficulty {d}");
+            assert!(
+                (6.0..15.0).contains(&interval),
+                "seed {seed}: interval {interval}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_retarget_is_fast() {
+        let t0 = Instant::now();
+        let mut v = Vardiff::new(&cfg(), t0);
+        // Five shares in half a second at difficulty 1: about 10 shares/s.
+        let mut changed = None;
+        for i in 1..=5 {
+            changed = v.on_share(t0 + Duration::from_millis(100 * i), 1.0);
+        }
+        let d = changed.expect("retarget after the fifth share");
+        assert!(d > 30.0, "{d}");
+    }
+
+    #[test]
+    fn bounds_suggestions_fixed_and_powers_of_two() {
+        let t0 = Instant::now();
+        let mut v = Vardiff::new(&cfg(), t0);
+        assert_eq!(
+            v.set_network_difficulty(0.5),
+            Some(0.5),
+            "capped at the network"
+        );
+        assert_eq!(v.suggest(100.0), None, "still capped");
+        v.set_network_difficulty(1e9);
+        assert_eq!(v.difficulty(), 0.5);
+        assert_eq!(v.suggest(100.0), Some(100.0));
+        // The suggestion is a floor: a slow miner is not taken below it.
+        for i in 1..=20 {
+            v.on_tick(t0 + Duration::from_secs(60 * i));
+        }
+        assert_eq!(v.difficulty(), 100.0);
+        assert_eq!(v.fix(3.0), Some(3.0));
+        assert!(v.is_fixed());
+        for i in 1..=100 {
+            assert_eq!(v.on_share(t0 + Duration::from_millis(i), 3.0), None);
+        }
+        let mut p = Vardiff::new(
+            &VardiffConfig {
+                start: 1000.0,
+                powers_of_two: true,
+                ..cfg()
+            },
+            t0,
+        );
+        assert_eq!(p.difficulty(), 1024.0);
+        let d = (1..=5)
+            .filter_map(|i| p.on_share(t0 + Duration::from_millis(10 * i), 1024.0))
+            .last()
+            .unwrap();
+        assert_eq!(d.log2().fract(), 0.0, "{d}");
+    }
+}
