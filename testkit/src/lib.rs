@@ -13,6 +13,8 @@ pub mod node;
 pub mod postgres;
 mod util;
 
+pub use util::free_port;
+
 pub use miner::rpc::{RpcClient, RpcError};
 pub use node::{Node, RegtestPair};
 pub use postgres::TempPostgres;

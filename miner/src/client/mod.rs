@@ -27,7 +27,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use session::{Event, Session, SessionConfig};
+pub use session::{Event, Session, SessionConfig, Submitted};
 pub use url::PoolUrl;
 
 use crate::engine::{Engine, Found};
@@ -211,8 +211,15 @@ async fn connection(
                 }
             },
             Some(f) = found.recv() => {
-                if !session.submit(&f) {
-                    warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
+                match session.submit(&f) {
+                    Submitted::Share | Submitted::AfterBlock => {}
+                    Submitted::Block => {
+                        info!(job = %f.job_id, hash = %f.hash, "block found; submitted");
+                        engine.withdraw(&f.job_id);
+                    }
+                    Submitted::UnknownJob => {
+                        warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
+                    }
                 }
             }
             _ = failback.tick(), if index > 0 => {

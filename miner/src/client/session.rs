@@ -40,6 +40,19 @@ pub struct SessionConfig {
     pub extranonce2_range: Option<(u64, u64)>,
 }
 
+/// What [`Session::submit`] did with a solution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Sent as a share.
+    Share,
+    /// Sent, and it is a block: stop hashing this job (the pool moves to the next block).
+    Block,
+    /// Dropped quietly: a block was already found on this job.
+    AfterBlock,
+    /// Dropped: this connection no longer has the job.
+    UnknownJob,
+}
+
 /// Something the driver or the user should know about.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -112,6 +125,9 @@ pub struct Session {
     job: Option<CurrentJob>,
     /// Job ids this session was sent, newest last (solutions for other jobs are dropped).
     recent_jobs: VecDeque<String>,
+    /// Jobs on which a block was found: the pool moves to the next block, so further
+    /// solutions of these jobs are dropped quietly (on regtest they come by the thousand).
+    solved_jobs: VecDeque<String>,
     authorized: bool,
     out: VecDeque<Message>,
     events: VecDeque<Event>,
@@ -132,6 +148,7 @@ impl Session {
             version_mask: 0,
             job: None,
             recent_jobs: VecDeque::new(),
+            solved_jobs: VecDeque::new(),
             authorized: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -381,15 +398,21 @@ impl Session {
         })));
     }
 
-    /// Queues a solution for submission and returns whether it was. Solutions for recent
+    /// Queues a solution for submission and says what it did. Solutions for recent
     /// jobs of this session are submitted even if a newer job exists (the pool decides if
     /// they are stale); solutions for jobs this session never saw, or that a clean notify
     /// voided, are dropped.
-    pub fn submit(&mut self, found: &Found) -> bool {
-        let Some(job) = &self.job else { return false };
-        if !self.recent_jobs.contains(&found.job_id) {
-            return false;
+    pub fn submit(&mut self, found: &Found) -> Submitted {
+        if self.solved_jobs.contains(&found.job_id) {
+            return Submitted::AfterBlock;
         }
+        let Some(job) = &self.job else {
+            return Submitted::UnknownJob;
+        };
+        if !self.recent_jobs.contains(&found.job_id) {
+            return Submitted::UnknownJob;
+        }
+        let block = Target::from_compact(found.header.bits).is_ok_and(|t| t.is_met_by(&found.hash));
         let difficulty = if job.notify.job_id == found.job_id {
             job.difficulty
         } else {
@@ -412,7 +435,14 @@ impl Session {
                 difficulty,
             },
         );
-        true
+        if block {
+            self.solved_jobs.push_back(found.job_id.clone());
+            if self.solved_jobs.len() > 16 {
+                self.solved_jobs.pop_front();
+            }
+            return Submitted::Block;
+        }
+        Submitted::Share
     }
 }
 
@@ -538,9 +568,10 @@ mod tests {
             job_id: w.job_id.clone(),
             extranonce2: vec![0; 8],
             header,
-            hash: protocol::Hash256::ZERO,
+            // Above the network target of the job: a share, not a block.
+            hash: protocol::Hash256([0xff; 32]),
         };
-        assert!(s.submit(&found));
+        assert_eq!(s.submit(&found), Submitted::Share);
         let line = sent(&mut s).pop().unwrap();
         assert_eq!(line["method"], "mining.submit");
         assert_eq!(
@@ -566,7 +597,7 @@ mod tests {
                 difficulty: 0.01
             }]
         );
-        assert!(s.submit(&found));
+        assert_eq!(s.submit(&found), Submitted::Share);
         let id = sent(&mut s).pop().unwrap()["id"].as_u64().unwrap();
         feed(
             &mut s,
@@ -583,7 +614,21 @@ mod tests {
         // A clean notify voids the old job: its solutions are dropped, not submitted.
         feed(&mut s, &NOTIFY.replace("6b02666200000001", "77"));
         events(&mut s);
-        assert!(!s.submit(&found));
+        assert_eq!(s.submit(&found), Submitted::UnknownJob);
+        assert!(sent(&mut s).is_empty());
+        // A solution that is a block is sent once; the job's later solutions are dropped
+        // quietly (the pool moves on to the next block).
+        let on_77 = Found {
+            job_id: "77".into(),
+            ..found.clone()
+        };
+        let block = Found {
+            hash: protocol::Hash256::ZERO,
+            ..on_77.clone()
+        };
+        assert_eq!(s.submit(&block), Submitted::Block);
+        assert_eq!(sent(&mut s).len(), 1);
+        assert_eq!(s.submit(&on_77), Submitted::AfterBlock);
         assert!(sent(&mut s).is_empty());
     }
 

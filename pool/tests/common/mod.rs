@@ -1,0 +1,195 @@
+//! Shared set-up for the pool's end-to-end tests: a pool on a regtest pair, our CPU miner
+//! as its client, and a block decoder to check who a coinbase pays.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use miner::client::{self, ClientOptions, PoolUrl, SessionConfig};
+use miner::engine::Engine;
+use miner::hash::Backend;
+use miner::stats::Stats;
+use pool::blocks::BlockRecord;
+use pool::config::{Mode, NodeConfig, PoolConfig};
+use pool::run::RunningPool;
+use serde_json::json;
+use testkit::Node;
+use tokio_util::sync::CancellationToken;
+
+/// The RPC settings of a testkit node.
+pub fn node_config(node: &Node) -> NodeConfig {
+    let (user, password) = node.rpc_credentials();
+    NodeConfig {
+        url: node.rpc_url().to_string(),
+        user: Some(user.into()),
+        password: Some(password.into()),
+        cookie_file: None,
+    }
+}
+
+/// A pool on loopback with test-friendly timings.
+pub fn config(
+    mode: Mode,
+    nodes: Vec<NodeConfig>,
+    pool_address: Option<String>,
+    dir: &Path,
+) -> PoolConfig {
+    let mut c = PoolConfig {
+        mode,
+        network: "regtest".into(),
+        pool_address,
+        nodes,
+        data_dir: dir.to_path_buf(),
+        ..PoolConfig::default()
+    };
+    c.stratum.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.jobs.refresh_secs = 5;
+    c.jobs.max_retry_secs = 1;
+    c
+}
+
+/// A running pool and the token that stops it.
+pub struct TestPool {
+    pub running: RunningPool,
+    pub cancel: CancellationToken,
+}
+
+impl TestPool {
+    pub async fn start(config: PoolConfig) -> TestPool {
+        let cancel = CancellationToken::new();
+        let running = pool::run::start(config, cancel.clone()).await.unwrap();
+        TestPool { running, cancel }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.running.stratum_addr.port()
+    }
+
+    /// Waits for the next `n` accepted blocks (refused ones are returned too, and fail).
+    pub async fn accepted_blocks(&mut self, n: usize, timeout: Duration) -> Vec<BlockRecord> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let record = tokio::time::timeout(left, self.running.blocks.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {n} blocks in {timeout:?}", out.len()))
+                .expect("the pool stopped");
+            assert!(record.accepted, "block refused: {record:?}");
+            out.push(record);
+        }
+        out
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.running.wait())
+            .await
+            .expect("the pool stops within 20 s");
+    }
+}
+
+/// Our CPU miner (one thread) pointed at the pool.
+pub struct TestMiner {
+    pub cancel: CancellationToken,
+    pub stats: Arc<Stats>,
+    _engine: Arc<Engine>,
+}
+
+pub fn start_miner(port: u16, user: &str) -> TestMiner {
+    let opts = ClientOptions {
+        pools: vec![PoolUrl {
+            host: "127.0.0.1".into(),
+            port,
+            tls: false,
+        }],
+        session: SessionConfig {
+            user: user.into(),
+            password: "x".into(),
+            agent: "test-miner".into(),
+            suggest_difficulty: None,
+            version_rolling_mask: Some(0x1fffe000),
+            extranonce2_range: None,
+        },
+        failback: Duration::from_secs(60),
+        allow_redirect: false,
+        timeout: Duration::from_secs(120),
+        max_bad_lines: 3,
+        tls_fingerprint: None,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = Arc::new(Engine::start(Backend::supported()[0], 1, tx).unwrap());
+    let (atx, arx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Ok(f) = rx.recv() {
+            if atx.send(f).is_err() {
+                break;
+            }
+        }
+    });
+    let stats = Arc::new(Stats::new(Instant::now(), "test"));
+    let cancel = CancellationToken::new();
+    tokio::spawn(client::run(
+        opts,
+        engine.clone(),
+        arx,
+        stats.clone(),
+        cancel.clone(),
+    ));
+    TestMiner {
+        cancel,
+        stats,
+        _engine: engine,
+    }
+}
+
+fn compact_size(bytes: &[u8], at: &mut usize) -> usize {
+    let first = bytes[*at];
+    *at += 1;
+    let n = match first {
+        0xfd => 2,
+        0xfe => 4,
+        0xff => 8,
+        small => return small as usize,
+    };
+    let mut v = 0usize;
+    for i in 0..n {
+        v |= (bytes[*at + i] as usize) << (8 * i);
+    }
+    *at += n;
+    v
+}
+
+/// The coinbase outputs (value, script) of a block the node stores.
+pub fn coinbase_outputs(node: &Node, hash: &str) -> Vec<(u64, Vec<u8>)> {
+    let hex_block = node.call("getblock", json!([hash, false])).unwrap();
+    let bytes = hex::decode(hex_block.as_str().unwrap()).unwrap();
+    let mut at = 80;
+    compact_size(&bytes, &mut at); // transaction count
+    at += 4; // version
+    assert_eq!(compact_size(&bytes, &mut at), 1, "one input");
+    at += 36; // null prevout
+    let sig = compact_size(&bytes, &mut at);
+    at += sig + 4; // scriptSig, sequence
+    let outputs = compact_size(&bytes, &mut at);
+    (0..outputs)
+        .map(|_| {
+            let value = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            at += 8;
+            let len = compact_size(&bytes, &mut at);
+            let script = bytes[at..at + len].to_vec();
+            at += len;
+            (value, script)
+        })
+        .collect()
+}
+
+/// The scriptPubKey of a regtest address.
+pub fn script_of(address: &str) -> Vec<u8> {
+    protocol::address::parse(address, protocol::address::Network::Regtest)
+        .unwrap()
+        .script_pubkey
+}

@@ -1,0 +1,118 @@
+//! End to end on a regtest node pair: the pool and our CPU miner find blocks the node
+//! accepts; SOLO pays the miner's address, PPLNS the pool's; a dead first node is skipped;
+//! a node stopped and restarted during mining costs no connection, and blocks found
+//! afterwards are accepted.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pool::config::{Mode, NodeConfig};
+use testkit::RegtestPair;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn solo_mode_pays_the_miner_and_skips_a_dead_node() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let miner_address = pair.node(1).new_address().unwrap();
+    // The first node is not there: the pool must fail over to the second.
+    let dead = NodeConfig {
+        url: format!("http://127.0.0.1:{}/", testkit::free_port().unwrap()),
+        user: Some("x".into()),
+        password: Some("x".into()),
+        cookie_file: None,
+    };
+    let nodes = vec![dead, node_config(pair.node(0))];
+    let mut pool = TestPool::start(config(Mode::Solo, nodes, None, dir.path())).await;
+    let start_height = pair.node(0).height().unwrap();
+    let miner = start_miner(pool.port(), &format!("{miner_address}.rig1"));
+
+    let blocks = pool.accepted_blocks(3, Duration::from_secs(120)).await;
+    let script = script_of(&miner_address);
+    for b in &blocks {
+        let outputs = coinbase_outputs(pair.node(0), &b.hash.to_string());
+        assert_eq!(outputs[0].1, script, "the coinbase pays the miner");
+        assert_eq!(outputs[0].0, b.reward);
+        assert!(b.height > start_height);
+    }
+    assert!(pair.node(0).height().unwrap() >= start_height + 3);
+    // Each block is kept with its hex.
+    let kept = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .count();
+    assert!(kept >= 3, "{kept} block files");
+    let log = std::fs::read_to_string(dir.path().join("blocks.jsonl")).unwrap();
+    assert!(log.contains(&blocks[0].hash.to_string()));
+
+    let stats = pool.running.stats.snapshot();
+    assert!(stats.accepted >= 3, "{stats:?}");
+    miner.cancel.cancel();
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pplns_mode_pays_the_pool() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool_address = pair.node(0).new_address().unwrap();
+    let miner_address = pair.node(1).new_address().unwrap();
+    let nodes = vec![node_config(pair.node(0)), node_config(pair.node(1))];
+    let mut pool = TestPool::start(config(
+        Mode::Pplns,
+        nodes,
+        Some(pool_address.clone()),
+        dir.path(),
+    ))
+    .await;
+    let miner = start_miner(pool.port(), &format!("{miner_address}.rig1"));
+    let blocks = pool.accepted_blocks(3, Duration::from_secs(120)).await;
+    for b in &blocks {
+        let outputs = coinbase_outputs(pair.node(0), &b.hash.to_string());
+        assert_eq!(
+            outputs[0].1,
+            script_of(&pool_address),
+            "the coinbase pays the pool"
+        );
+        assert_eq!(b.user, format!("{miner_address}.rig1"));
+    }
+    miner.cancel.cancel();
+    pool.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restart_keeps_miners_connected_and_blocks_resume() {
+    let mut pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let miner_address = pair.node(0).new_address().unwrap();
+    // Node 1 is the one with `-connect` to node 0, so it finds its peer again on restart.
+    let nodes = vec![node_config(pair.node(1))];
+    let mut pool = TestPool::start(config(Mode::Solo, nodes, None, dir.path())).await;
+    let miner = start_miner(pool.port(), &format!("{miner_address}.rig1"));
+    pool.accepted_blocks(2, Duration::from_secs(120)).await;
+    let connected_before = pool.running.stats.snapshot().connections_total;
+
+    tokio::task::block_in_place(|| pair.node_mut(1).stop()).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = pool.running.stats.snapshot();
+    assert_eq!(
+        during.connections, 1,
+        "the miner stays connected: {during:?}"
+    );
+    // A candidate found as the node went away may have been refused; forget it.
+    while pool.running.blocks.try_recv().is_ok() {}
+
+    tokio::task::block_in_place(|| pair.node_mut(1).restart()).unwrap();
+    let height_after_restart = pair.node(1).height().unwrap();
+    let blocks = pool.accepted_blocks(2, Duration::from_secs(120)).await;
+    assert!(blocks.iter().all(|b| b.height > height_after_restart));
+    let after = pool.running.stats.snapshot();
+    assert_eq!(
+        after.connections_total, connected_before,
+        "no reconnect was needed: {after:?}"
+    );
+    miner.cancel.cancel();
+    pool.stop().await;
+}
