@@ -1,0 +1,327 @@
+//! A scripted Stratum client against the real pool on a regtest pair: each kind of bad
+//! submit gets its error, an over-long line closes only that connection, a flood of
+//! invalid shares gets the address banned, the per-address connection cap holds, and a
+//! shutdown tells miners to reconnect.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use pool::config::Mode;
+use protocol::stratum::{Message, Method, Notify, StratumCodec, share_header};
+use protocol::{Hash256, Target};
+use serde_json::{Value, json};
+use testkit::RegtestPair;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+type Conn = Framed<TcpStream, StratumCodec>;
+
+/// Below regtest's network difficulty (about 4.66e-10), so that half of all hashes are
+/// shares that are not blocks and some are neither.
+const SHARE_DIFFICULTY: f64 = 3e-10;
+
+async fn connect(port: u16) -> Conn {
+    let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    Framed::new(s, StratumCodec::new(1 << 20))
+}
+
+async fn send(conn: &mut Conn, v: Value) {
+    conn.send(&Message::from_value(&v).unwrap()).await.unwrap();
+}
+
+/// The next message, or `None` when the pool closed the connection.
+async fn next(conn: &mut Conn) -> Option<Message> {
+    match tokio::time::timeout(Duration::from_secs(20), conn.next()).await {
+        Ok(Some(Ok(Ok(m)))) => Some(m),
+        Ok(None) | Ok(Some(Err(_))) => None,
+        Ok(Some(Ok(Err(e)))) => panic!("bad line from the pool: {e}"),
+        Err(_) => panic!("nothing from the pool in 20 s"),
+    }
+}
+
+/// Reads until the reply to `id`, collecting notifies on the way.
+async fn reply(conn: &mut Conn, id: u64, notifies: &mut Vec<Notify>) -> Value {
+    loop {
+        match next(conn).await.expect("connection open") {
+            Message::Response(r) if r.id == id.into() => {
+                return Message::Response(r).to_value();
+            }
+            Message::Request {
+                method: Method::Notify(n),
+                ..
+            } => notifies.push(n),
+            _ => {}
+        }
+    }
+}
+
+struct Miner {
+    conn: Conn,
+    user: String,
+    extranonce1: Vec<u8>,
+    notifies: Vec<Notify>,
+    next_id: u64,
+}
+
+impl Miner {
+    async fn open(port: u16, user: &str) -> Miner {
+        let mut conn = connect(port).await;
+        let mut notifies = Vec::new();
+        send(
+            &mut conn,
+            json!({"id": 1, "method": "mining.subscribe", "params": ["script/1"]}),
+        )
+        .await;
+        let sub = reply(&mut conn, 1, &mut notifies).await;
+        let extranonce1 = hex::decode(sub["result"][1].as_str().unwrap()).unwrap();
+        send(
+            &mut conn,
+            json!({"id": 2, "method": "mining.authorize", "params": [user, format!("d={SHARE_DIFFICULTY}")]}),
+        )
+        .await;
+        assert_eq!(
+            reply(&mut conn, 2, &mut notifies).await["result"],
+            json!(true)
+        );
+        let mut m = Miner {
+            conn,
+            user: user.into(),
+            extranonce1,
+            notifies,
+            next_id: 10,
+        };
+        m.job().await;
+        m
+    }
+
+    /// The newest job (waits for one if none came yet).
+    async fn job(&mut self) -> Notify {
+        while self.notifies.is_empty() {
+            if let Some(Message::Request {
+                method: Method::Notify(n),
+                ..
+            }) = next(&mut self.conn).await
+            {
+                self.notifies.push(n);
+            }
+        }
+        self.notifies.last().unwrap().clone()
+    }
+
+    fn hash(&self, n: &Notify, nonce: u32, ntime: u32) -> Hash256 {
+        share_header(n, &self.extranonce1, &[0; 8], n.version, ntime, nonce).hash()
+    }
+
+    /// A nonce that is not a block and does (or does not) meet the share difficulty.
+    fn nonce(&self, n: &Notify, meets: bool) -> u32 {
+        let network = Target::from_compact(n.nbits).unwrap();
+        let share = Target::from_difficulty(SHARE_DIFFICULTY).unwrap();
+        (0..)
+            .find(|&x| {
+                let h = self.hash(n, x, n.ntime);
+                !network.is_met_by(&h) && share.is_met_by(&h) == meets
+            })
+            .unwrap()
+    }
+
+    async fn submit(
+        &mut self,
+        n: &Notify,
+        nonce: u32,
+        ntime: u32,
+        version_bits: Option<&str>,
+    ) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut params = json!([
+            self.user,
+            n.job_id,
+            "0000000000000000",
+            format!("{ntime:08x}"),
+            format!("{nonce:08x}")
+        ]);
+        if let Some(bits) = version_bits {
+            params.as_array_mut().unwrap().push(json!(bits));
+        }
+        send(
+            &mut self.conn,
+            json!({"id": id, "method": "mining.submit", "params": params}),
+        )
+        .await;
+        reply(&mut self.conn, id, &mut self.notifies).await
+    }
+}
+
+fn code(reply: &Value) -> i64 {
+    reply["error"][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no error in {reply}"))
+}
+
+/// Whether the pool closes `conn` within a few seconds.
+async fn closed(conn: &mut Conn) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.next()).await {
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submits_long_lines_floods_and_shutdown() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool_address = pair.node(0).new_address().unwrap();
+    let user = format!("{}.script", pair.node(1).new_address().unwrap());
+    let mut cfg = config(
+        Mode::Pplns,
+        vec![node_config(pair.node(0))],
+        Some(pool_address),
+        dir.path(),
+    );
+    cfg.vardiff.min = 1e-12;
+    cfg.limits.ban_after_invalid = 20;
+    cfg.limits.max_line = 1024;
+    cfg.limits.connections_per_ip = 4;
+    cfg.limits.messages_per_sec = 1000;
+    cfg.jobs.refresh_secs = 600; // jobs change only with blocks, as the test expects
+    let pool = TestPool::start(cfg).await;
+    let port = pool.port();
+
+    let mut a = Miner::open(port, &user).await;
+    let n = a.job().await;
+    let good = a.nonce(&n, true);
+    assert_eq!(
+        a.submit(&n, good, n.ntime, None).await,
+        json!({"id": 10, "result": true, "error": null})
+    );
+    assert_eq!(
+        code(&a.submit(&n, good, n.ntime, None).await),
+        22,
+        "duplicate"
+    );
+    let low = a.nonce(&n, false);
+    assert_eq!(
+        code(&a.submit(&n, low, n.ntime, None).await),
+        23,
+        "low difficulty"
+    );
+    let bad_version = a.submit(&n, good, n.ntime, Some("00002000")).await;
+    assert_eq!(
+        code(&bad_version),
+        20,
+        "version rolling was not negotiated: {bad_version}"
+    );
+    let future = n.ntime + 8000;
+    let bad_time = a.submit(&n, a.nonce(&n, true), future, None).await;
+    assert_eq!(code(&bad_time), 20, "ntime too far ahead: {bad_time}");
+    // Malformed: the error carries the request's id.
+    let line = json!({"id": 77, "method": "mining.submit", "params": [user, n.job_id]});
+    a.conn
+        .get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let malformed = reply(&mut a.conn, 77, &mut a.notifies).await;
+    assert_eq!(code(&malformed), 20, "{malformed}");
+    send(
+        &mut a.conn,
+        json!({"id": 78, "method": "mining.frobnicate", "params": []}),
+    )
+    .await;
+    assert_eq!(code(&reply(&mut a.conn, 78, &mut a.notifies).await), -32601);
+
+    // A new block makes the job stale.
+    pair.node(0).generate(1).unwrap();
+    let fresh = loop {
+        let m = next(&mut a.conn).await.unwrap();
+        if let Message::Request {
+            method: Method::Notify(f),
+            ..
+        } = m
+            && f.clean_jobs
+        {
+            break f;
+        }
+    };
+    assert_ne!(fresh.prev_hash, n.prev_hash);
+    a.notifies.push(fresh.clone());
+    let stale = a.submit(&n, good, n.ntime, None).await;
+    assert_eq!(stale["error"], json!([21, "Stale share", null]));
+    // And the new job takes shares.
+    let ok = a.nonce(&fresh, true);
+    assert_eq!(
+        a.submit(&fresh, ok, fresh.ntime, None).await["result"],
+        json!(true)
+    );
+
+    // An over-long line closes that connection only.
+    let mut b = connect(port).await;
+    b.get_mut().write_all(&vec![b'x'; 4096]).await.unwrap();
+    b.get_mut().write_all(b"\n").await.unwrap();
+    assert!(closed(&mut b).await, "the long-line connection is closed");
+    let ok = a.nonce(&fresh, true).wrapping_add(0);
+    let again = a.submit(&fresh, ok, fresh.ntime + 1, None).await;
+    assert!(
+        again["result"] == json!(true) || code(&again) == 23,
+        "a still served: {again}"
+    );
+
+    // Connections per address: four at once (a is one).
+    let mut extra = Vec::new();
+    for _ in 0..3 {
+        extra.push(Miner::open(port, &user).await);
+    }
+    let mut fifth = connect(port).await;
+    assert!(closed(&mut fifth).await, "the fifth connection is refused");
+    drop(extra);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A flood of invalid shares: banned, and the next connection is refused.
+    let mut c = Miner::open(port, &user).await;
+    let mut unknown = fresh.clone();
+    unknown.job_id = "ffffff".into();
+    for i in 0..20 {
+        let r = c.submit(&unknown, i, fresh.ntime, None).await;
+        assert_eq!(code(&r), 21);
+    }
+    assert!(closed(&mut c.conn).await, "banned after 20 invalid shares");
+    let mut refused = connect(port).await;
+    assert!(
+        closed(&mut refused).await,
+        "a banned address cannot reconnect"
+    );
+    let stats = pool.running.stats.snapshot();
+    assert_eq!(stats.bans, 1);
+    assert_eq!(stats.rejected.get("job-not-found"), Some(&20));
+    assert_eq!(stats.rejected.get("duplicate"), Some(&1));
+    assert_eq!(stats.rejected.get("stale"), Some(&1));
+    assert!(stats.refused >= 2, "{stats:?}");
+
+    // The established connection is still served; at shutdown it is told to reconnect.
+    pool.cancel.cancel();
+    let mut saw = Vec::new();
+    while let Some(m) = next(&mut a.conn).await {
+        if let Message::Request { method, .. } = m {
+            saw.push(method.name().to_string());
+        }
+    }
+    assert!(
+        saw.ends_with(&[
+            "client.show_message".to_string(),
+            "client.reconnect".to_string()
+        ]),
+        "{saw:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), pool.running.wait())
+        .await
+        .unwrap();
+}
