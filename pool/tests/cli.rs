@@ -71,3 +71,16 @@ fn config_errors_are_one_clear_line() {
     assert_eq!(code, 2);
     assert!(err.contains("no node configured"), "{err}");
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/pool.md")).unwrap();
+    let start = doc.find("```toml\n# pool.toml").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pool.toml");
+    std::fs::write(&file, &doc[start..end]).unwrap();
+    let (code, _, err) = pool(&["--config", file.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+}
