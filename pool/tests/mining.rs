@@ -116,3 +116,33 @@ async fn a_node_restart_keeps_miners_connected_and_blocks_resume() {
     miner.cancel.cancel();
     pool.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_auth_is_read_again_after_a_401() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cookie = dir.path().join(".cookie");
+    std::fs::write(&cookie, "__cookie__:stale").unwrap();
+    let node = pool::node::Node::new(
+        &NodeConfig {
+            url: pair.node(0).rpc_url().to_string(),
+            user: None,
+            password: None,
+            cookie_file: Some(cookie.clone()),
+        },
+        Duration::from_secs(5),
+    );
+    let err = node
+        .call("getblockcount", serde_json::json!([]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // The node restarted and wrote a new cookie: the next call reads it.
+    let (user, password) = pair.node(0).rpc_credentials();
+    std::fs::write(&cookie, format!("{user}:{password}\n")).unwrap();
+    let height = node
+        .call("getblockcount", serde_json::json!([]))
+        .await
+        .unwrap();
+    assert_eq!(height.as_u64(), Some(pair.node(0).height().unwrap()));
+}
