@@ -72,6 +72,10 @@ pub struct NodeConfig {
     /// The node's `.cookie` file, read again whenever the node restarts.
     #[serde(default)]
     pub cookie_file: Option<PathBuf>,
+    /// The node's `-zmqpubhashblock` endpoint (`tcp://host:port`), for the fastest word of
+    /// a new block.
+    #[serde(default)]
+    pub zmq_hashblock: Option<String>,
 }
 
 /// How templates are fetched and turned into jobs.
@@ -82,6 +86,8 @@ pub struct JobsConfig {
     pub block_poll_ms: u64,
     /// Fetch a fresh template with new transactions this often (seconds).
     pub refresh_secs: u64,
+    /// Use `getblocktemplate` long polling when the node offers it.
+    pub longpoll: bool,
     /// Long-poll timeout (seconds); the node answers earlier on a new block.
     pub longpoll_timeout_secs: u64,
     /// Jobs of the current block kept for late shares.
@@ -175,6 +181,7 @@ impl Default for JobsConfig {
         JobsConfig {
             block_poll_ms: 250,
             refresh_secs: 30,
+            longpoll: true,
             longpoll_timeout_secs: 120,
             keep_jobs: 16,
             max_ntime_ahead_secs: 7000,
@@ -307,6 +314,14 @@ impl PoolConfig {
                 return Err(invalid(
                     "nodes.url",
                     format!("{:?} must start with http://", node.url),
+                ));
+            }
+            if let Some(z) = &node.zmq_hashblock
+                && !z.starts_with("tcp://")
+            {
+                return Err(invalid(
+                    "nodes.zmq_hashblock",
+                    format!("{z:?} must be tcp://host:port"),
                 ));
             }
             let password = node.user.is_some() && node.password.is_some();

@@ -4,7 +4,7 @@
 //! The modules in data-flow order:
 //!
 //! ```text
-//! node (RPC) --> templates (long poll, poll, refresh, failover) --> jobs (JobMaker)
+//! node (RPC, zmq) --> templates (long poll, poll, refresh, failover) --> jobs (JobMaker)
 //!   --> server (accept, limits) --> connection (socket <-> session) --> session (Stratum
 //!   state machine, vardiff, share::validate) --> blocks (submitblock to every node)
 //! ```
@@ -27,3 +27,4 @@ pub mod share;
 pub mod stats;
 pub mod templates;
 pub mod vardiff;
+pub mod zmq;

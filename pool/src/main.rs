@@ -71,6 +71,7 @@ fn node_from_url(url: &str, cookie: Option<&PathBuf>) -> Result<NodeConfig, Stri
         user,
         password,
         cookie_file: cookie.cloned(),
+        zmq_hashblock: None,
     })
 }
 

@@ -137,9 +137,16 @@ pub async fn start(
     let feed_options = FeedOptions {
         block_poll: Duration::from_millis(config.jobs.block_poll_ms),
         refresh: Duration::from_secs(config.jobs.refresh_secs),
+        longpoll: config.jobs.longpoll,
         longpoll_timeout: longpoll,
         max_retry: Duration::from_secs(config.jobs.max_retry_secs.max(1)),
     };
+    let zmq: Vec<_> = config
+        .nodes
+        .iter()
+        .filter_map(|n| n.zmq_hashblock.clone())
+        .map(|endpoint| tokio::spawn(crate::zmq::run(endpoint, kick.clone(), cancel.clone())))
+        .collect();
     let mut tasks = vec![
         tokio::spawn(templates::run(
             nodes.clone(),
@@ -159,6 +166,7 @@ pub async fn start(
             stats.clone(),
         )),
     ];
+    tasks.extend(zmq);
     let shared = Arc::new(Shared::new(
         settings,
         ids,

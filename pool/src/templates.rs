@@ -39,6 +39,8 @@ pub struct FeedOptions {
     pub block_poll: Duration,
     /// Fresh template interval.
     pub refresh: Duration,
+    /// Use long polling when the node offers it.
+    pub longpoll: bool,
     /// Long-poll timeout.
     pub longpoll_timeout: Duration,
     /// Longest backoff between retries.
@@ -127,9 +129,13 @@ impl Feed {
     }
 
     async fn run(&mut self, kick: Arc<Notify>, cancel: CancellationToken) {
-        let mut poll = tokio::time::interval(self.options.block_poll);
+        // The first ticks come one period from now (a plain interval ticks at once).
+        let start = tokio::time::Instant::now();
+        let mut poll =
+            tokio::time::interval_at(start + self.options.block_poll, self.options.block_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut refresh = tokio::time::interval(self.options.refresh);
+        let mut refresh =
+            tokio::time::interval_at(start + self.options.refresh, self.options.refresh);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.failures > 0 {
@@ -159,7 +165,7 @@ impl Feed {
     /// Starts a long poll on the current node when the template has a long-poll id and
     /// none is in flight.
     fn start_longpoll(&mut self) {
-        if self.longpoll.is_some() {
+        if self.longpoll.is_some() || !self.options.longpoll {
             return;
         }
         let Some(id) = self.current().and_then(|t| t.checked.longpollid.clone()) else {

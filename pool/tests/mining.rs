@@ -24,6 +24,7 @@ async fn solo_mode_pays_the_miner_and_skips_a_dead_node() {
         user: Some("x".into()),
         password: Some("x".into()),
         cookie_file: None,
+        zmq_hashblock: None,
     };
     let nodes = vec![dead, node_config(pair.node(0))];
     let mut pool = TestPool::start(config(Mode::Solo, nodes, None, dir.path())).await;
@@ -129,6 +130,7 @@ async fn cookie_auth_is_read_again_after_a_401() {
             user: None,
             password: None,
             cookie_file: Some(cookie.clone()),
+            zmq_hashblock: None,
         },
         Duration::from_secs(5),
     );
@@ -145,4 +147,58 @@ async fn cookie_auth_is_read_again_after_a_401() {
         .await
         .unwrap();
     assert_eq!(height.as_u64(), Some(pair.node(0).height().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmq_hashblock_brings_new_blocks_without_polling() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let pair = RegtestPair::start_with_zmq().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = node_config(pair.node(0));
+    node.zmq_hashblock = pair.node(0).zmq_hashblock();
+    let mut cfg = config(Mode::Solo, vec![node], None, dir.path());
+    // No long poll and slow polls: only ZMQ can bring the new block quickly.
+    cfg.jobs.longpoll = false;
+    cfg.jobs.block_poll_ms = 600_000;
+    cfg.jobs.refresh_secs = 600;
+    let pool = TestPool::start(cfg).await;
+    let address = pair.node(0).new_address().unwrap();
+
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", pool.port()))
+        .await
+        .unwrap();
+    let opening = format!(
+        "{{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}}\n\
+         {{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"{address}\",\"x\"]}}\n"
+    );
+    conn.write_all(opening.as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(conn).lines();
+    let mut first_job = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("a job for the new block within 10 s")
+            .unwrap()
+            .unwrap();
+        let msg: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if msg["method"] != "mining.notify" {
+            continue;
+        }
+        let prev = msg["params"][1].clone();
+        match &first_job {
+            None => {
+                first_job = Some(prev);
+                // Give the subscription a moment, then mine a block on the node.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                pair.node(0).generate(1).unwrap();
+            }
+            Some(first) if *first != prev => {
+                assert_eq!(msg["params"][8], serde_json::json!(true), "clean_jobs");
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+    pool.stop().await;
 }

@@ -51,6 +51,7 @@ pub struct Node {
     name: String,
     bitcoind: PathBuf,
     connect: Option<u16>,
+    zmq_port: Option<u16>,
     child: Child,
     datadir: PathBuf,
     p2p_port: u16,
@@ -69,11 +70,24 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    fn spawn(bitcoind: &Path, dir: &Path, name: &str, connect: Option<u16>) -> Result<Node, Error> {
+    fn spawn(
+        bitcoind: &Path,
+        dir: &Path,
+        name: &str,
+        connect: Option<u16>,
+        zmq: bool,
+    ) -> Result<Node, Error> {
         let datadir = dir.join(name);
         std::fs::create_dir_all(&datadir).map_err(Error::io("creating the node's data dir"))?;
         let (p2p_port, rpc_port) = (free_port()?, free_port()?);
-        let child = launch(bitcoind, &datadir, p2p_port, rpc_port, connect)?;
+        let zmq_port = if zmq { Some(free_port()?) } else { None };
+        let ports = Ports {
+            p2p: p2p_port,
+            rpc: rpc_port,
+            connect,
+            zmq: zmq_port,
+        };
+        let child = launch(bitcoind, &datadir, &ports)?;
         let rpc = RpcClient::new(
             format!("http://127.0.0.1:{rpc_port}/"),
             RPC_USER,
@@ -83,6 +97,7 @@ impl Node {
             name: name.to_string(),
             bitcoind: bitcoind.to_path_buf(),
             connect,
+            zmq_port,
             child,
             datadir,
             p2p_port,
@@ -113,13 +128,13 @@ impl Node {
 
     /// Starts a stopped node again on the same data, ports and peer, and waits for RPC.
     pub fn restart(&mut self) -> Result<(), Error> {
-        self.child = launch(
-            &self.bitcoind,
-            &self.datadir,
-            self.p2p_port,
-            self.rpc_port,
-            self.connect,
-        )?;
+        let ports = Ports {
+            p2p: self.p2p_port,
+            rpc: self.rpc_port,
+            connect: self.connect,
+            zmq: self.zmq_port,
+        };
+        self.child = launch(&self.bitcoind, &self.datadir, &ports)?;
         self.wait_ready()
     }
 
@@ -165,6 +180,11 @@ impl Node {
     /// RPC user and password.
     pub fn rpc_credentials(&self) -> (&'static str, &'static str) {
         (RPC_USER, RPC_PASSWORD)
+    }
+
+    /// The ZMQ `hashblock` endpoint, when the pair was started with ZMQ.
+    pub fn zmq_hashblock(&self) -> Option<String> {
+        self.zmq_port.map(|p| format!("tcp://127.0.0.1:{p}"))
     }
 
     /// The P2P port.
@@ -226,14 +246,17 @@ impl Node {
     }
 }
 
-/// Starts `bitcoind` on `datadir` with the options this node needs.
-fn launch(
-    bitcoind: &Path,
-    datadir: &Path,
-    p2p_port: u16,
-    rpc_port: u16,
+/// The ports a node listens on, and its peer's.
+struct Ports {
+    p2p: u16,
+    rpc: u16,
     connect: Option<u16>,
-) -> Result<Child, Error> {
+    zmq: Option<u16>,
+}
+
+/// Starts `bitcoind` on `datadir` with the options this node needs.
+fn launch(bitcoind: &Path, datadir: &Path, ports: &Ports) -> Result<Child, Error> {
+    let (p2p_port, rpc_port) = (ports.p2p, ports.rpc);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -264,8 +287,11 @@ fn launch(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    if let Some(port) = connect {
+    if let Some(port) = ports.connect {
         cmd.arg(format!("-connect=127.0.0.1:{port}"));
+    }
+    if let Some(port) = ports.zmq {
+        cmd.arg(format!("-zmqpubhashblock=tcp://127.0.0.1:{port}"));
     }
     cmd.spawn()
         .map_err(Error::io(format!("starting {}", bitcoind.display())))
@@ -303,13 +329,22 @@ pub struct RegtestPair {
 impl RegtestPair {
     /// Starts the pair and waits until it is ready to mine on.
     pub fn start() -> Result<RegtestPair, Error> {
+        Self::start_inner(false)
+    }
+
+    /// The same, with each node publishing ZMQ `hashblock` ([`Node::zmq_hashblock`]).
+    pub fn start_with_zmq() -> Result<RegtestPair, Error> {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(zmq: bool) -> Result<RegtestPair, Error> {
         let bitcoind = locate_bitcoind()?;
         let dir = tempfile::Builder::new()
             .prefix("testkit-regtest-")
             .tempdir()
             .map_err(Error::io("creating a temp dir"))?;
-        let mut first = Node::spawn(&bitcoind, dir.path(), "node0", None)?;
-        let mut second = Node::spawn(&bitcoind, dir.path(), "node1", Some(first.p2p_port))?;
+        let mut first = Node::spawn(&bitcoind, dir.path(), "node0", None, zmq)?;
+        let mut second = Node::spawn(&bitcoind, dir.path(), "node1", Some(first.p2p_port), zmq)?;
         first.wait_ready()?;
         second.wait_ready()?;
         let pair = RegtestPair {

@@ -27,6 +27,7 @@ pub fn node_config(node: &Node) -> NodeConfig {
         user: Some(user.into()),
         password: Some(password.into()),
         cookie_file: None,
+        zmq_hashblock: None,
     }
 }
 
