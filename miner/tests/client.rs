@@ -26,11 +26,13 @@ const COINB2: &str =
     "ffffffff0100f2052a010000001976a9148b2b542e5e3649ec074d78f5df36ca37b9733f9088ac00000000";
 const MASK: u32 = 0x1fffe000;
 
+/// A job whose network target (a mainnet-like `nbits`) no test share can meet: a share that
+/// is also a block makes the miner withdraw the job, which these tests do not want.
 fn notify(job: &str, clean: bool) -> Value {
     let prev = sha256d(job.as_bytes());
     json!({"id": null, "method": "mining.notify", "params": [
         job, protocol::stratum::prevhash_to_stratum(&prev), COINB1, COINB2,
-        [sha256d(b"tx").to_internal_hex()], "20000000", "207fffff", "6b026662", clean]})
+        [sha256d(b"tx").to_internal_hex()], "20000000", "17034219", "6b026662", clean]})
 }
 
 async fn send(conn: &mut Conn, v: Value) {
@@ -401,5 +403,47 @@ async fn tls_with_a_pinned_fingerprint() {
         run.stats.snapshot(Instant::now()).pool.as_deref(),
         Some(format!("stratum+ssl://127.0.0.1:{port}").as_str())
     );
+    run.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_stops_hashing_its_job_until_the_next_notify() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let run = start(options(
+        vec![url(listener.local_addr().unwrap().port())],
+        Duration::from_secs(300),
+    ));
+    let mut conn = accept(&listener).await;
+    opening(&mut conn).await;
+    send(
+        &mut conn,
+        json!({"id": null, "method": "mining.set_difficulty", "params": [1.0 / 65536.0]}),
+    )
+    .await;
+    // Regtest bits: every share is a block.
+    let mut block_job = notify("job1", true);
+    block_job["params"][6] = json!("207fffff");
+    send(&mut conn, block_job).await;
+    let (id, s) = next_submit(&mut conn).await;
+    assert_eq!(s.job_id, "job1");
+    conn.send(&Message::result(id, json!(true))).await.unwrap();
+    // The engine may have had a few more solutions in flight; after those, silence.
+    let quiet_from = Instant::now() + Duration::from_millis(300);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(Ok(msg)))) = tokio::time::timeout_at(deadline.into(), conn.next()).await {
+        if let Message::Request {
+            method: Method::Submit(_),
+            ..
+        } = msg
+        {
+            assert!(
+                Instant::now() < quiet_from,
+                "shares kept coming for a solved job"
+            );
+        }
+    }
+    send(&mut conn, notify("job2", true)).await;
+    let (_, s) = next_submit(&mut conn).await;
+    assert_eq!(s.job_id, "job2");
     run.cancel.cancel();
 }
