@@ -193,8 +193,8 @@ async fn accept(listener: &TcpListener) -> Conn {
     Framed::new(s, StratumCodec::new(1 << 20))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shares_difficulty_timing_and_clean_jobs() {
+/// A miner connected to a scripted pool, past the opening, told a share difficulty.
+async fn mining_at(difficulty: f64) -> (Running, Conn) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let run = start(options(
         vec![url(listener.local_addr().unwrap().port())],
@@ -204,9 +204,15 @@ async fn shares_difficulty_timing_and_clean_jobs() {
     opening(&mut conn).await;
     send(
         &mut conn,
-        json!({"id": null, "method": "mining.set_difficulty", "params": [1.0 / 65536.0]}),
+        json!({"id": null, "method": "mining.set_difficulty", "params": [difficulty]}),
     )
     .await;
+    (run, conn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_difficulty_timing_and_clean_jobs() {
+    let (run, mut conn) = mining_at(1.0 / 65536.0).await;
     send(&mut conn, notify("job1", true)).await;
     for i in 0..5 {
         let (id, s) = next_submit(&mut conn).await;
@@ -408,18 +414,7 @@ async fn tls_with_a_pinned_fingerprint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_stops_hashing_its_job_until_the_next_notify() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let run = start(options(
-        vec![url(listener.local_addr().unwrap().port())],
-        Duration::from_secs(300),
-    ));
-    let mut conn = accept(&listener).await;
-    opening(&mut conn).await;
-    send(
-        &mut conn,
-        json!({"id": null, "method": "mining.set_difficulty", "params": [1.0 / 65536.0]}),
-    )
-    .await;
+    let (run, mut conn) = mining_at(1.0 / 65536.0).await;
     // Regtest bits: every share is a block.
     let mut block_job = notify("job1", true);
     block_job["params"][6] = json!("207fffff");
