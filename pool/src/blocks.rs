@@ -4,6 +4,9 @@
 //! One block per previous block: on a chain as easy as regtest, half of all shares are
 //! blocks, and once one solution for a height is in, the others can only lose the race
 //! ("inconclusive"), so they are counted as shares but not submitted.
+//!
+//! With a database, an accepted block goes to the store's writer after its share (the same
+//! queue, so its PPLNS window always holds its own share).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -18,6 +21,8 @@ use tracing::{debug, error, info, warn};
 use crate::node::Node;
 use crate::session::BlockEvent;
 use crate::stats::PoolStats;
+use crate::store::writer::Submission;
+use crate::store::{BlockRow, Record};
 
 /// What became of a block.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +49,7 @@ pub async fn run(
     found: mpsc::UnboundedSender<BlockRecord>,
     kick: Arc<Notify>,
     stats: Arc<PoolStats>,
+    store: Option<mpsc::UnboundedSender<Submission>>,
 ) {
     let mut done: HashSet<Hash256> = HashSet::new();
     while let Some(block) = candidates.recv().await {
@@ -58,6 +64,20 @@ pub async fn run(
             stats.block_accepted();
             kick.notify_one();
             info!(height = record.height, hash = %record.hash, user = %record.user, reward = record.reward, "block found and accepted");
+            if let Some(writer) = &store {
+                let row = BlockRow {
+                    hash: block.hash.to_string(),
+                    height: i64::try_from(block.height).unwrap_or(i64::MAX),
+                    found_us: block.found_us,
+                    finder: block.user.clone(),
+                    reward: i64::try_from(block.reward).unwrap_or(i64::MAX),
+                    network_difficulty: block.network_difficulty,
+                };
+                let _ = writer.send(Submission {
+                    record: Record::Block(row),
+                    durable: None,
+                });
+            }
         } else {
             error!(height = record.height, hash = %record.hash, results = ?record.results, "block refused by every node");
         }

@@ -55,6 +55,10 @@ pub struct PoolConfig {
     pub vardiff: VardiffConfig,
     /// Limits against bad and hostile clients.
     pub limits: LimitsConfig,
+    /// The PostgreSQL store (needed in PPLNS mode, optional in SOLO mode).
+    pub database: DatabaseConfig,
+    /// PPLNS accounting, block confirmations and payments.
+    pub payouts: PayoutsConfig,
 }
 
 /// One node's RPC endpoint.
@@ -159,6 +163,96 @@ pub struct LimitsConfig {
     pub max_bad_lines: u32,
 }
 
+/// The PostgreSQL store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db`; unset: no store (SOLO mode only).
+    pub url: Option<String>,
+    /// Connections the pool keeps open.
+    pub max_connections: u32,
+    /// Most shares written in one commit.
+    pub batch_max: usize,
+    /// A write that takes longer than this (seconds) counts as a failure: the batch goes to
+    /// the spool file instead.
+    pub write_timeout_secs: u64,
+    /// How often to try the database again while shares are spooled (seconds).
+    pub retry_secs: u64,
+    /// Days of raw shares kept (whole days; older daily partitions are dropped).
+    pub share_retention_days: u32,
+    /// How often miner and pool statistics are sampled (seconds).
+    pub stats_interval_secs: u64,
+    /// Days of sampled statistics and per-minute share totals kept.
+    pub stats_retention_days: u32,
+}
+
+/// What happens when fewer shares exist than the PPLNS window asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unfilled {
+    /// The miners present share the whole reward (less the fee).
+    #[default]
+    ShareAll,
+    /// The miners get what a full window would have given them; the pool keeps the rest.
+    PoolKeepsRest,
+}
+
+/// PPLNS, confirmations and payments.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutsConfig {
+    /// The window is the last `window_factor` x network difficulty of share difficulty.
+    pub window_factor: f64,
+    /// Policy for a window that is not full.
+    pub unfilled: Unfilled,
+    /// The pool's fee, percent of the block reward.
+    pub fee_percent: f64,
+    /// Confirmations before a block's reward is credited (coinbase maturity: 100 on Bitcoin).
+    pub confirmations: u64,
+    /// How often pending blocks are checked (seconds).
+    pub check_secs: u64,
+    /// How long after a block is found its window is frozen, so that shares still in other
+    /// pool processes' batches count (seconds).
+    pub freeze_delay_secs: u64,
+    /// Pay balances through the node wallet's `sendmany`.
+    pub payments: bool,
+    /// Least balance paid out (base units, satoshis).
+    pub threshold: u64,
+    /// Time between payment rounds (seconds).
+    pub payment_interval_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 8,
+            batch_max: 5000,
+            write_timeout_secs: 5,
+            retry_secs: 2,
+            share_retention_days: 60,
+            stats_interval_secs: 60,
+            stats_retention_days: 30,
+        }
+    }
+}
+
+impl Default for PayoutsConfig {
+    fn default() -> Self {
+        PayoutsConfig {
+            window_factor: 2.0,
+            unfilled: Unfilled::ShareAll,
+            fee_percent: 1.0,
+            confirmations: 100,
+            check_secs: 30,
+            freeze_delay_secs: 3,
+            payments: true,
+            threshold: 1_000_000,
+            payment_interval_secs: 3600,
+        }
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
@@ -172,6 +266,8 @@ impl Default for PoolConfig {
             stratum: StratumConfig::default(),
             vardiff: VardiffConfig::default(),
             limits: LimitsConfig::default(),
+            database: DatabaseConfig::default(),
+            payouts: PayoutsConfig::default(),
         }
     }
 }
@@ -381,6 +477,48 @@ impl PoolConfig {
         if l.messages_per_sec == 0 {
             return Err(invalid("limits.messages_per_sec", "must be above zero"));
         }
+        let d = &self.database;
+        match &d.url {
+            None if self.mode == Mode::Pplns => {
+                return Err(invalid(
+                    "database.url",
+                    "PPLNS mode needs PostgreSQL: set [database] url = \"postgres://user:password@host/db\"",
+                ));
+            }
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                return Err(invalid(
+                    "database.url",
+                    format!("{url:?} must start with postgres://"),
+                ));
+            }
+            _ => {}
+        }
+        if d.max_connections < 2 || d.batch_max == 0 || d.write_timeout_secs == 0 {
+            return Err(invalid(
+                "database",
+                "max_connections at least 2, batch_max and write_timeout_secs above zero",
+            ));
+        }
+        if d.share_retention_days == 0 || d.stats_retention_days == 0 || d.stats_interval_secs == 0
+        {
+            return Err(invalid(
+                "database",
+                "share_retention_days, stats_retention_days and stats_interval_secs above zero",
+            ));
+        }
+        let p = &self.payouts;
+        if !(p.window_factor.is_finite() && p.window_factor > 0.0) {
+            return Err(invalid("payouts.window_factor", "must be above zero"));
+        }
+        if !(0.0..=100.0).contains(&p.fee_percent) {
+            return Err(invalid("payouts.fee_percent", "must be 0 to 100"));
+        }
+        if p.check_secs == 0 || p.payment_interval_secs == 0 || p.confirmations == 0 {
+            return Err(invalid(
+                "payouts",
+                "check_secs, payment_interval_secs and confirmations above zero",
+            ));
+        }
         Ok(Checked {
             network,
             pool_payout,
@@ -419,6 +557,8 @@ mod tests {
             url = "http://127.0.0.1:18443/"
             user = "u"
             password = "p"
+            [database]
+            url = "postgres://pool@127.0.0.1/pool"
             "#
         ))
         .unwrap()
@@ -451,6 +591,24 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("PPLNS"));
         c.mode = Mode::Solo;
         assert!(c.validate().is_ok());
+        let mut c = minimal();
+        c.database.url = None;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database.url")
+        );
+        c.mode = Mode::Solo;
+        assert!(c.validate().is_ok(), "SOLO mode needs no database");
+        let mut c = minimal();
+        c.payouts.fee_percent = 101.0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("fee_percent")
+        );
         let mut c = minimal();
         c.stratum.extranonce2_size = 2;
         assert!(

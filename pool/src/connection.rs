@@ -6,8 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{SinkExt, StreamExt};
-use protocol::stratum::{Message, Method, StratumCodec};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, SinkExt, StreamExt};
+use protocol::stratum::{Id, Message, Method, StratumCodec};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -17,8 +19,16 @@ use crate::config::peer_ip;
 use crate::extranonce::Lease;
 use crate::server::Shared;
 use crate::session::{CloseReason, Event, Session};
+use crate::store::writer::Submission;
+use crate::store::{Record, now_us};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a shutdown waits for the store to confirm shares already accepted.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shares waiting for the store, oldest first: each ends as (submit id, stored?).
+type Acks = FuturesOrdered<BoxFuture<'static, (Id, bool)>>;
 
 /// The wall clock in unix seconds (the session itself never reads a clock).
 pub fn unix_now() -> u32 {
@@ -50,6 +60,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutting_down = false;
+    let mut acks = Acks::new();
     debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "connected");
     let end = loop {
         // Send what the session queued, then act on what happened.
@@ -68,13 +79,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => break "not reading (write timed out)".to_string(),
             }
         }
-        if let Some(reason) = route_events(&mut session, peer, shared) {
+        if let Some(reason) = route_events(&mut session, peer, shared, &mut acks) {
             break reason.to_string();
         }
         tokio::select! {
             _ = cancel.cancelled(), if !shutting_down => {
                 shutting_down = true;
+                // Answer the shares already accepted before saying goodbye.
+                let settle = async {
+                    while let Some((id, stored)) = acks.next().await {
+                        session.share_stored(id, stored);
+                    }
+                };
+                let _ = tokio::time::timeout(SETTLE_TIMEOUT, settle).await;
                 session.shutdown(&shared.shutdown_message);
+            }
+            Some((id, stored)) = acks.next(), if !acks.is_empty() => {
+                session.share_stored(id, stored);
             }
             item = framed.next() => match item {
                 None => break "closed by the miner".to_string(),
@@ -121,8 +142,14 @@ fn resume(lease: &mut Lease, session: &mut Session, id: Option<&str>, shared: &S
 }
 
 /// Routes the session's events; returns why to close, if it asked to.
-fn route_events(session: &mut Session, peer: SocketAddr, shared: &Shared) -> Option<CloseReason> {
+fn route_events(
+    session: &mut Session,
+    peer: SocketAddr,
+    shared: &Shared,
+    acks: &mut Acks,
+) -> Option<CloseReason> {
     let mut close = None;
+    let now = now_us();
     while let Some(event) = session.poll_event() {
         match event {
             Event::Authorized { user } => debug!(%peer, %user, "authorized"),
@@ -130,13 +157,25 @@ fn route_events(session: &mut Session, peer: SocketAddr, shared: &Shared) -> Opt
                 shared
                     .stats
                     .accepted(share.accepted.difficulty, share.accepted.share_difficulty);
-                let _ = shared.outlets.shares.send(*share);
+                let Some(sink) = &shared.outlets.shares else {
+                    continue;
+                };
+                let (durable, stored) = tokio::sync::oneshot::channel();
+                let record = Record::Share(sink.row(&share, now));
+                let _ = sink.writer.send(Submission {
+                    record,
+                    durable: share.awaiting_ack.is_some().then_some(durable),
+                });
+                if let Some(id) = share.awaiting_ack {
+                    acks.push_back(stored.map(move |r| (id, r.is_ok())).boxed());
+                }
             }
             Event::Rejected { user, reason } => {
                 shared.stats.rejected(reason.label());
                 debug!(%peer, %user, reason = reason.label(), "share rejected");
             }
-            Event::Block(block) => {
+            Event::Block(mut block) => {
+                block.found_us = now;
                 info!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
                 let _ = shared.outlets.blocks.send(*block);
             }

@@ -7,6 +7,9 @@
 //! node (RPC, zmq) --> templates (long poll, poll, refresh, failover) --> jobs (JobMaker)
 //!   --> server (accept, limits) --> connection (socket <-> session) --> session (Stratum
 //!   state machine, vardiff, share::validate) --> blocks (submitblock to every node)
+//! connection --accepted shares, blocks--> store::writer (group commit, spool) --> PostgreSQL
+//! store::leader --> store::tracker (confirmations, PPLNS credits via pplns::split),
+//!   store::payments (sendmany), store::sampler (statistics)
 //! ```
 //!
 //! `session`, `share`, `vardiff` and `jobs` are pure (no IO, no clock: `now` is an
@@ -20,11 +23,13 @@ pub mod connection;
 pub mod extranonce;
 pub mod jobs;
 pub mod node;
+pub mod pplns;
 pub mod run;
 pub mod server;
 pub mod session;
 pub mod share;
 pub mod stats;
+pub mod store;
 pub mod templates;
 pub mod vardiff;
 pub mod zmq;

@@ -39,9 +39,12 @@ struct Args {
     /// First extranonce1 byte: different for every pool process sharing a database.
     #[arg(long, env = "POOL_INSTANCE_ID")]
     instance_id: Option<u8>,
-    /// Where found blocks are kept.
+    /// Where found blocks and the share spool are kept.
     #[arg(long, env = "POOL_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL, postgres://USER:PASS@HOST:PORT/DB (needed in PPLNS mode).
+    #[arg(long, env = "POOL_DATABASE_URL")]
+    database_url: Option<String>,
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -104,6 +107,9 @@ fn settings(args: &Args) -> Result<PoolConfig, String> {
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(url) = &args.database_url {
+        config.database.url = Some(url.clone());
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)

@@ -241,3 +241,21 @@ impl Node {
         Ok((status, text))
     }
 }
+
+/// Calls the first node that answers: a node that cannot be reached is skipped, an error
+/// reply is returned as it is (every node would say the same).
+pub async fn call_any(nodes: &[Node], method: &str, params: Value) -> Result<Value, NodeError> {
+    let mut last = None;
+    for node in nodes {
+        match node.call(method, params.clone()).await {
+            Err(e @ NodeError::Rpc { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+            ok => return ok,
+        }
+    }
+    Err(last.unwrap_or_else(|| NodeError::Transport {
+        node: "-".into(),
+        method: method.into(),
+        detail: "no node configured".into(),
+    }))
+}

@@ -4,11 +4,14 @@
 //! ```text
 //! templates::run --watch Template--> make_jobs --watch Job--> server/connection tasks
 //! connections --mpsc BlockEvent--> blocks::run --submitblock--> nodes  (--kick--> templates)
-//! connections --mpsc ShareEvent--> share log
+//! connections --mpsc Submission (share + ack)--> store::writer --group commit--> PostgreSQL
+//!                                                             \--while it is away--> spool
+//! store::leader (one process per database): tracker, payments, statistics, retention
 //! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -24,9 +27,15 @@ use crate::connection::unix_now;
 use crate::extranonce::Extranonces;
 use crate::jobs::{CoinbaseSettings, Job, JobMaker};
 use crate::node::Node;
-use crate::server::{self, Outlets, Shared};
-use crate::session::{SessionSettings, ShareEvent};
+use crate::server::{self, Outlets, ShareSink, Shared};
+use crate::session::SessionSettings;
 use crate::stats::PoolStats;
+use crate::store::Store;
+use crate::store::leader::{self, Duties};
+use crate::store::payments::Payer;
+use crate::store::spool::Spool;
+use crate::store::tracker::Tracker;
+use crate::store::writer::{self, WriterOptions, WriterStats};
 use crate::templates::{self, FeedOptions, Template};
 
 /// Why the pool could not start.
@@ -43,6 +52,9 @@ pub enum StartError {
         /// What the node said.
         detail: String,
     },
+    /// PostgreSQL could not be reached or its schema brought up to date.
+    #[error("database.url: {0}")]
+    Database(#[from] crate::store::StoreError),
     /// The Stratum port could not be bound, or the data dir created.
     #[error("{what}: {detail}")]
     Io {
@@ -61,6 +73,12 @@ pub struct RunningPool {
     pub stats: Arc<PoolStats>,
     /// Blocks as they are decided (accepted or refused).
     pub blocks: mpsc::UnboundedReceiver<BlockRecord>,
+    /// The store, when a database is configured.
+    pub store: Option<Store>,
+    /// What the store's writer has done.
+    pub writer: Arc<WriterStats>,
+    /// Whether this process runs the bookkeeping (holds the leader lock) right now.
+    pub leading: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -103,6 +121,17 @@ pub async fn start(
         detail: e.to_string(),
     })?;
 
+    let store = match &config.database.url {
+        Some(url) => Some(
+            Store::open(
+                url,
+                config.database.max_connections,
+                Duration::from_secs(config.database.write_timeout_secs),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let coinbase = CoinbaseSettings {
         pool_tag: config.pool_tag.as_bytes().to_vec(),
         extranonce2_size: config.stratum.extranonce2_size,
@@ -125,13 +154,13 @@ pub async fn start(
         keep_jobs: config.jobs.keep_jobs,
         max_ntime_ahead: config.jobs.max_ntime_ahead_secs,
         limits: config.limits.clone(),
+        ack_when_stored: store.is_some(),
     });
     let stats = Arc::new(PoolStats::default());
     let kick = Arc::new(Notify::new());
     let (template_tx, template_rx) = watch::channel(None);
     let (job_tx, job_rx) = watch::channel(None);
     let (block_tx, block_rx) = mpsc::unbounded_channel();
-    let (share_tx, share_rx) = mpsc::unbounded_channel();
     let (found_tx, found_rx) = mpsc::unbounded_channel();
 
     let feed_options = FeedOptions {
@@ -156,17 +185,64 @@ pub async fn start(
             cancel.clone(),
         )),
         tokio::spawn(make_jobs(maker, template_rx, job_tx)),
-        tokio::spawn(share_log(share_rx)),
-        tokio::spawn(blocks::run(
-            nodes,
-            config.data_dir.clone(),
-            block_rx,
-            found_tx,
-            kick,
-            stats.clone(),
-        )),
     ];
     tasks.extend(zmq);
+    let writer_stats = Arc::new(WriterStats::default());
+    let leading = Arc::new(AtomicBool::new(false));
+    let mut shares = None;
+    if let (Some(store), Some(url)) = (&store, &config.database.url) {
+        let spool_dir = config.data_dir.join("spool");
+        let spool = Spool::open(&spool_dir).map_err(|e| StartError::Io {
+            what: format!("opening the share spool in {}", spool_dir.display()),
+            detail: e.to_string(),
+        })?;
+        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let options = WriterOptions {
+            batch_max: config.database.batch_max,
+            write_timeout: Duration::from_secs(config.database.write_timeout_secs),
+            retry: Duration::from_secs(config.database.retry_secs.max(1)),
+        };
+        tasks.push(tokio::spawn(writer::run(
+            store.clone(),
+            spool,
+            writer_rx,
+            options,
+            writer_stats.clone(),
+        )));
+        let payer = (config.mode == Mode::Pplns && config.payouts.payments).then(|| Payer {
+            store: store.clone(),
+            wallet: nodes[0].clone(),
+            threshold: config.payouts.threshold,
+        });
+        let duties = Duties {
+            url: url.clone(),
+            store: store.clone(),
+            tracker: Tracker {
+                store: store.clone(),
+                nodes: nodes.clone(),
+                mode: config.mode,
+                payouts: config.payouts.clone(),
+            },
+            payer,
+            database: config.database.clone(),
+            payment_interval: Duration::from_secs(config.payouts.payment_interval_secs),
+        };
+        tasks.push(tokio::spawn(leader::run(
+            duties,
+            leading.clone(),
+            cancel.clone(),
+        )));
+        shares = Some(ShareSink::new(writer_tx, config.stratum.instance_id));
+    }
+    tasks.push(tokio::spawn(blocks::run(
+        nodes,
+        config.data_dir.clone(),
+        block_rx,
+        found_tx,
+        kick,
+        stats.clone(),
+        shares.as_ref().map(|s| s.writer.clone()),
+    )));
     let shared = Arc::new(Shared::new(
         settings,
         ids,
@@ -174,7 +250,7 @@ pub async fn start(
         stats.clone(),
         Outlets {
             blocks: block_tx,
-            shares: share_tx,
+            shares,
         },
         job_rx,
         config.stratum.shutdown_message.clone(),
@@ -191,22 +267,11 @@ pub async fn start(
         stratum_addr,
         stats,
         blocks: found_rx,
+        store,
+        writer: writer_stats,
+        leading,
         tasks,
     })
-}
-
-/// Accepted shares. Until the PostgreSQL store exists they are logged at debug level and
-/// counted in the statistics; the channel ends when the last connection does.
-async fn share_log(mut shares: mpsc::UnboundedReceiver<ShareEvent>) {
-    while let Some(share) = shares.recv().await {
-        tracing::debug!(
-            user = %share.user,
-            difficulty = share.accepted.difficulty,
-            share_difficulty = share.accepted.share_difficulty,
-            height = share.height,
-            "share accepted"
-        );
-    }
 }
 
 /// Turns each template into a job; ends when the feed ends.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ use crate::extranonce::Extranonces;
 use crate::jobs::{Job, JobIds};
 use crate::session::{BlockEvent, SessionSettings, ShareEvent};
 use crate::stats::PoolStats;
+use crate::store::ShareRow;
+use crate::store::writer::Submission;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -43,12 +46,57 @@ pub struct Shared {
 }
 
 /// Where connections send what they produce.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Outlets {
     /// Block candidates, to the submitter.
     pub blocks: mpsc::UnboundedSender<BlockEvent>,
-    /// Accepted shares, to the share log.
-    pub shares: mpsc::UnboundedSender<ShareEvent>,
+    /// Accepted shares, to the store's writer (None: no database, SOLO mode).
+    pub shares: Option<ShareSink>,
+}
+
+/// The store's writer, as the connections see it.
+#[derive(Debug)]
+pub struct ShareSink {
+    /// The writer's queue.
+    pub writer: mpsc::UnboundedSender<Submission>,
+    /// This process (`stratum.instance_id`), written with every share.
+    pub instance: i16,
+    /// The next share's uid: a random high part per process run, a counter below.
+    next_uid: AtomicI64,
+}
+
+impl ShareSink {
+    /// A sink with a fresh uid space.
+    pub fn new(writer: mpsc::UnboundedSender<Submission>, instance: u8) -> ShareSink {
+        ShareSink {
+            writer,
+            instance: i16::from(instance),
+            next_uid: AtomicI64::new(uid_base()),
+        }
+    }
+
+    /// The row for an accepted share.
+    pub fn row(&self, share: &ShareEvent, time_us: i64) -> ShareRow {
+        ShareRow {
+            time_us,
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
+            address: share.address.clone(),
+            worker: share.worker.clone(),
+            difficulty: share.accepted.difficulty,
+            share_difficulty: share.accepted.share_difficulty,
+            network_difficulty: share.network_difficulty,
+            height: i64::try_from(share.height).unwrap_or(i64::MAX),
+            instance: self.instance,
+        }
+    }
+}
+
+/// 23 random bits (positive i64) above a 40-bit counter: uids of different runs differ,
+/// and the shares table keys on (time, uid), so even a collision would need the same
+/// microsecond.
+fn uid_base() -> i64 {
+    let random = crate::store::random_u64();
+    ((random & 0x7f_ffff) << 40) as i64
 }
 
 #[derive(Debug, Default)]

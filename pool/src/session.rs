@@ -53,6 +53,9 @@ pub struct SessionSettings {
     pub max_ntime_ahead: u32,
     /// Limits.
     pub limits: LimitsConfig,
+    /// Answer an accepted share only once the store says it is durable
+    /// ([`Session::share_stored`]); without a store the answer goes out at once.
+    pub ack_when_stored: bool,
 }
 
 /// Why the session wants the connection closed.
@@ -103,6 +106,8 @@ pub struct ShareEvent {
     pub height: u64,
     /// The network difficulty then.
     pub network_difficulty: f64,
+    /// The submit's id, when its answer waits for the store ([`Session::share_stored`]).
+    pub awaiting_ack: Option<Id>,
 }
 
 /// A share that is a block: everything needed to submit it.
@@ -120,6 +125,10 @@ pub struct BlockEvent {
     pub user: String,
     /// The coinbase value.
     pub reward: u64,
+    /// The network difficulty.
+    pub network_difficulty: f64,
+    /// When the pool accepted its share (unix microseconds), stamped by the connection.
+    pub found_us: i64,
 }
 
 /// Something the driver or the rest of the pool must act on.
@@ -609,6 +618,21 @@ impl Session {
         true
     }
 
+    /// The store's word on an accepted share that waits for it: answer the miner.
+    pub fn share_stored(&mut self, id: Id, stored: bool) {
+        if stored {
+            self.reply(id, json!(true));
+        } else {
+            self.reply_error(
+                id,
+                StratumError::new(
+                    StratumError::OTHER,
+                    "Share not recorded: the pool cannot store shares right now",
+                ),
+            );
+        }
+    }
+
     /// Shutdown: show a message, ask to reconnect, close.
     pub fn shutdown(&mut self, message: &str) {
         self.out
@@ -626,7 +650,12 @@ impl Session {
         match result {
             Ok((accepted, job, coinbase)) => {
                 self.invalid_in_row = 0;
-                self.reply(id, json!(true));
+                let awaiting_ack = if self.settings.ack_when_stored {
+                    Some(id)
+                } else {
+                    self.reply(id, json!(true));
+                    None
+                };
                 let (address, worker) = split_user(&s.worker);
                 let t = job.checked();
                 if accepted.block {
@@ -645,6 +674,8 @@ impl Session {
                             hex: block.to_hex(),
                             user: s.worker.clone(),
                             reward: t.coinbase_value,
+                            network_difficulty: job.network_difficulty(),
+                            found_us: 0,
                         })));
                     }
                 }
@@ -655,6 +686,7 @@ impl Session {
                     height: t.height,
                     network_difficulty: job.network_difficulty(),
                     accepted: accepted.clone(),
+                    awaiting_ack,
                 })));
                 if let Some(d) = self.vardiff.on_share(now, accepted.difficulty) {
                     self.difficulty_changed(d);

@@ -15,7 +15,7 @@ use pool::config::Mode;
 use protocol::stratum::{Message, Method, Notify, StratumCodec, share_header};
 use protocol::{Hash256, Target};
 use serde_json::{Value, json};
-use testkit::RegtestPair;
+use testkit::{RegtestPair, TempPostgres};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -181,11 +181,16 @@ async fn bad_submits_long_lines_floods_and_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let pool_address = pair.node(0).new_address().unwrap();
     let user = format!("{}.script", pair.node(1).new_address().unwrap());
-    let mut cfg = config(
-        Mode::Pplns,
-        vec![node_config(pair.node(0))],
-        Some(pool_address),
-        dir.path(),
+    // With a database, so that every answer to a good share waits for the store.
+    let pg = TempPostgres::start().unwrap();
+    let mut cfg = with_database(
+        config(
+            Mode::Pplns,
+            vec![node_config(pair.node(0))],
+            Some(pool_address),
+            dir.path(),
+        ),
+        &pg,
     );
     cfg.vardiff.min = 1e-12;
     cfg.limits.ban_after_invalid = 20;

@@ -30,6 +30,9 @@ password = "secret"
 
 [stratum]
 bind = "127.0.0.1:3333"
+
+[database]
+url = "postgres://pool:secret@127.0.0.1:5432/pool"
 "#;
 
 #[test]

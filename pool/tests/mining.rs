@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use pool::config::{Mode, NodeConfig};
-use testkit::RegtestPair;
+use testkit::{RegtestPair, TempPostgres};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn solo_mode_pays_the_miner_and_skips_a_dead_node() {
@@ -61,11 +61,10 @@ async fn pplns_mode_pays_the_pool() {
     let pool_address = pair.node(0).new_address().unwrap();
     let miner_address = pair.node(1).new_address().unwrap();
     let nodes = vec![node_config(pair.node(0)), node_config(pair.node(1))];
-    let mut pool = TestPool::start(config(
-        Mode::Pplns,
-        nodes,
-        Some(pool_address.clone()),
-        dir.path(),
+    let pg = TempPostgres::start().unwrap();
+    let mut pool = TestPool::start(with_database(
+        config(Mode::Pplns, nodes, Some(pool_address.clone()), dir.path()),
+        &pg,
     ))
     .await;
     let miner = start_miner(pool.port(), &format!("{miner_address}.rig1"));

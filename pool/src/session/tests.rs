@@ -32,6 +32,7 @@ fn settings(mode: Mode) -> Arc<SessionSettings> {
             ban_after_invalid: 10,
             ..LimitsConfig::default()
         },
+        ack_when_stored: false,
     })
 }
 
@@ -44,8 +45,11 @@ struct Harness {
 
 impl Harness {
     fn new(mode: Mode) -> Harness {
-        let pool_script = (mode == Mode::Pplns).then(|| vec![0x51]);
-        let s = settings(mode);
+        Harness::with(settings(mode))
+    }
+
+    fn with(s: Arc<SessionSettings>) -> Harness {
+        let pool_script = (s.mode == Mode::Pplns).then(|| vec![0x51]);
         let maker = JobMaker::new(s.coinbase.clone(), pool_script);
         let t0 = Instant::now();
         let session = Session::new(s, maker.ids(), EN1, t0, NOW_UNIX);
@@ -458,4 +462,32 @@ fn extranonce_changes_and_shutdown() {
     h.open(&format!("{ADDR}.a"));
     assert!(!h.session.change_extranonce1([0, 0, 0, 10]));
     assert_eq!(h.drain()[0].to_value()["method"], json!("client.reconnect"));
+}
+
+#[test]
+fn with_a_store_the_answer_waits_until_the_share_is_durable() {
+    let mut s = (*settings(Mode::Pplns)).clone();
+    s.ack_when_stored = true;
+    let mut h = Harness::with(Arc::new(s));
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    h.events();
+    let out = h.line(&submit(&user, &n, nonce(&n, 3e-10, true), n.ntime, ""));
+    assert!(
+        out.is_empty(),
+        "answered before the store confirmed: {out:?}"
+    );
+    let id = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Share(s) => s.awaiting_ack,
+            _ => None,
+        })
+        .expect("the share event carries the submit's id");
+    assert_eq!(id, Id::Num(9.into()));
+    h.session.share_stored(id.clone(), true);
+    assert!(accepted(&h.drain()));
+    h.session.share_stored(id, false);
+    assert_eq!(error_code(&h.drain()), Some(StratumError::OTHER));
 }

@@ -16,7 +16,7 @@ use pool::blocks::BlockRecord;
 use pool::config::{Mode, NodeConfig, PoolConfig};
 use pool::run::RunningPool;
 use serde_json::json;
-use testkit::Node;
+use testkit::{Node, TempPostgres};
 use tokio_util::sync::CancellationToken;
 
 /// The RPC settings of a testkit node.
@@ -49,6 +49,17 @@ pub fn config(
     c.stratum.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     c.jobs.refresh_secs = 5;
     c.jobs.max_retry_secs = 1;
+    c
+}
+
+/// A throwaway PostgreSQL for a pool (PPLNS mode needs one), with test timings for the
+/// bookkeeping: checks every second, windows frozen after one second.
+pub fn with_database(mut c: PoolConfig, pg: &TempPostgres) -> PoolConfig {
+    c.database.url = Some(pg.url());
+    c.database.retry_secs = 1;
+    c.database.write_timeout_secs = 3;
+    c.payouts.check_secs = 1;
+    c.payouts.freeze_delay_secs = 1;
     c
 }
 

@@ -1,0 +1,131 @@
+//! One pool process per database runs the bookkeeping: block tracking, payments,
+//! statistics samples and retention. The one that holds a PostgreSQL advisory lock does; the
+//! lock belongs to a connection of its own, so if that process dies or loses the database,
+//! the lock is released and another process takes over within a few seconds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::DatabaseConfig;
+use crate::store::Store;
+use crate::store::payments::Payer;
+use crate::store::tracker::Tracker;
+
+/// The advisory lock key: any constant every pool process uses ("SHA256d" in ASCII).
+const LEADER_LOCK: i64 = 0x0053_4841_3235_3664;
+
+/// What the leader runs, and how often.
+#[derive(Clone, Debug)]
+pub struct Duties {
+    /// The database URL (for the lock's own connection).
+    pub url: String,
+    /// The shared store.
+    pub store: Store,
+    /// Block tracking.
+    pub tracker: Tracker,
+    /// Payments (PPLNS mode with `payouts.payments`).
+    pub payer: Option<Payer>,
+    /// Sampling and retention settings.
+    pub database: DatabaseConfig,
+    /// Time between payment rounds.
+    pub payment_interval: Duration,
+}
+
+/// Tries for the lock until `cancel` fires; while it holds the lock, does the duties.
+/// `leading` says whether this process holds it right now.
+pub async fn run(duties: Duties, leading: Arc<AtomicBool>, cancel: CancellationToken) {
+    let retry = Duration::from_secs(duties.tracker.payouts.check_secs.clamp(1, 5));
+    while !cancel.is_cancelled() {
+        match acquire(&duties.url).await {
+            Ok(Some(conn)) => {
+                leading.store(true, Ordering::SeqCst);
+                info!("this process is the leader: it tracks blocks, pays, samples statistics");
+                lead(&duties, conn, &cancel).await;
+                leading.store(false, Ordering::SeqCst);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot reach PostgreSQL for the leader lock"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+}
+
+async fn acquire(url: &str) -> Result<Option<PgConnection>, sqlx::Error> {
+    let mut conn = PgConnection::connect(url).await?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LEADER_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(got.then_some(conn))
+}
+
+/// Runs the duties on their schedules until the lock's connection fails or `cancel`.
+async fn lead(duties: &Duties, mut lock: PgConnection, cancel: &CancellationToken) {
+    let check = Duration::from_secs(duties.tracker.payouts.check_secs);
+    let sample = Duration::from_secs(duties.database.stats_interval_secs);
+    let retention = Duration::from_secs(3600);
+    let now = Instant::now();
+    let (mut next_check, mut next_pay, mut next_sample, mut next_retention) =
+        (now, now + check, now + sample, now);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        // Still holding the lock? A lost connection means another process may lead now.
+        if let Err(e) = sqlx::query("SELECT 1").execute(&mut lock).await {
+            warn!(error = %e, "lost the leader lock's connection; stepping down");
+            return;
+        }
+        let now = Instant::now();
+        if now >= next_check {
+            next_check = now + check;
+            if let Err(e) = duties.tracker.step().await {
+                warn!(error = %e, "block tracking round failed; retried next round");
+            }
+        }
+        if now >= next_pay {
+            next_pay = now + duties.payment_interval;
+            if let Some(payer) = &duties.payer
+                && let Err(e) = payer.round().await
+            {
+                warn!(error = %e, "payment round failed; retried next round");
+            }
+        }
+        if now >= next_sample {
+            next_sample = now + sample;
+            if let Err(e) = duties.store.sample_stats().await {
+                warn!(error = %e, "statistics sample failed");
+            }
+        }
+        if now >= next_retention {
+            next_retention = now + retention;
+            match duties
+                .store
+                .apply_retention(
+                    duties.database.share_retention_days,
+                    duties.database.stats_retention_days,
+                )
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => info!(partitions = n, "dropped share partitions past retention"),
+                Err(e) => warn!(error = %e, "retention failed"),
+            }
+        }
+    }
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LEADER_LOCK)
+        .execute(&mut lock)
+        .await;
+}

@@ -1,0 +1,271 @@
+//! The PostgreSQL store: the schema (`pool/migrations`), the batched writes of shares and
+//! blocks, and the queries of the PPLNS window. The tasks that use it live beside it:
+//! [`writer`] (group commit, spool while the database is away), [`window`] (PPLNS weights
+//! from per-minute totals), and the leader's [`tracker`], [`payments`] and [`sampler`].
+//!
+//! Times cross the boundary as unix microseconds (`micros_to_ts` in SQL), so that a record
+//! replayed from the spool file hits exactly the key it had.
+
+pub mod leader;
+pub mod payments;
+pub mod sampler;
+pub mod spool;
+pub mod tracker;
+pub mod window;
+pub mod writer;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// Microseconds in a day, the span of one shares partition.
+const DAY_US: i64 = 86_400_000_000;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no, or could not be reached.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The operation did not finish in time.
+    #[error("database: no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// An accepted share as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShareRow {
+    /// When the pool accepted it, unix microseconds.
+    pub time_us: i64,
+    /// Unique within the pool process run that accepted it.
+    pub uid: i64,
+    /// Payout address.
+    pub address: String,
+    /// Worker name (may be empty).
+    pub worker: String,
+    /// The difficulty credited.
+    pub difficulty: f64,
+    /// The difficulty the hash reached.
+    pub share_difficulty: f64,
+    /// The network difficulty of its job.
+    pub network_difficulty: f64,
+    /// Height of the block it was mined on.
+    pub height: i64,
+    /// The pool process (`stratum.instance_id`).
+    pub instance: i16,
+}
+
+/// A block the node accepted, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockRow {
+    /// Block hash (display hex).
+    pub hash: String,
+    /// Height.
+    pub height: i64,
+    /// When its share was accepted, unix microseconds: the end of its PPLNS window.
+    pub found_us: i64,
+    /// The username that found it.
+    pub finder: String,
+    /// The coinbase value.
+    pub reward: i64,
+    /// The network difficulty it was mined at.
+    pub network_difficulty: f64,
+}
+
+/// What the writer stores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    /// An accepted share.
+    Share(ShareRow),
+    /// An accepted block.
+    Block(BlockRow),
+}
+
+/// The wall clock in unix microseconds.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// 64 random bits from the OS (time and pid mixed, should /dev/urandom be unreadable).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    match std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+    {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => (now_us() as u64) ^ (u64::from(std::process::id()) << 40),
+    }
+}
+
+/// A handle on the database (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: PgPool,
+    days: std::sync::Arc<Mutex<HashSet<i64>>>,
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        let db = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(timeout)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations").run(&db).await?;
+        Ok(Store {
+            db,
+            days: Default::default(),
+        })
+    }
+
+    /// The connection pool, for queries that live elsewhere (tests, the API).
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Makes sure the daily partitions of these times exist. Cached, so the common case
+    /// costs nothing; creation takes a lock shared by every pool process.
+    async fn ensure_partitions(&self, times: impl Iterator<Item = i64>) -> Result<(), StoreError> {
+        let wanted: HashSet<i64> = times.map(|t| t.div_euclid(DAY_US)).collect();
+        let missing: Vec<i64> = {
+            let known = self.days.lock().unwrap_or_else(|p| p.into_inner());
+            wanted.into_iter().filter(|d| !known.contains(d)).collect()
+        };
+        for day in missing {
+            sqlx::query(
+                "SELECT ensure_share_partition((micros_to_ts($1) AT TIME ZONE 'UTC')::date)",
+            )
+            .bind(day * DAY_US)
+            .execute(&self.db)
+            .await?;
+            self.days
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(day);
+        }
+        Ok(())
+    }
+
+    /// Writes a batch in one transaction: shares (and their per-minute totals) and blocks.
+    /// Records already present (a replay) are skipped, totals included, so writing a batch
+    /// twice is the same as writing it once.
+    pub async fn write(&self, records: &[Record]) -> Result<(), StoreError> {
+        let shares: Vec<&ShareRow> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Share(s) => Some(s),
+                Record::Block(_) => None,
+            })
+            .collect();
+        self.ensure_partitions(shares.iter().map(|s| s.time_us))
+            .await?;
+        let mut tx = self.db.begin().await?;
+        if !shares.is_empty() {
+            sqlx::query(
+                "WITH new AS (
+                    INSERT INTO shares (time, uid, address, worker, difficulty, share_difficulty,
+                                        network_difficulty, height, instance)
+                    SELECT micros_to_ts(t), u, a, w, d, sd, nd, h, i
+                    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                                $5::float8[], $6::float8[], $7::float8[], $8::bigint[],
+                                $9::smallint[]) AS x(t, u, a, w, d, sd, nd, h, i)
+                    ON CONFLICT DO NOTHING
+                    RETURNING time, address, worker, difficulty)
+                 INSERT INTO share_minutes (minute, address, worker, difficulty, shares)
+                 SELECT date_trunc('minute', time), address, worker, sum(difficulty), count(*)
+                 FROM new GROUP BY 1, 2, 3
+                 ON CONFLICT (minute, address, worker) DO UPDATE
+                 SET difficulty = share_minutes.difficulty + EXCLUDED.difficulty,
+                     shares = share_minutes.shares + EXCLUDED.shares",
+            )
+            .bind(shares.iter().map(|s| s.time_us).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.uid).collect::<Vec<_>>())
+            .bind(
+                shares
+                    .iter()
+                    .map(|s| s.address.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(shares.iter().map(|s| s.worker.as_str()).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.difficulty).collect::<Vec<_>>())
+            .bind(
+                shares
+                    .iter()
+                    .map(|s| s.share_difficulty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                shares
+                    .iter()
+                    .map(|s| s.network_difficulty)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(shares.iter().map(|s| s.height).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.instance).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for record in records {
+            if let Record::Block(b) = record {
+                sqlx::query(
+                    "INSERT INTO blocks (hash, height, found_at, finder, reward, network_difficulty)
+                     VALUES ($1, $2, micros_to_ts($3), $4, $5, $6)
+                     ON CONFLICT (hash) DO NOTHING",
+                )
+                .bind(&b.hash)
+                .bind(b.height)
+                .bind(b.found_us)
+                .bind(&b.finder)
+                .bind(b.reward)
+                .bind(b.network_difficulty)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Drops share partitions (and per-minute totals) older than `keep_days` and sampled
+    /// statistics older than `stats_days`; returns the partitions dropped.
+    pub async fn apply_retention(
+        &self,
+        keep_days: u32,
+        stats_days: u32,
+    ) -> Result<i32, StoreError> {
+        let dropped: i32 = sqlx::query_scalar("SELECT drop_old_share_partitions($1)")
+            .bind(i32::try_from(keep_days).unwrap_or(i32::MAX))
+            .fetch_one(&self.db)
+            .await?;
+        for (table, days) in [
+            ("share_minutes WHERE minute", keep_days),
+            ("pool_stats WHERE time", stats_days),
+            ("miner_stats WHERE time", stats_days),
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} < now() - $1::interval"))
+                .bind(format!("{days} days"))
+                .execute(&self.db)
+                .await?;
+        }
+        if dropped > 0 {
+            // Forget the cached days, so a partition dropped here is made again if needed.
+            self.days.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        Ok(dropped)
+    }
+}

@@ -1,0 +1,46 @@
+//! Statistics samples for the dashboard (the leader takes them): every interval, the
+//! hashrate and share rate of the pool and of each miner's worker over the last ten
+//! minutes, from the per-minute share totals, so shares from every pool process count.
+//!
+//! Hashrate = accepted share difficulty x 2^32 / seconds: a difficulty-1 share takes 2^32
+//! hashes on average.
+
+use crate::store::{Store, StoreError};
+
+/// The span a sample averages over (seconds).
+pub const SAMPLE_SPAN_SECS: i64 = 600;
+
+impl Store {
+    /// Writes one sample of `pool_stats` and `miner_stats` at the current time; returns the
+    /// pool's hashrate.
+    pub async fn sample_stats(&self) -> Result<f64, StoreError> {
+        let mut tx = self.db().begin().await?;
+        // Whole minutes back to ten minutes ago, plus the current one so far.
+        let span = "date_trunc('minute', now()) - make_interval(secs => $1)";
+        sqlx::query(&format!(
+            "INSERT INTO miner_stats (time, address, worker, hashrate, shares_per_sec)
+             SELECT now(), address, worker,
+                    sum(difficulty) * 4294967296.0 / extract(epoch FROM now() - ({span})),
+                    sum(shares) / extract(epoch FROM now() - ({span}))
+             FROM share_minutes WHERE minute >= {span}
+             GROUP BY address, worker"
+        ))
+        .bind(SAMPLE_SPAN_SECS as f64)
+        .execute(&mut *tx)
+        .await?;
+        let hashrate: f64 = sqlx::query_scalar(&format!(
+            "INSERT INTO pool_stats (time, hashrate, shares_per_sec, miners, workers)
+             SELECT now(),
+                    coalesce(sum(difficulty), 0) * 4294967296.0 / extract(epoch FROM now() - ({span})),
+                    coalesce(sum(shares), 0) / extract(epoch FROM now() - ({span})),
+                    count(DISTINCT address), count(DISTINCT (address, worker))
+             FROM share_minutes WHERE minute >= {span}
+             RETURNING hashrate"
+        ))
+        .bind(SAMPLE_SPAN_SECS as f64)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(hashrate)
+    }
+}

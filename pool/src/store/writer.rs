@@ -1,0 +1,169 @@
+//! Group commit: everything that arrived while the last commit was in flight goes into the
+//! next one, so one fsync serves many shares. Each share carries a one-shot channel that is
+//! answered once the share is durable, in PostgreSQL or in the [`Spool`]; only then does
+//! its connection tell the miner "accepted". If neither can take it, the channel is
+//! dropped and the miner is told the share was not recorded.
+//!
+//! While the spool holds anything, new batches go to the spool too (so the database
+//! receives records in the order they were accepted), and every `retry` the writer tries to
+//! replay the spool into the database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::store::spool::Spool;
+use crate::store::{Record, Store, StoreError};
+
+/// A record and, for a share, whom to tell once it is durable.
+#[derive(Debug)]
+pub struct Submission {
+    /// What to store.
+    pub record: Record,
+    /// Answered when durable; dropped when it could not be stored.
+    pub durable: Option<oneshot::Sender<()>>,
+}
+
+/// Writer settings.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// Most records per commit.
+    pub batch_max: usize,
+    /// A commit slower than this counts as failed.
+    pub write_timeout: Duration,
+    /// Time between attempts to replay the spool.
+    pub retry: Duration,
+}
+
+/// Counters the writer keeps (read by the statistics and the tests).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Records committed straight to PostgreSQL.
+    pub stored: AtomicU64,
+    /// Records written to the spool.
+    pub spooled: AtomicU64,
+    /// Records replayed from the spool into PostgreSQL.
+    pub replayed: AtomicU64,
+    /// Records neither could take (their shares were answered with an error).
+    pub lost: AtomicU64,
+}
+
+/// Runs until every sender is gone, then returns (what is spooled stays spooled).
+pub async fn run(
+    store: Store,
+    mut spool: Spool,
+    mut incoming: mpsc::UnboundedReceiver<Submission>,
+    options: WriterOptions,
+    stats: Arc<WriterStats>,
+) {
+    if !spool.is_empty() {
+        info!(records = spool.len(), file = %spool.path().display(), "replaying the spool left by an earlier run");
+    }
+    let mut next_replay = Instant::now();
+    loop {
+        let first = if spool.is_empty() {
+            incoming.recv().await
+        } else {
+            tokio::select! {
+                s = incoming.recv() => s,
+                _ = tokio::time::sleep_until(next_replay) => {
+                    replay(&store, &mut spool, &options, &stats).await;
+                    next_replay = Instant::now() + options.retry;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        while batch.len() < options.batch_max {
+            match incoming.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        if !spool.is_empty() && Instant::now() >= next_replay {
+            replay(&store, &mut spool, &options, &stats).await;
+            next_replay = Instant::now() + options.retry;
+        }
+        let records: Vec<Record> = batch.iter().map(|s| s.record.clone()).collect();
+        let stored = if spool.is_empty() {
+            match write(&store, &records, options.write_timeout).await {
+                Ok(()) => {
+                    stats
+                        .stored
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %e, records = records.len(), "cannot write to PostgreSQL; spooling to disk until it is back");
+                    next_replay = Instant::now() + options.retry;
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        let durable = stored
+            || match spool.append(&records) {
+                Ok(()) => {
+                    stats
+                        .spooled
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    true
+                }
+                Err(e) => {
+                    error!(error = %e, file = %spool.path().display(), records = records.len(), "cannot write the spool either: these shares are answered as not recorded");
+                    stats
+                        .lost
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    false
+                }
+            };
+        for submission in batch {
+            if let (true, Some(tx)) = (durable, submission.durable) {
+                let _ = tx.send(());
+            }
+        }
+    }
+    if !spool.is_empty() {
+        replay(&store, &mut spool, &options, &stats).await;
+    }
+}
+
+async fn write(store: &Store, records: &[Record], timeout: Duration) -> Result<(), StoreError> {
+    tokio::time::timeout(timeout, store.write(records))
+        .await
+        .map_err(|_| StoreError::Timeout(timeout))?
+}
+
+/// Moves the spool into the database, in batches; on success the file is emptied.
+async fn replay(store: &Store, spool: &mut Spool, options: &WriterOptions, stats: &WriterStats) {
+    let records = match spool.read() {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, file = %spool.path().display(), "cannot read the spool");
+            return;
+        }
+    };
+    for chunk in records.chunks(options.batch_max.max(1)) {
+        if let Err(e) = write(store, chunk, options.write_timeout).await {
+            warn!(error = %e, waiting = records.len(), "PostgreSQL still unavailable; shares stay in the spool");
+            return;
+        }
+    }
+    match spool.clear() {
+        Ok(()) => {
+            stats
+                .replayed
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            info!(records = records.len(), "spooled records are in PostgreSQL");
+        }
+        Err(e) => {
+            error!(error = %e, file = %spool.path().display(), "cannot empty the spool (it will be replayed again, harmlessly)")
+        }
+    }
+}

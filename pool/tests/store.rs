@@ -1,0 +1,237 @@
+//! The store against a real PostgreSQL: batched writes and replays, the PPLNS window from
+//! per-minute totals against a naive walk over every share, effort, retention and the
+//! statistics samples.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use pool::store::{BlockRow, Record, ShareRow, Store};
+use testkit::TempPostgres;
+
+const MINUTE: i64 = 60_000_000;
+
+async fn open(pg: &TempPostgres) -> Store {
+    Store::open(&pg.url(), 4, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+fn share(time_us: i64, uid: i64, address: &str, difficulty: f64) -> Record {
+    Record::Share(ShareRow {
+        time_us,
+        uid,
+        address: address.into(),
+        worker: format!("w{}", uid % 3),
+        difficulty,
+        share_difficulty: difficulty * 1.5,
+        network_difficulty: 1000.0,
+        height: 100,
+        instance: 0,
+    })
+}
+
+/// Shares over ~12 minutes from four addresses, some at the same microsecond.
+fn history(start: i64) -> Vec<Record> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut time = start;
+    (0..3000)
+        .map(|uid| {
+            let r = next();
+            if r % 5 != 0 {
+                time += (r % 500_000) as i64; // up to half a second apart, often equal
+            }
+            let address = ["alice", "bob", "carol", "dave"][(r >> 8) as usize % 4];
+            let difficulty = 2f64.powi(-(((r >> 16) % 4) as i32)) * ((r >> 24) % 7 + 1) as f64;
+            share(time, uid, address, difficulty)
+        })
+        .collect()
+}
+
+/// The window by definition: every share up to `end`, newest first (ties by uid).
+fn naive_window(records: &[Record], end: i64, size: f64) -> Vec<(String, f64)> {
+    let mut shares: Vec<&ShareRow> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Share(s) if s.time_us <= end => Some(s),
+            _ => None,
+        })
+        .collect();
+    shares.sort_by_key(|s| std::cmp::Reverse((s.time_us, s.uid)));
+    let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut filled = 0.0;
+    for s in shares {
+        let counted = s.difficulty.min(size - filled);
+        if counted <= 0.0 {
+            break;
+        }
+        *by.entry(s.address.clone()).or_default() += counted;
+        filled += counted;
+    }
+    by.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_from_minute_totals_equal_the_naive_walk() {
+    let pg = TempPostgres::start().unwrap();
+    let store = open(&pg).await;
+    let start = 1_763_000_000_000_000 - 1_763_000_000_000_000 % MINUTE + 17_000_000;
+    let records = history(start);
+    for chunk in records.chunks(700) {
+        store.write(chunk).await.unwrap();
+    }
+    // Written twice: a replay changes nothing, totals included.
+    store.write(&records[..700]).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM shares")
+        .fetch_one(store.db())
+        .await
+        .unwrap();
+    assert_eq!(count, 3000);
+    let minute_total: f64 = sqlx::query_scalar("SELECT sum(difficulty) FROM share_minutes")
+        .fetch_one(store.db())
+        .await
+        .unwrap();
+    let all: f64 = records
+        .iter()
+        .map(|r| match r {
+            Record::Share(s) => s.difficulty,
+            _ => 0.0,
+        })
+        .sum();
+    assert!((minute_total - all).abs() < 1e-9 * all);
+
+    let last = match records.last().unwrap() {
+        Record::Share(s) => s.time_us,
+        _ => unreachable!(),
+    };
+    // Ends inside the history, at a share and between shares; sizes inside one minute,
+    // across many, and larger than everything (unfilled).
+    for end in [
+        last,
+        last - 7 * MINUTE + 123,
+        start + 3 * MINUTE,
+        start + 45_000_000,
+    ] {
+        for size in [3.0, 150.0, 2000.0, 5555.5, 1e9] {
+            let got = store.pplns_window(end, size).await.unwrap();
+            let want = naive_window(&records, end, size);
+            let mut got_sorted: Vec<(String, f64)> = got
+                .weights
+                .iter()
+                .map(|w| (w.address.clone(), w.difficulty))
+                .collect();
+            got_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got_sorted.len(), want.len(), "end {end} size {size}");
+            for ((ga, gd), (wa, wd)) in got_sorted.iter().zip(&want) {
+                assert_eq!(ga, wa);
+                assert!(
+                    (gd - wd).abs() <= 1e-9 * wd.max(1.0),
+                    "{ga}: {gd} vs {wd} (end {end}, size {size})"
+                );
+            }
+            let filled: f64 = want.iter().map(|(_, d)| d).sum();
+            assert!((got.filled - filled).abs() <= 1e-9 * filled.max(1.0));
+        }
+    }
+    // Effort: difficulty strictly after one moment, up to another.
+    let naive_between = |from: Option<i64>, to: i64| -> f64 {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Share(s) if s.time_us <= to && from.is_none_or(|f| s.time_us > f) => {
+                    Some(s.difficulty)
+                }
+                _ => None,
+            })
+            .sum()
+    };
+    for (from, to) in [
+        (None, last),
+        (Some(start + 90_000_000), last - MINUTE),
+        (Some(start + 10), start + 20_000_000),
+        (
+            Some(start + 2 * MINUTE - start % MINUTE),
+            start + 5 * MINUTE,
+        ),
+    ] {
+        let got = store.difficulty_between(from, to).await.unwrap();
+        let want = naive_between(from, to);
+        assert!(
+            (got - want).abs() <= 1e-9 * want.max(1.0),
+            "{from:?}..{to}: {got} vs {want}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_days_and_samples_count_recent_work() {
+    let pg = TempPostgres::start().unwrap();
+    let store = open(&pg).await;
+    let now = pool::store::now_us();
+    let day = 86_400_000_000;
+    store
+        .write(&[
+            share(now - 90 * day, 1, "old", 1.0),
+            share(now - 2 * day, 2, "recent", 1.0),
+            share(now - 1000, 3, "alice", 600.0),
+            share(now - 500, 4, "bob", 300.0),
+            Record::Block(BlockRow {
+                hash: "00aa".into(),
+                height: 100,
+                found_us: now - 400,
+                finder: "alice.w1".into(),
+                reward: 5_000_000_000,
+                network_difficulty: 1000.0,
+            }),
+        ])
+        .await
+        .unwrap();
+    let partitions = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'shares'::regclass",
+        )
+        .fetch_one(store.db())
+        .await
+        .unwrap()
+    };
+    assert!(partitions().await >= 3);
+    assert_eq!(store.apply_retention(60, 30).await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT address FROM shares ORDER BY time")
+        .fetch_all(store.db())
+        .await
+        .unwrap();
+    assert_eq!(left, ["recent", "alice", "bob"]);
+    // Writing into a dropped day again recreates its partition.
+    store
+        .write(&[share(now - 90 * day, 5, "late", 1.0)])
+        .await
+        .unwrap();
+    assert_eq!(store.apply_retention(60, 30).await.unwrap(), 1);
+
+    let hashrate = store.sample_stats().await.unwrap();
+    // 900 difficulty in the last ten minutes or so: 900 x 2^32 / 600..660 s.
+    let expected = 900.0 * 4_294_967_296.0 / 600.0;
+    assert!(
+        hashrate <= expected && hashrate > expected * 600.0 / 661.0,
+        "{hashrate}"
+    );
+    let miners: Vec<(String, f64)> =
+        sqlx::query_as("SELECT address, hashrate FROM miner_stats ORDER BY address")
+            .fetch_all(store.db())
+            .await
+            .unwrap();
+    assert_eq!(miners.len(), 2);
+    assert_eq!(miners[0].0, "alice");
+    assert!((miners[0].1 / miners[1].1 - 2.0).abs() < 1e-9);
+    let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks WHERE status = 'pending'")
+        .fetch_one(store.db())
+        .await
+        .unwrap();
+    assert_eq!(blocks, 1);
+}
