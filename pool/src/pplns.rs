@@ -37,6 +37,15 @@ impl Split {
     }
 }
 
+/// Puts weights in the order windows list them: largest first, ties by address.
+pub fn sort_weights(weights: &mut [Weight]) {
+    weights.sort_by(|a, b| {
+        b.difficulty
+            .total_cmp(&a.difficulty)
+            .then_with(|| a.address.cmp(&b.address))
+    });
+}
+
 /// The fee in parts per million of the reward, from a percentage (1.5 -> 15000).
 pub fn fee_ppm(percent: f64) -> u64 {
     (percent.clamp(0.0, 100.0) * 10_000.0).round() as u64

@@ -58,11 +58,7 @@ impl Filler {
                 difficulty,
             })
             .collect();
-        weights.sort_by(|a, b| {
-            b.difficulty
-                .total_cmp(&a.difficulty)
-                .then_with(|| a.address.cmp(&b.address))
-        });
+        crate::pplns::sort_weights(&mut weights);
         Window {
             weights,
             filled: self.filled,

@@ -112,6 +112,11 @@ pub struct TestMiner {
 }
 
 pub fn start_miner(port: u16, user: &str) -> TestMiner {
+    start_miner_with(port, user, "x")
+}
+
+/// A miner with a password (`d=N` asks for a fixed difficulty).
+pub fn start_miner_with(port: u16, user: &str, password: &str) -> TestMiner {
     let opts = ClientOptions {
         pools: vec![PoolUrl {
             host: "127.0.0.1".into(),
@@ -120,7 +125,7 @@ pub fn start_miner(port: u16, user: &str) -> TestMiner {
         }],
         session: SessionConfig {
             user: user.into(),
-            password: "x".into(),
+            password: password.into(),
             agent: "test-miner".into(),
             suggest_difficulty: None,
             version_rolling_mask: Some(0x1fffe000),
