@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod hash;
+pub mod opencl;
 pub mod rpc;
 pub mod run;
 pub mod selfcheck;

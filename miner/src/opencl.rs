@@ -1,0 +1,279 @@
+//! OpenCL: the devices there are, and the host side of `kernels/sha256d.cl`.
+//!
+//! A [`GpuSearcher`] owns one device's context, queue, built program and candidate buffer.
+//! [`GpuSearcher::search`] runs one launch over a nonce range for one version of a
+//! [`Prepared`] job and returns the nonces that passed the kernel's filter; the caller
+//! re-checks each with the reference sha256d, exactly as for the CPU backends.
+//!
+//! Errors are values, never panics: no OpenCL platform, a kernel that does not build (with
+//! the compiler's log), a device that fails mid-run.
+
+use ocl::core::{self, DeviceInfo as ClDeviceInfo, DeviceInfoResult, PlatformInfo};
+use ocl::prm::Uint4;
+use ocl::{Buffer, Context, Device, Kernel, Platform, Program, Queue, flags};
+
+use crate::hash::Prepared;
+
+/// The kernel source, compiled at run time for each device (see [`program_source`]).
+pub const SOURCE: &str = include_str!("../../kernels/sha256d.cl");
+
+/// The source as compiled: the round constants of the CPU backends, then the kernel.
+pub fn program_source() -> String {
+    let k: Vec<String> = crate::hash::sha::K
+        .iter()
+        .map(|k| format!("0x{k:08x}u"))
+        .collect();
+    format!("__constant uint K[64] = {{{}}};\n{SOURCE}", k.join(", "))
+}
+
+/// Candidates one launch can report before the launch is re-scanned on the CPU.
+pub const CAPACITY: u32 = 1 << 16;
+
+/// Work-group size. Fixed, so that a driver that specialises the kernel per work-group
+/// size (PoCL does) compiles it once; launches are rounded up to a multiple.
+pub const GROUP: usize = 64;
+
+/// Why OpenCL could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// No OpenCL platform (no driver or ICD loader entry).
+    #[error(
+        "no OpenCL platform: install the GPU's OpenCL driver (or pocl-opencl-icd for a CPU device) and the ICD loader (ocl-icd-libopencl1)"
+    )]
+    NoPlatform,
+    /// The index is not in `miner --list-devices`.
+    #[error("OpenCL device {0} does not exist (see `miner --list-devices`)")]
+    NoSuchDevice(usize),
+    /// The kernel did not compile for a device.
+    #[error("the sha256d kernel does not build on {device}:\n{log}")]
+    Build {
+        /// The device.
+        device: String,
+        /// The compiler's output.
+        log: String,
+    },
+    /// Any other OpenCL failure (a lost device, out of resources).
+    #[error("OpenCL on {device}: {detail}")]
+    Device {
+        /// The device.
+        device: String,
+        /// What the runtime said.
+        detail: String,
+    },
+}
+
+/// A device as `--list-devices` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSummary {
+    /// Index across all platforms, as `--gpu-devices` takes it.
+    pub index: usize,
+    /// The platform's name (NVIDIA CUDA, AMD Accelerated Parallel Processing, Portable
+    /// Computing Language...).
+    pub platform: String,
+    /// The device's name.
+    pub name: String,
+    /// GPU, CPU or accelerator.
+    pub kind: String,
+    /// Compute units.
+    pub compute_units: u32,
+    /// Global memory, bytes.
+    pub memory: u64,
+}
+
+/// Every OpenCL device of every platform, in a stable order.
+pub fn devices() -> Result<Vec<(DeviceSummary, Platform, Device)>, GpuError> {
+    // The ICD loader's first platform query is not safe to race (two threads at once can
+    // see no platform at all), so discovery takes turns.
+    static DISCOVERY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = DISCOVERY.lock().unwrap_or_else(|p| p.into_inner());
+    // `Platform::list` panics without a platform; the core call returns an error instead.
+    let ids = core::get_platform_ids().map_err(|_| GpuError::NoPlatform)?;
+    let mut out = Vec::new();
+    for id in ids {
+        let platform = Platform::new(id);
+        let platform_name = core::get_platform_info(platform, PlatformInfo::Name)
+            .map(|i| i.to_string())
+            .unwrap_or_else(|_| "unknown platform".into());
+        let Ok(list) = Device::list_all(platform) else {
+            continue;
+        };
+        for device in list {
+            let name = device.name().unwrap_or_else(|_| "unknown device".into());
+            let compute_units = match device.info(ClDeviceInfo::MaxComputeUnits) {
+                Ok(DeviceInfoResult::MaxComputeUnits(n)) => n,
+                _ => 0,
+            };
+            let memory = match device.info(ClDeviceInfo::GlobalMemSize) {
+                Ok(DeviceInfoResult::GlobalMemSize(n)) => n,
+                _ => 0,
+            };
+            let kind = match device.info(ClDeviceInfo::Type) {
+                Ok(DeviceInfoResult::Type(t)) if t.contains(flags::DEVICE_TYPE_GPU) => "GPU",
+                Ok(DeviceInfoResult::Type(t)) if t.contains(flags::DEVICE_TYPE_CPU) => "CPU",
+                Ok(DeviceInfoResult::Type(t)) if t.contains(flags::DEVICE_TYPE_ACCELERATOR) => {
+                    "accelerator"
+                }
+                _ => "other",
+            };
+            out.push((
+                DeviceSummary {
+                    index: out.len(),
+                    platform: platform_name.clone(),
+                    name,
+                    kind: kind.into(),
+                    compute_units,
+                    memory,
+                },
+                platform,
+                device,
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(GpuError::NoPlatform);
+    }
+    Ok(out)
+}
+
+/// One device ready to search.
+#[derive(Debug)]
+pub struct GpuSearcher {
+    /// The device.
+    pub summary: DeviceSummary,
+    queue: Queue,
+    kernel: Kernel,
+    out: Buffer<u32>,
+}
+
+impl GpuSearcher {
+    /// Opens device `index` of [`devices`] and builds the kernel for it.
+    pub fn open(index: usize) -> Result<GpuSearcher, GpuError> {
+        let (summary, platform, device) = devices()?
+            .into_iter()
+            .nth(index)
+            .ok_or(GpuError::NoSuchDevice(index))?;
+        let name = summary.name.clone();
+        let fail = |e: ocl::Error| GpuError::Device {
+            device: name.clone(),
+            detail: e.to_string(),
+        };
+        let context = Context::builder()
+            .platform(platform)
+            .devices(device)
+            .build()
+            .map_err(fail)?;
+        let queue = Queue::new(&context, device, None).map_err(fail)?;
+        let program = Program::builder()
+            .src(program_source())
+            .devices(device)
+            .cmplr_opt("-cl-std=CL1.2")
+            .build(&context)
+            .map_err(|e| GpuError::Build {
+                device: name.clone(),
+                log: e.to_string(),
+            })?;
+        let out = Buffer::<u32>::builder()
+            .queue(queue.clone())
+            .flags(flags::MEM_READ_WRITE)
+            .len(1 + CAPACITY as usize)
+            .build()
+            .map_err(fail)?;
+        let kernel = Kernel::builder()
+            .program(&program)
+            .name("sha256d_search")
+            .queue(queue.clone())
+            .global_work_size(1)
+            .arg(0u32)
+            .arg(Uint4::zero())
+            .arg(Uint4::zero())
+            .arg(Uint4::zero())
+            .arg(Uint4::zero())
+            .arg(Uint4::zero())
+            .arg(0u32)
+            .arg(0u32)
+            .arg(CAPACITY)
+            .arg(&out)
+            .build()
+            .map_err(fail)?;
+        Ok(GpuSearcher {
+            summary,
+            queue,
+            kernel,
+            out,
+        })
+    }
+
+    /// The most nonces one launch may cover for this filter, so that the candidates
+    /// expected (count x (target_top + 1) / 2^32) stay within half the buffer.
+    pub fn max_launch(target_top: u32) -> u32 {
+        let pass = (u64::from(target_top) + 1).max(1);
+        let limit = (u64::from(CAPACITY) / 2) << 32;
+        (limit / pass).clamp(1024, 1 << 30) as u32
+    }
+
+    /// Hashes nonces `start .. start + count` (wrapping) for version `version` of `job`
+    /// and returns the nonces that passed the filter, or `None` if more passed than the
+    /// buffer holds (the caller scans that range on the CPU instead).
+    pub fn search(
+        &mut self,
+        job: &Prepared,
+        version: usize,
+        start: u32,
+        count: u32,
+    ) -> Result<Option<Vec<u32>>, GpuError> {
+        let Some(v) = job.versions.get(version) else {
+            return Ok(Some(Vec::new()));
+        };
+        if count == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let m = v.midstate;
+        let r = v.rest;
+        let args = [
+            Uint4::new(m[0], m[1], m[2], m[3]),
+            Uint4::new(m[4], m[5], m[6], m[7]),
+            Uint4::new(v.a4, v.e4, r[0], r[1]),
+            Uint4::new(r[2], r[3], r[4], r[5]),
+            Uint4::new(job.w16, job.w17, job.c18, job.c19),
+        ];
+        let device = self.summary.name.clone();
+        let fail = |e: ocl::Error| GpuError::Device {
+            device: device.clone(),
+            detail: e.to_string(),
+        };
+        self.out.cmd().fill(0u32, Some(1)).enq().map_err(fail)?;
+        self.kernel.set_arg(0, start).map_err(fail)?;
+        for (i, arg) in args.into_iter().enumerate() {
+            self.kernel.set_arg(1 + i, arg).map_err(fail)?;
+        }
+        self.kernel.set_arg(6, job.target_top).map_err(fail)?;
+        self.kernel.set_arg(7, count).map_err(fail)?;
+        // SAFETY: every argument is set above with the kernel's types; `out` holds
+        // 1 + CAPACITY words and the kernel writes index 1 + slot only when slot < CAPACITY.
+        unsafe {
+            self.kernel
+                .cmd()
+                .global_work_size((count as usize).div_ceil(GROUP) * GROUP)
+                .local_work_size(GROUP)
+                .enq()
+                .map_err(fail)?;
+        }
+        let mut found = [0u32; 1];
+        self.out.read(&mut found[..]).enq().map_err(fail)?;
+        let n = found[0];
+        if n > CAPACITY {
+            return Ok(None);
+        }
+        let mut nonces = vec![0u32; n as usize];
+        if n > 0 {
+            self.out
+                .read(&mut nonces[..])
+                .offset(1)
+                .enq()
+                .map_err(fail)?;
+        }
+        self.queue.finish().map_err(fail)?;
+        nonces.sort_unstable();
+        Ok(Some(nonces))
+    }
+}

@@ -1,0 +1,144 @@
+//! The OpenCL kernel on a real OpenCL device (PoCL's CPU device in CI): its candidates
+//! equal the CPU reference's over thousands of random headers and targets, difficulty
+//! below 1, version-rolled jobs, and nonces at the ends of a launch and of the nonce space.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use miner::hash::{Backend, MAX_VERSIONS, Prepared};
+use miner::opencl::{self, GpuSearcher};
+use protocol::{BlockHeader, CompactTarget, Hash256};
+
+/// xorshift64: reproducible random headers without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn u32(&mut self) -> u32 {
+        (self.next() >> 16) as u32
+    }
+    fn bytes(&mut self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for chunk in b.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next().to_le_bytes());
+        }
+        b
+    }
+}
+
+fn job(header: &BlockHeader, versions: usize, target_top: u32) -> Prepared {
+    let list: Vec<(u32, [u32; 8])> = (0..versions as u32)
+        .map(|i| {
+            let mut h = *header;
+            h.version ^= i << 13; // rolled inside the BIP 320 mask
+            (h.version, h.midstate().0)
+        })
+        .collect();
+    Prepared::new(&list, header.tail(), target_top)
+}
+
+fn cpu_hits(job: &Prepared, start: u32, count: u32) -> Vec<(usize, u32)> {
+    let mut hits = Vec::new();
+    Backend::Scalar.scan(job, start, count, &mut |vi, n| hits.push((vi, n)));
+    hits.sort_unstable();
+    hits
+}
+
+fn gpu_hits(gpu: &mut GpuSearcher, job: &Prepared, start: u32, count: u32) -> Vec<(usize, u32)> {
+    let mut hits = Vec::new();
+    for vi in 0..job.versions.len() {
+        let nonces = gpu
+            .search(job, vi, start, count)
+            .unwrap()
+            .expect("the candidate buffer holds this launch");
+        hits.extend(nonces.into_iter().map(|n| (vi, n)));
+    }
+    hits.sort_unstable();
+    hits
+}
+
+#[test]
+fn the_device_list_names_a_device() {
+    let list = opencl::devices().expect("an OpenCL platform (scripts/setup installs PoCL)");
+    assert!(!list.is_empty());
+    let (first, _, _) = &list[0];
+    assert_eq!(first.index, 0);
+    assert!(!first.name.is_empty() && !first.platform.is_empty());
+    assert!(first.compute_units > 0);
+    assert!(matches!(
+        GpuSearcher::open(list.len()),
+        Err(opencl::GpuError::NoSuchDevice(_))
+    ));
+}
+
+#[test]
+fn kernel_candidates_equal_the_cpu_reference() {
+    let mut gpu = GpuSearcher::open(0).expect("an OpenCL device (scripts/setup installs PoCL)");
+    let mut rng = Rng(0x5eed_1234_abcd_0042);
+    let mut total_hits = 0;
+    for case in 0..2000 {
+        let header = BlockHeader {
+            version: rng.u32(),
+            prev_hash: Hash256(rng.bytes()),
+            merkle_root: Hash256(rng.bytes()),
+            time: rng.u32(),
+            bits: CompactTarget(rng.u32()),
+            nonce: 0,
+        };
+        let versions = 1 + case % MAX_VERSIONS;
+        // Difficulty >= 1 (top word 0), a little below 1, and far below 1.
+        let target_top = match case % 4 {
+            0 => 0,
+            1 => rng.u32() >> 16,
+            2 => rng.u32() >> 8,
+            _ => rng.u32() >> 4,
+        };
+        // Launch sizes that are not multiples of anything, ranges ending at 2^32 - 1 and
+        // wrapping over it.
+        let count = 1 + rng.u32() % 3000;
+        let start = match case % 5 {
+            0 => 0,
+            1 => u32::MAX - count + 1,
+            2 => u32::MAX - count / 2,
+            _ => rng.u32(),
+        };
+        let job = job(&header, versions, target_top);
+        let want = cpu_hits(&job, start, count);
+        let got = gpu_hits(&mut gpu, &job, start, count);
+        assert_eq!(
+            got, want,
+            "case {case}: start {start:#x} count {count} top {target_top:#x}"
+        );
+        total_hits += want.len();
+    }
+    assert!(
+        total_hits > 1000,
+        "the cases exercise the filter: {total_hits} hits"
+    );
+}
+
+#[test]
+fn an_overfull_launch_is_reported_not_truncated() {
+    let mut gpu = GpuSearcher::open(0).unwrap();
+    let header = BlockHeader {
+        version: 0x2000_0000,
+        prev_hash: Hash256::ZERO,
+        merkle_root: Hash256::ZERO,
+        time: 1,
+        bits: CompactTarget(0x207f_ffff),
+        nonce: 0,
+    };
+    // Every hash passes: more candidates than the buffer holds.
+    let job = job(&header, 1, u32::MAX);
+    assert_eq!(gpu.search(&job, 0, 0, opencl::CAPACITY + 5).unwrap(), None);
+    // The launch limit keeps the expected candidates within half the buffer.
+    assert_eq!(
+        GpuSearcher::max_launch(u32::MAX),
+        1024.max(opencl::CAPACITY / 2)
+    );
+    assert_eq!(GpuSearcher::max_launch(0), 1 << 30);
+}
