@@ -4,9 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use miner::engine::{Engine, Work};
 use miner::hash::{Backend, MAX_VERSIONS, Prepared};
 use miner::opencl::{self, GpuSearcher};
-use protocol::{BlockHeader, CompactTarget, Hash256};
+use protocol::{BlockHeader, CompactTarget, Hash256, Target};
 
 /// xorshift64: reproducible random headers without a dependency.
 struct Rng(u64);
@@ -141,4 +147,68 @@ fn an_overfull_launch_is_reported_not_truncated() {
         1024.max(opencl::CAPACITY / 2)
     );
     assert_eq!(GpuSearcher::max_launch(0), 1 << 30);
+}
+
+fn engine_work(job_id: &str, difficulty: f64) -> Work {
+    Work {
+        job_id: job_id.into(),
+        header: BlockHeader {
+            version: 0x2000_0000,
+            prev_hash: protocol::sha256d(job_id.as_bytes()),
+            merkle_root: protocol::sha256d(b"root"),
+            time: 1_795_000_000,
+            bits: CompactTarget(0x1d00_ffff),
+            nonce: 0,
+        },
+        target: Target::from_difficulty(difficulty).unwrap(),
+        version_mask: 0x1fffe000,
+        extranonce: None,
+    }
+}
+
+#[test]
+fn the_engine_hashes_on_the_device_alongside_cpu_threads() {
+    let (tx, rx) = mpsc::channel();
+    let gpu = GpuSearcher::open(0).unwrap();
+    let engine = Engine::start_with(Backend::supported()[0], 1, vec![gpu], tx).unwrap();
+    assert_eq!(engine.worker_names().len(), 2);
+    assert!(engine.worker_names()[1].starts_with("gpu 0: "));
+    let w = engine_work("gpu", 1.0 / 4096.0);
+    engine.set_work(w.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut found = Vec::new();
+    // PoCL shares the CPU with the hashing thread: wait until the device found some too.
+    let device_busy = || engine.stats()[1].found.load(Ordering::Relaxed) > 0;
+    while (found.len() < 40 || !device_busy()) && Instant::now() < deadline {
+        if let Ok(f) = rx.recv_timeout(Duration::from_millis(200)) {
+            found.push(f);
+        }
+    }
+    let device = &engine.stats()[1];
+    let device_hashes = device.hashes.load(Ordering::Relaxed);
+    let device_found = device.found.load(Ordering::Relaxed);
+    let device_errors = device.hardware_errors.load(Ordering::Relaxed);
+    drop(engine);
+    assert!(found.len() >= 40, "only {} solutions", found.len());
+    let mut seen = HashSet::new();
+    for f in &found {
+        assert_eq!(f.header.hash(), f.hash);
+        assert!(w.target.is_met_by(&f.hash));
+        assert_eq!(f.header.version & !0x1fffe000, 0x2000_0000);
+        assert!(seen.insert(f.header.encode()), "a header found twice");
+    }
+    assert!(
+        device_hashes > 0 && device_found > 0,
+        "the device did part of the work"
+    );
+    assert_eq!(device_errors, 0);
+}
+
+#[test]
+fn device_only_engines_need_a_device() {
+    let (tx, _rx) = mpsc::channel();
+    assert!(matches!(
+        Engine::start_with(Backend::Scalar, 0, Vec::new(), tx),
+        Err(miner::engine::EngineError::NoWorkers)
+    ));
 }

@@ -8,8 +8,12 @@
 //! reference sha256d ([`work::recheck`]); what meets the target goes out on the solutions
 //! channel, and a hit the reference contradicts is counted as a hardware error and logged.
 //!
+//! OpenCL devices join as workers of their own ([`gpu`]), one thread each, taking units from
+//! the same counter.
+//!
 //! Hashing runs only on the pool's threads, never on an async runtime.
 
+mod gpu;
 pub mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +25,7 @@ pub use work::{Extranonce, Found, Plan, Verdict, Work};
 use protocol::BlockHeader;
 
 use crate::hash::{Backend, Prepared};
+use crate::opencl::GpuSearcher;
 
 /// Nonces per backend call between checks for new work.
 const BATCH: u32 = 4096;
@@ -61,7 +66,8 @@ struct Active {
 /// A running engine. Dropping it stops every thread.
 pub struct Engine {
     shared: Arc<Shared>,
-    _pool: rayon::ThreadPool,
+    names: Vec<String>,
+    _pool: Option<rayon::ThreadPool>,
 }
 
 /// Why an engine could not start.
@@ -70,6 +76,12 @@ pub enum EngineError {
     /// The backend needs instructions this CPU lacks.
     #[error("backend {0} is not supported by this CPU")]
     Unsupported(Backend),
+    /// Neither CPU threads nor devices were asked for.
+    #[error("nothing to hash with: give CPU threads or OpenCL devices")]
+    NoWorkers,
+    /// A device's thread could not be started.
+    #[error("cannot start a GPU thread: {0}")]
+    Thread(String),
     /// The thread pool could not be built.
     #[error("cannot start {threads} hashing threads: {source}")]
     Pool {
@@ -88,30 +100,66 @@ impl Engine {
         threads: usize,
         solutions: Sender<Found>,
     ) -> Result<Engine, EngineError> {
+        Engine::start_with(backend, threads.max(1), Vec::new(), solutions)
+    }
+
+    /// Starts `threads` CPU threads (0 for none) and one worker per OpenCL device.
+    pub fn start_with(
+        backend: Backend,
+        threads: usize,
+        gpus: Vec<GpuSearcher>,
+        solutions: Sender<Found>,
+    ) -> Result<Engine, EngineError> {
         if !backend.is_supported() {
             return Err(EngineError::Unsupported(backend));
         }
-        let threads = threads.max(1);
+        if threads == 0 && gpus.is_empty() {
+            return Err(EngineError::NoWorkers);
+        }
+        let mut names: Vec<String> = (0..threads).map(|i| format!("cpu {i}")).collect();
+        names.extend(
+            gpus.iter()
+                .map(|g| format!("gpu {}: {}", g.summary.index, g.summary.name)),
+        );
         let shared = Arc::new(Shared {
             current: Mutex::new(Current { plan: None }),
             changed: Condvar::new(),
             generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
-            stats: (0..threads).map(|_| ThreadStats::default()).collect(),
+            stats: names.iter().map(|_| ThreadStats::default()).collect(),
             backend,
             solutions,
         });
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("hash-{i}"))
-            .build()
-            .map_err(|source| EngineError::Pool { threads, source })?;
-        let for_workers = shared.clone();
-        pool.spawn_broadcast(move |ctx| worker(&for_workers, ctx.index()));
+        let pool = if threads > 0 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("hash-{i}"))
+                .build()
+                .map_err(|source| EngineError::Pool { threads, source })?;
+            let for_workers = shared.clone();
+            pool.spawn_broadcast(move |ctx| worker(&for_workers, ctx.index()));
+            Some(pool)
+        } else {
+            None
+        };
+        for (i, searcher) in gpus.into_iter().enumerate() {
+            let for_gpu = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("gpu-{}", searcher.summary.index))
+                .spawn(move || gpu::worker(&for_gpu, threads + i, searcher))
+                .map_err(|e| EngineError::Thread(e.to_string()))?;
+        }
         Ok(Engine {
             shared,
+            names,
             _pool: pool,
         })
+    }
+
+    /// A name per worker, in the order of [`Engine::stats`]: `cpu N`, then
+    /// `gpu N: device name`.
+    pub fn worker_names(&self) -> &[String] {
+        &self.names
     }
 
     /// Replaces the current work; threads drop the old work within a batch.
@@ -280,35 +328,61 @@ fn scan_unit(
     let mut nonce = first as u64;
     while nonce < end && shared.generation.load(Ordering::Relaxed) == seen {
         shared.backend.scan(job, nonce as u32, BATCH, &mut |vi, n| {
-            match work::recheck(job, vi, n, &plan.work.target) {
-                Verdict::Meets(hash) => {
-                    stats.found.fetch_add(1, Ordering::Relaxed);
-                    let mut header = unit.header;
-                    header.version = job.versions[vi].version;
-                    header.nonce = n;
-                    // A closed receiver means the owner is shutting down; nothing to do.
-                    let _ = shared.solutions.send(Found {
-                        job_id: plan.work.job_id.clone(),
-                        extranonce2: unit.extranonce2.clone(),
-                        header,
-                        hash,
-                    });
-                }
-                Verdict::Above => {}
-                Verdict::HardwareError(hash) => {
-                    stats.hardware_errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "hardware error: {} reported nonce {n:#010x} (version {:#010x}) \
-                         but the reference hash is {hash}",
-                        shared.backend,
-                        job.versions.get(vi).map_or(0, |v| v.version)
-                    );
-                }
-            }
+            let verdict = work::recheck(job, vi, n, &plan.work.target);
+            deliver(
+                shared,
+                stats,
+                plan,
+                unit,
+                vi,
+                n,
+                verdict,
+                shared.backend.name(),
+            );
         });
         stats
             .hashes
             .fetch_add(BATCH as u64 * job.versions.len() as u64, Ordering::Relaxed);
         nonce += BATCH as u64;
+    }
+}
+
+/// Acts on a re-checked hit: a solution goes out on the channel, a hit the reference
+/// contradicts is counted and logged as a hardware error of `device`.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    shared: &Shared,
+    stats: &ThreadStats,
+    plan: &Plan,
+    unit: &UnitJob,
+    vi: usize,
+    n: u32,
+    verdict: Verdict,
+    device: &str,
+) {
+    let job = &unit.job;
+    match verdict {
+        Verdict::Meets(hash) => {
+            stats.found.fetch_add(1, Ordering::Relaxed);
+            let mut header = unit.header;
+            header.version = job.versions[vi].version;
+            header.nonce = n;
+            // A closed receiver means the owner is shutting down; nothing to do.
+            let _ = shared.solutions.send(Found {
+                job_id: plan.work.job_id.clone(),
+                extranonce2: unit.extranonce2.clone(),
+                header,
+                hash,
+            });
+        }
+        Verdict::Above => {}
+        Verdict::HardwareError(hash) => {
+            stats.hardware_errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "hardware error: {device} reported nonce {n:#010x} (version {:#010x}) \
+                 but the reference hash is {hash}",
+                job.versions.get(vi).map_or(0, |v| v.version)
+            );
+        }
     }
 }

@@ -9,7 +9,8 @@ use crate::hash::{MAX_VERSIONS, Prepared};
 
 /// Nonces per unit: 2^22, about a tenth of a second on one fast thread.
 pub const CHUNK_BITS: u32 = 22;
-const CHUNKS: u64 = 1 << (32 - CHUNK_BITS);
+/// Nonce chunks per (extranonce2, version group).
+pub const CHUNKS: u64 = 1 << (32 - CHUNK_BITS);
 
 /// One job to hash.
 #[derive(Clone, Debug, PartialEq, Eq)]

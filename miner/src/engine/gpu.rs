@@ -1,0 +1,130 @@
+//! One OpenCL device as an engine worker, on a thread of its own.
+//!
+//! It takes units from the same counter as the CPU threads, but many at a time: as many
+//! consecutive nonce chunks as its last launches say it hashes in about 75 ms (the launch
+//! size is re-tuned after every launch, so a device that slows down or speeds up follows).
+//! Each run of chunks inside one (extranonce2, version group) is one launch per version.
+//! Every candidate is re-checked on the CPU; a launch with more candidates than the buffer
+//! holds (only at absurdly low difficulty) is scanned again on the CPU backend instead.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::engine::work::{self, CHUNK_BITS, CHUNKS};
+use crate::engine::{Shared, ThreadStats, UnitJob, wait_for_work};
+use crate::opencl::GpuSearcher;
+
+/// How long one take of chunks should keep the device busy.
+const TARGET_TAKE: Duration = Duration::from_millis(75);
+
+/// Runs until shutdown; returns early (with a log line) if the device fails.
+pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
+    let stats = &shared.stats[index];
+    let mut seen = 0;
+    let mut take: u64 = 1;
+    while let Some(active) = wait_for_work(shared, seen) {
+        seen = active.generation;
+        let plan = &active.plan;
+        let mut cached: Option<UnitJob> = None;
+        loop {
+            let first = active.next_unit.fetch_add(take, Ordering::Relaxed);
+            if first >= plan.units || shared.generation.load(Ordering::Acquire) != seen {
+                break;
+            }
+            let last = first.saturating_add(take).min(plan.units);
+            let started = Instant::now();
+            let mut hashed = 0u64;
+            let mut u = first;
+            while u < last && shared.generation.load(Ordering::Relaxed) == seen {
+                let unit = plan.unit(u);
+                let span_end = ((u / CHUNKS + 1) * CHUNKS).min(last);
+                let key = (seen, unit.extranonce, unit.group);
+                let current = match cached.take() {
+                    Some(c) if c.key == key => c,
+                    _ => {
+                        let (job, header, extranonce2) = plan.prepare(unit.extranonce, unit.group);
+                        UnitJob {
+                            key,
+                            job,
+                            header,
+                            extranonce2,
+                        }
+                    }
+                };
+                let nonces = (span_end - u) << CHUNK_BITS;
+                match scan_span(
+                    shared, stats, &mut gpu, plan, &current, unit.nonce, nonces, seen,
+                ) {
+                    Ok(n) => hashed += n,
+                    Err(e) => {
+                        eprintln!("GPU {}: {e}; this device stops hashing", gpu.summary.name);
+                        return;
+                    }
+                }
+                cached = Some(current);
+                u = span_end;
+            }
+            // Re-tune: chunks per take so that one take lasts about TARGET_TAKE.
+            let secs = started.elapsed().as_secs_f64().max(1e-6);
+            let versions = plan.per_group.max(1) as f64;
+            let chunk_hashes = (1u64 << CHUNK_BITS) as f64 * versions;
+            let per_take = hashed as f64 / secs * TARGET_TAKE.as_secs_f64() / chunk_hashes;
+            take = (per_take.round() as u64).clamp(1, CHUNKS);
+        }
+    }
+}
+
+/// Hashes `count` nonces from `first` for every version of the unit's job; returns the
+/// hashes done.
+#[allow(clippy::too_many_arguments)]
+fn scan_span(
+    shared: &Shared,
+    stats: &ThreadStats,
+    gpu: &mut GpuSearcher,
+    plan: &work::Plan,
+    unit: &UnitJob,
+    first: u32,
+    count: u64,
+    seen: u64,
+) -> Result<u64, crate::opencl::GpuError> {
+    let job = &unit.job;
+    let limit = u64::from(GpuSearcher::max_launch(job.target_top));
+    let mut done = 0u64;
+    while done < count && shared.generation.load(Ordering::Relaxed) == seen {
+        let n = (count - done).min(limit);
+        let start = first.wrapping_add(done as u32);
+        for vi in 0..job.versions.len() {
+            let result = gpu.search(job, vi, start, n as u32)?;
+            // Counted before the candidates go out, so `found` never runs ahead of `hashes`.
+            stats.hashes.fetch_add(n, Ordering::Relaxed);
+            match result {
+                Some(nonces) => {
+                    for nonce in nonces {
+                        let verdict = work::recheck(job, vi, nonce, &plan.work.target);
+                        super::deliver(
+                            shared,
+                            stats,
+                            plan,
+                            unit,
+                            vi,
+                            nonce,
+                            verdict,
+                            &gpu.summary.name,
+                        );
+                    }
+                }
+                None => {
+                    // Too many candidates for the buffer: let the CPU backend do this range.
+                    shared.backend.scan(job, start, n as u32, &mut |v, nonce| {
+                        if v == vi {
+                            let verdict = work::recheck(job, v, nonce, &plan.work.target);
+                            super::deliver(shared, stats, plan, unit, v, nonce, verdict, "cpu");
+                        }
+                    });
+                }
+            }
+        }
+        done += n;
+    }
+    Ok(done * job.versions.len() as u64)
+}
