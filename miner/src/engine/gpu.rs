@@ -38,19 +38,7 @@ pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
             while u < last && shared.generation.load(Ordering::Relaxed) == seen {
                 let unit = plan.unit(u);
                 let span_end = ((u / CHUNKS + 1) * CHUNKS).min(last);
-                let key = (seen, unit.extranonce, unit.group);
-                let current = match cached.take() {
-                    Some(c) if c.key == key => c,
-                    _ => {
-                        let (job, header, extranonce2) = plan.prepare(unit.extranonce, unit.group);
-                        UnitJob {
-                            key,
-                            job,
-                            header,
-                            extranonce2,
-                        }
-                    }
-                };
+                let current = UnitJob::reuse_or_prepare(cached.take(), plan, seen, &unit);
                 let nonces = (span_end - u) << CHUNK_BITS;
                 match scan_span(
                     shared, stats, &mut gpu, plan, &current, unit.nonce, nonces, seen,

@@ -282,6 +282,31 @@ struct UnitJob {
     extranonce2: Vec<u8>,
 }
 
+impl UnitJob {
+    /// `cached` if it is this unit's (extranonce2, version group) of this generation, else
+    /// freshly prepared.
+    fn reuse_or_prepare(
+        cached: Option<UnitJob>,
+        plan: &Plan,
+        seen: u64,
+        unit: &work::Unit,
+    ) -> UnitJob {
+        let key = (seen, unit.extranonce, unit.group);
+        match cached {
+            Some(c) if c.key == key => c,
+            _ => {
+                let (job, header, extranonce2) = plan.prepare(unit.extranonce, unit.group);
+                UnitJob {
+                    key,
+                    job,
+                    header,
+                    extranonce2,
+                }
+            }
+        }
+    }
+}
+
 fn worker(shared: &Shared, index: usize) {
     let stats = &shared.stats[index];
     let mut seen = 0;
@@ -295,19 +320,7 @@ fn worker(shared: &Shared, index: usize) {
                 break; // exhausted or withdrawn: wait for newer work
             }
             let unit = plan.unit(u);
-            let key = (seen, unit.extranonce, unit.group);
-            let current = match cached.take() {
-                Some(c) if c.key == key => c,
-                _ => {
-                    let (job, header, extranonce2) = plan.prepare(unit.extranonce, unit.group);
-                    UnitJob {
-                        key,
-                        job,
-                        header,
-                        extranonce2,
-                    }
-                }
-            };
+            let current = UnitJob::reuse_or_prepare(cached.take(), plan, seen, &unit);
             scan_unit(shared, stats, plan, &current, unit.nonce, seen);
             cached = Some(current);
         }
