@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::stats::Stats;
+use crate::engine::Engine;
+use crate::stats::{Snapshot, Stats};
 
 /// What the API serves from.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct ApiState {
     pub worker: String,
     /// Hashing threads.
     pub threads: usize,
+    /// The engine, for the per-device rows (`gpus`).
+    pub engine: Option<Arc<Engine>>,
 }
 
 /// The router: `/2/summary`, `/1/summary` (same body), `/health`.
@@ -94,5 +97,31 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
             "diff": s.difficulty,
         },
         "cpu": { "threads": state.threads },
+        "gpus": gpu_rows(state, &s),
     })
+}
+
+/// One row per OpenCL device: its name, hash rate over the three windows, solutions found
+/// and hardware errors (candidates the CPU re-check contradicted). Temperature, fan and
+/// power are not in OpenCL itself (vendor libraries have them) and are not shown yet.
+fn gpu_rows(state: &ApiState, s: &Snapshot) -> Vec<Value> {
+    let Some(engine) = &state.engine else {
+        return Vec::new();
+    };
+    let rate = |r: &Option<f64>| r.map_or(Value::Null, |v| json!(v));
+    engine
+        .worker_names()
+        .iter()
+        .zip(engine.stats())
+        .enumerate()
+        .filter(|(_, (name, _))| name.starts_with("gpu "))
+        .map(|(i, (name, w))| {
+            json!({
+                "name": name,
+                "hashrate": s.threads.get(i).map(|t| t.iter().map(rate).collect::<Vec<_>>()),
+                "found": w.found.load(std::sync::atomic::Ordering::Relaxed),
+                "hardware_errors": w.hardware_errors.load(std::sync::atomic::Ordering::Relaxed),
+            })
+        })
+        .collect()
 }

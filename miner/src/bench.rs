@@ -16,8 +16,10 @@ use crate::selfcheck;
 pub struct BenchOptions {
     /// A forced backend; `None` picks the fastest by micro-benchmark.
     pub backend: Option<Backend>,
-    /// Hashing threads.
+    /// CPU hashing threads (0: devices only).
     pub threads: usize,
+    /// OpenCL devices to hash on too (indexes from `--list-devices`).
+    pub devices: Vec<usize>,
     /// How long to hash.
     pub seconds: f64,
     /// Seconds between progress lines.
@@ -43,8 +45,10 @@ pub struct BenchReport {
     pub seconds: f64,
     /// Total rate.
     pub mhs: f64,
-    /// Rate per thread.
+    /// Rate per worker (CPU threads, then devices), in the order of `workers`.
     pub per_thread_mhs: Vec<f64>,
+    /// The workers' names: `cpu N`, `gpu N: device`.
+    pub workers: Vec<String>,
     /// Hardware errors (should be zero).
     pub hardware_errors: u64,
     /// Start-up micro-benchmark, MH/s per supported backend on one thread.
@@ -60,6 +64,9 @@ pub enum BenchError {
     /// The self-check failed: the backend computes wrong hashes.
     #[error(transparent)]
     SelfCheck(#[from] selfcheck::SelfCheckError),
+    /// An OpenCL device could not be used.
+    #[error(transparent)]
+    Gpu(#[from] crate::opencl::GpuError),
     /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
@@ -109,11 +116,19 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     selfcheck::run(backend)?;
     say("self-check passed: known winning nonces found, hits equal the reference".into());
 
+    let gpus = crate::opencl::open_selected(false, &opts.devices)?;
+    for g in &gpus {
+        say(format!(
+            "OpenCL device {}: {} / {} ({} compute units); kernel built",
+            g.summary.index, g.summary.platform, g.summary.name, g.summary.compute_units
+        ));
+    }
     let (tx, _rx) = std::sync::mpsc::channel();
-    let engine = Engine::start(backend, opts.threads, tx)?;
+    let engine = Engine::start_with(backend, opts.threads, gpus, tx)?;
+    let workers = engine.worker_names().to_vec();
     let start = Instant::now();
     engine.set_work(bench_work(opts.version_rolling));
-    let mut last: Vec<u64> = vec![0; opts.threads];
+    let mut last: Vec<u64> = vec![0; workers.len()];
     let mut last_time = start;
     let total = Duration::from_secs_f64(opts.seconds);
     while start.elapsed() < total {
@@ -130,7 +145,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             .iter()
             .zip(&last)
             .enumerate()
-            .map(|(i, (c, l))| format!("t{i} {:.2}", (c - l) as f64 / dt / 1e6))
+            .map(|(i, (c, l))| format!("{} {:.2}", workers[i], (c - l) as f64 / dt / 1e6))
             .collect();
         let sum: u64 = counts.iter().zip(&last).map(|(c, l)| c - l).sum();
         say(format!(
@@ -151,7 +166,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         .collect();
     let hashes = engine.total_hashes();
     let report = BenchReport {
-        backend: backend.name().into(),
+        backend: if opts.threads == 0 {
+            "opencl".into()
+        } else if opts.devices.is_empty() {
+            backend.name().into()
+        } else {
+            format!("{} + opencl", backend.name())
+        },
+        workers,
         threads: opts.threads,
         version_rolling: opts.version_rolling,
         hashes,

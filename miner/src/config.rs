@@ -23,9 +23,21 @@ pub struct MineArgs {
     /// Worker password (some pools read options from it, e.g. d=1024).
     #[arg(short = 'p', long, env = "MINER_PASS")]
     pub pass: Option<String>,
-    /// Hashing threads (default: every core).
-    #[arg(short = 't', long, env = "MINER_THREADS")]
+    /// CPU hashing threads (default: every core, less one per OpenCL device); 0 with
+    /// --gpu or --gpu-devices hashes on the devices only.
+    #[arg(
+        short = 't',
+        long,
+        visible_alias = "cpu-threads",
+        env = "MINER_THREADS"
+    )]
     pub threads: Option<usize>,
+    /// Hash on every OpenCL GPU too.
+    #[arg(long, env = "MINER_GPU")]
+    pub gpu: bool,
+    /// Hash on these OpenCL devices (indexes from --list-devices, e.g. 0,2).
+    #[arg(long = "gpu-devices", env = "MINER_GPU_DEVICES", value_delimiter = ',')]
+    pub gpu_devices: Vec<usize>,
     /// CPU backend: avx512, avx2, sha-ni or scalar (default: the fastest on this CPU).
     #[arg(long, env = "MINER_BACKEND")]
     pub backend: Option<String>,
@@ -132,6 +144,12 @@ impl MineArgs {
             user: self.user.or(file.user),
             pass: self.pass.or(file.pass),
             threads: self.threads.or(file.threads),
+            gpu: self.gpu || file.gpu,
+            gpu_devices: if self.gpu_devices.is_empty() {
+                file.gpu_devices
+            } else {
+                self.gpu_devices
+            },
             backend: self.backend.or(file.backend),
             suggest_diff: self.suggest_diff.or(file.suggest_diff),
             no_version_rolling: self.no_version_rolling || file.no_version_rolling,

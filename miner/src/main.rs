@@ -24,6 +24,9 @@ struct Cli {
     /// A TOML file with settings (any long flag, with underscores).
     #[arg(short = 'c', long = "config", env = "MINER_CONFIG", global = true)]
     config: Option<std::path::PathBuf>,
+    /// List the OpenCL platforms and devices (index, compute units, memory) and exit.
+    #[arg(long)]
+    list_devices: bool,
     #[command(flatten)]
     mine: MineArgs,
 }
@@ -33,13 +36,17 @@ enum Command {
     /// Measure the hash rate: a self-check on known blocks, then MH/s per thread and in total
     /// every few seconds, then a summary (like `cpuminer --benchmark`).
     Bench {
-        /// Backend: avx512, avx2, sha-ni or scalar (default: the fastest this CPU runs,
-        /// chosen by a start-up micro-benchmark).
+        /// Backend: avx512, avx2, sha-ni, scalar (default: the fastest this CPU runs, chosen
+        /// by a start-up micro-benchmark), or opencl (the OpenCL devices only).
         #[arg(long)]
-        backend: Option<Backend>,
-        /// Hashing threads (default: every core).
-        #[arg(short = 't', long = "threads")]
+        backend: Option<String>,
+        /// CPU hashing threads (default: every core; 0 with opencl).
+        #[arg(short = 't', long = "threads", visible_alias = "cpu-threads")]
         threads: Option<usize>,
+        /// OpenCL devices to bench (indexes from --list-devices; with --backend opencl the
+        /// default is every device).
+        #[arg(long = "gpu-devices", value_delimiter = ',')]
+        gpu_devices: Vec<usize>,
         /// How long to hash, in seconds.
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
@@ -57,19 +64,55 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.list_devices {
+        return match miner::opencl::device_table() {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match cli.command {
         Some(Command::Bench {
             backend,
             threads,
+            gpu_devices,
             seconds,
             interval,
             no_version_rolling,
             json,
         }) => {
+            let opencl = backend.as_deref() == Some("opencl");
+            let backend = match backend.as_deref() {
+                None | Some("opencl") => None,
+                Some(name) => match name.parse::<Backend>() {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let devices = if opencl && gpu_devices.is_empty() {
+                match miner::opencl::devices() {
+                    Ok(list) => list.iter().map(|(d, _, _)| d.index).collect(),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                gpu_devices
+            };
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let opts = BenchOptions {
                 backend,
-                threads: threads
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                devices,
+                threads: threads.unwrap_or(if opencl { 0 } else { cores }),
                 seconds: seconds.max(0.1),
                 interval: interval.max(0.1),
                 version_rolling: !no_version_rolling,

@@ -41,6 +41,11 @@ pub enum GpuError {
         "no OpenCL platform: install the GPU's OpenCL driver (or pocl-opencl-icd for a CPU device) and the ICD loader (ocl-icd-libopencl1)"
     )]
     NoPlatform,
+    /// `--gpu` found OpenCL devices, but none of GPU type.
+    #[error(
+        "no OpenCL GPU found; pick another OpenCL device with --gpu-devices N (see --list-devices)"
+    )]
+    NoGpu,
     /// The index is not in `miner --list-devices`.
     #[error("OpenCL device {0} does not exist (see `miner --list-devices`)")]
     NoSuchDevice(usize),
@@ -131,6 +136,44 @@ pub fn devices() -> Result<Vec<(DeviceSummary, Platform, Device)>, GpuError> {
     }
     if out.is_empty() {
         return Err(GpuError::NoPlatform);
+    }
+    Ok(out)
+}
+
+/// Opens the devices a user asked for: `indexes` (from `--list-devices`) if any, else with
+/// `all_gpus` every device of GPU type; nothing when neither is asked.
+pub fn open_selected(all_gpus: bool, indexes: &[usize]) -> Result<Vec<GpuSearcher>, GpuError> {
+    if !indexes.is_empty() {
+        return indexes.iter().map(|&i| GpuSearcher::open(i)).collect();
+    }
+    if !all_gpus {
+        return Ok(Vec::new());
+    }
+    let gpus: Vec<usize> = devices()?
+        .iter()
+        .filter(|(d, _, _)| d.kind == "GPU")
+        .map(|(d, _, _)| d.index)
+        .collect();
+    if gpus.is_empty() {
+        return Err(GpuError::NoGpu);
+    }
+    gpus.into_iter().map(GpuSearcher::open).collect()
+}
+
+/// The `--list-devices` table.
+pub fn device_table() -> Result<String, GpuError> {
+    let mut out = String::from(
+        "index  platform / device                              type   units  memory\n",
+    );
+    for (d, _, _) in devices()? {
+        out.push_str(&format!(
+            "{:>5}  {:<46} {:<6} {:>5}  {} MiB\n",
+            d.index,
+            format!("{} / {}", d.platform, d.name),
+            d.kind,
+            d.compute_units,
+            d.memory >> 20
+        ));
     }
     Ok(out)
 }

@@ -30,10 +30,22 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         None => select::fastest(Duration::from_millis(100)).0,
     };
     selfcheck::run(backend).map_err(|e| e.to_string())?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let gpus =
+        crate::opencl::open_selected(args.gpu, &args.gpu_devices).map_err(|e| e.to_string())?;
+    for g in &gpus {
+        info!(device = g.summary.index, name = %g.summary.name, units = g.summary.compute_units, "OpenCL device ready");
+    }
+    // Each device's thread needs a little CPU to feed it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match args.threads {
+        Some(n) => n,
+        None => cores
+            .saturating_sub(gpus.len())
+            .max(usize::from(gpus.is_empty())),
+    };
+    if threads == 0 && gpus.is_empty() {
+        return Err("--threads 0 needs --gpu or --gpu-devices".into());
+    }
     let version_rolling = !args.no_version_rolling;
 
     // Validate the work source before starting anything.
@@ -97,7 +109,8 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
     };
 
     let (found_tx, found_rx) = std::sync::mpsc::channel();
-    let engine = Arc::new(Engine::start(backend, threads, found_tx).map_err(|e| e.to_string())?);
+    let engine =
+        Arc::new(Engine::start_with(backend, threads, gpus, found_tx).map_err(|e| e.to_string())?);
     let stats = Arc::new(Stats::new(Instant::now(), backend.name()));
     info!(%backend, threads, "hashing engine started");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,6 +131,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
                     .or(args.coinbase_addr.clone())
                     .unwrap_or_default(),
                 threads,
+                engine: Some(engine.clone()),
             };
             let listener = tokio::net::TcpListener::bind(bind)
                 .await

@@ -26,6 +26,7 @@ async fn summary_with_and_without_the_token() {
         token: Some("s3cret".into()),
         worker: "addr.rig1".into(),
         threads: 2,
+        engine: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

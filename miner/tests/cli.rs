@@ -76,3 +76,70 @@ fn a_bad_backend_name_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn devices_are_listed_and_benched() {
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .arg("--list-devices")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let first = table
+        .lines()
+        .nth(1)
+        .expect("a device (scripts/setup installs PoCL)");
+    assert!(first.trim_start().starts_with("0 "), "{table}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args([
+            "bench",
+            "--backend",
+            "opencl",
+            "--gpu-devices",
+            "0",
+            "--seconds",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(report["backend"], "opencl");
+    assert_eq!(report["threads"], 0);
+    assert!(report["hashes"].as_u64().unwrap() > 0);
+    assert_eq!(report["hardware_errors"], 0);
+    assert!(
+        report["workers"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("gpu 0: ")
+    );
+
+    // A device that does not exist is one clear line.
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args([
+            "bench",
+            "--backend",
+            "opencl",
+            "--gpu-devices",
+            "99",
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OpenCL device 99 does not exist"), "{err}");
+}

@@ -188,6 +188,22 @@ fn the_engine_hashes_on_the_device_alongside_cpu_threads() {
     let device_hashes = device.hashes.load(Ordering::Relaxed);
     let device_found = device.found.load(Ordering::Relaxed);
     let device_errors = device.hardware_errors.load(Ordering::Relaxed);
+    // The JSON API has a row for the device.
+    let engine = std::sync::Arc::new(engine);
+    let api = miner::api::ApiState {
+        stats: std::sync::Arc::new(miner::stats::Stats::new(Instant::now(), "test")),
+        token: None,
+        worker: "w".into(),
+        threads: 1,
+        engine: Some(engine.clone()),
+    };
+    let summary = miner::api::summary_json(&api, Instant::now());
+    let rows = summary["gpus"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0]["name"].as_str().unwrap().starts_with("gpu 0: "));
+    assert!(rows[0]["found"].as_u64().unwrap() >= device_found);
+    assert_eq!(rows[0]["hardware_errors"], 0);
+    drop(api);
     drop(engine);
     assert!(found.len() >= 40, "only {} solutions", found.len());
     let mut seen = HashSet::new();
