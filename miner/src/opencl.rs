@@ -178,6 +178,29 @@ pub fn device_table() -> Result<String, GpuError> {
     Ok(out)
 }
 
+/// Launches a device may have queued at once: while the host re-checks one launch's
+/// candidates and enqueues the next, the device is already hashing.
+pub const DEPTH: usize = 2;
+
+/// Words read back after every launch: the counter and the first candidates. More
+/// candidates (rare) are read in a second call.
+const FIRST_READ: usize = 64;
+
+/// One launch's own candidate buffer and the host memory its results are read into.
+#[derive(Debug)]
+struct Slot {
+    out: Buffer<u32>,
+    head: Vec<u32>,
+    busy: bool,
+}
+
+/// A launch in flight, from [`GpuSearcher::submit`] to [`GpuSearcher::finish`].
+#[derive(Debug)]
+pub struct Pending {
+    slot: usize,
+    done: ocl::Event,
+}
+
 /// One device ready to search.
 #[derive(Debug)]
 pub struct GpuSearcher {
@@ -185,7 +208,7 @@ pub struct GpuSearcher {
     pub summary: DeviceSummary,
     queue: Queue,
     kernel: Kernel,
-    out: Buffer<u32>,
+    slots: Vec<Slot>,
 }
 
 impl GpuSearcher {
@@ -215,12 +238,20 @@ impl GpuSearcher {
                 device: name.clone(),
                 log: e.to_string(),
             })?;
-        let out = Buffer::<u32>::builder()
-            .queue(queue.clone())
-            .flags(flags::MEM_READ_WRITE)
-            .len(1 + CAPACITY as usize)
-            .build()
-            .map_err(fail)?;
+        let mut slots = Vec::new();
+        for _ in 0..DEPTH {
+            let out = Buffer::<u32>::builder()
+                .queue(queue.clone())
+                .flags(flags::MEM_READ_WRITE)
+                .len(1 + CAPACITY as usize)
+                .build()
+                .map_err(fail)?;
+            slots.push(Slot {
+                out,
+                head: vec![0; 1 + FIRST_READ],
+                busy: false,
+            });
+        }
         let kernel = Kernel::builder()
             .program(&program)
             .name("sha256d_search")
@@ -235,14 +266,14 @@ impl GpuSearcher {
             .arg(0u32)
             .arg(0u32)
             .arg(CAPACITY)
-            .arg(&out)
+            .arg(&slots[0].out)
             .build()
             .map_err(fail)?;
         Ok(GpuSearcher {
             summary,
             queue,
             kernel,
-            out,
+            slots,
         })
     }
 
@@ -254,9 +285,19 @@ impl GpuSearcher {
         (limit / pass).clamp(1024, 1 << 30) as u32
     }
 
+    /// Turns an OpenCL error into this device's error.
+    fn fail(&self) -> impl Fn(ocl::Error) -> GpuError + use<> {
+        let device = self.summary.name.clone();
+        move |e| GpuError::Device {
+            device: device.clone(),
+            detail: e.to_string(),
+        }
+    }
+
     /// Hashes nonces `start .. start + count` (wrapping) for version `version` of `job`
     /// and returns the nonces that passed the filter, or `None` if more passed than the
-    /// buffer holds (the caller scans that range on the CPU instead).
+    /// buffer holds (the caller scans that range on the CPU instead). One launch, waited
+    /// for; [`GpuSearcher::submit`] and [`GpuSearcher::finish`] overlap launches.
     pub fn search(
         &mut self,
         job: &Prepared,
@@ -264,12 +305,40 @@ impl GpuSearcher {
         start: u32,
         count: u32,
     ) -> Result<Option<Vec<u32>>, GpuError> {
-        let Some(v) = job.versions.get(version) else {
-            return Ok(Some(Vec::new()));
+        let pending = self.submit(job, version, start, count)?;
+        self.finish(pending)
+    }
+
+    /// Whether another launch can be submitted before one is finished.
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.iter().any(|s| !s.busy)
+    }
+
+    /// Queues a launch (and the read of its results) without waiting for it. At most
+    /// [`DEPTH`] may be pending; each must be given to [`GpuSearcher::finish`].
+    pub fn submit(
+        &mut self,
+        job: &Prepared,
+        version: usize,
+        start: u32,
+        count: u32,
+    ) -> Result<Pending, GpuError> {
+        let Some(slot) = self.slots.iter().position(|s| !s.busy) else {
+            return Err(GpuError::Device {
+                device: self.summary.name.clone(),
+                detail: format!("more than {DEPTH} launches submitted at once"),
+            });
         };
-        if count == 0 {
-            return Ok(Some(Vec::new()));
-        }
+        let v = job
+            .versions
+            .get(version)
+            .copied()
+            .unwrap_or(job.versions[0]);
+        let count = if job.versions.get(version).is_some() {
+            count
+        } else {
+            0
+        };
         let m = v.midstate;
         let r = v.rest;
         let args = [
@@ -279,44 +348,83 @@ impl GpuSearcher {
             Uint4::new(r[2], r[3], r[4], r[5]),
             Uint4::new(job.w16, job.w17, job.c18, job.c19),
         ];
-        let device = self.summary.name.clone();
-        let fail = |e: ocl::Error| GpuError::Device {
-            device: device.clone(),
-            detail: e.to_string(),
-        };
-        self.out.cmd().fill(0u32, Some(1)).enq().map_err(fail)?;
-        self.kernel.set_arg(0, start).map_err(fail)?;
+        let fail = self.fail();
+        let out = &self.slots[slot].out;
+        out.cmd().fill(0u32, Some(1)).enq().map_err(&fail)?;
+        self.kernel.set_arg(0, start).map_err(&fail)?;
         for (i, arg) in args.into_iter().enumerate() {
-            self.kernel.set_arg(1 + i, arg).map_err(fail)?;
+            self.kernel.set_arg(1 + i, arg).map_err(&fail)?;
         }
-        self.kernel.set_arg(6, job.target_top).map_err(fail)?;
-        self.kernel.set_arg(7, count).map_err(fail)?;
-        // SAFETY: every argument is set above with the kernel's types; `out` holds
-        // 1 + CAPACITY words and the kernel writes index 1 + slot only when slot < CAPACITY.
+        self.kernel.set_arg(6, job.target_top).map_err(&fail)?;
+        self.kernel.set_arg(7, count).map_err(&fail)?;
+        self.kernel.set_arg(9, out).map_err(&fail)?;
+        if count > 0 {
+            // SAFETY: every argument is set above with the kernel's types; `out` holds
+            // 1 + CAPACITY words and the kernel writes index 1 + slot only when
+            // slot < CAPACITY.
+            unsafe {
+                self.kernel
+                    .cmd()
+                    .global_work_size((count as usize).div_ceil(GROUP) * GROUP)
+                    .local_work_size(GROUP)
+                    .enq()
+                    .map_err(&fail)?;
+            }
+        }
+        let mut done = ocl::Event::empty();
+        let Slot { out, head, .. } = &mut self.slots[slot];
+        // SAFETY: a non-blocking read into `head`, which lives in `self.slots` and is
+        // neither read, resized nor dropped until `finish` has waited for `done`.
         unsafe {
-            self.kernel
-                .cmd()
-                .global_work_size((count as usize).div_ceil(GROUP) * GROUP)
-                .local_work_size(GROUP)
+            out.read(&mut head[..])
+                .block(false)
+                .enew(&mut done)
                 .enq()
-                .map_err(fail)?;
+                .map_err(&fail)?;
         }
-        let mut found = [0u32; 1];
-        self.out.read(&mut found[..]).enq().map_err(fail)?;
-        let n = found[0];
-        if n > CAPACITY {
-            return Ok(None);
+        self.slots[slot].busy = true;
+        Ok(Pending { slot, done })
+    }
+
+    /// Waits for a launch by polling its event (sleeping between polls, so a driver that
+    /// spins in its own wait does not burn a core) and returns its candidates, sorted, or
+    /// `None` when they overflowed the buffer.
+    pub fn finish(&mut self, pending: Pending) -> Result<Option<Vec<u32>>, GpuError> {
+        let fail = self.fail();
+        loop {
+            if pending
+                .done
+                .is_complete()
+                .map_err(|e| fail(ocl::Error::from(e)))?
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(250));
         }
-        let mut nonces = vec![0u32; n as usize];
-        if n > 0 {
-            self.out
+        let slot = &self.slots[pending.slot];
+        let n = slot.head[0];
+        let result = if n > CAPACITY {
+            None
+        } else if n as usize <= FIRST_READ {
+            let mut nonces = slot.head[1..=n as usize].to_vec();
+            nonces.sort_unstable();
+            Some(nonces)
+        } else {
+            let mut nonces = vec![0u32; n as usize];
+            slot.out
                 .read(&mut nonces[..])
                 .offset(1)
                 .enq()
-                .map_err(fail)?;
-        }
-        self.queue.finish().map_err(fail)?;
-        nonces.sort_unstable();
-        Ok(Some(nonces))
+                .map_err(&fail)?;
+            nonces.sort_unstable();
+            Some(nonces)
+        };
+        self.slots[pending.slot].busy = false;
+        Ok(result)
+    }
+
+    /// Waits for everything queued (used when a device is dropped mid-launch).
+    pub fn drain(&self) {
+        let _ = self.queue.finish();
     }
 }

@@ -228,3 +228,37 @@ fn device_only_engines_need_a_device() {
         Err(miner::engine::EngineError::NoWorkers)
     ));
 }
+
+#[test]
+fn overlapping_launches_give_the_same_candidates() {
+    let mut gpu = GpuSearcher::open(0).unwrap();
+    let header = BlockHeader {
+        version: 0x2000_0000,
+        prev_hash: protocol::sha256d(b"overlap"),
+        merkle_root: protocol::sha256d(b"root"),
+        time: 1_795_000_000,
+        bits: CompactTarget(0x1d00_ffff),
+        nonce: 0,
+    };
+    let job = job(&header, 2, 0x00ff_ffff);
+    let a = gpu.submit(&job, 0, 7, 5000).unwrap();
+    let b = gpu.submit(&job, 1, 5007, 5000).unwrap();
+    assert!(!gpu.has_free_slot());
+    assert!(
+        gpu.submit(&job, 0, 0, 1).is_err(),
+        "a third launch waits for a free slot"
+    );
+    let got_a = gpu.finish(a).unwrap().unwrap();
+    let got_b = gpu.finish(b).unwrap().unwrap();
+    assert!(gpu.has_free_slot());
+    let want = |vi: usize, start: u32| -> Vec<u32> {
+        cpu_hits(&job, start, 5000)
+            .into_iter()
+            .filter(|(v, _)| *v == vi)
+            .map(|(_, n)| n)
+            .collect()
+    };
+    assert_eq!(got_a, want(0, 7));
+    assert_eq!(got_b, want(1, 5007));
+    assert!(!got_a.is_empty() && !got_b.is_empty());
+}

@@ -3,7 +3,9 @@
 //! It takes units from the same counter as the CPU threads, but many at a time: as many
 //! consecutive nonce chunks as its last launches say it hashes in about 75 ms (the launch
 //! size is re-tuned after every launch, so a device that slows down or speeds up follows).
-//! Each run of chunks inside one (extranonce2, version group) is one launch per version.
+//! Each run of chunks inside one (extranonce2, version group) is one launch per version,
+//! and up to `opencl::DEPTH` launches are queued at once: while the host re-checks one
+//! launch's candidates, the device already runs the next.
 //! Every candidate is re-checked on the CPU; a launch with more candidates than the buffer
 //! holds (only at absurdly low difficulty) is scanned again on the CPU backend instead.
 
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::engine::work::{self, CHUNK_BITS, CHUNKS};
 use crate::engine::{Shared, ThreadStats, UnitJob, wait_for_work};
-use crate::opencl::GpuSearcher;
+use std::collections::VecDeque;
+
+use crate::opencl::{GpuSearcher, Pending};
 
 /// How long one take of chunks should keep the device busy.
 const TARGET_TAKE: Duration = Duration::from_millis(75);
@@ -62,8 +66,9 @@ pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
     }
 }
 
-/// Hashes `count` nonces from `first` for every version of the unit's job; returns the
-/// hashes done.
+/// Hashes `count` nonces from `first` for every version of the unit's job, keeping up to
+/// [`crate::opencl::DEPTH`] launches queued so the device never waits for the host;
+/// returns the hashes done.
 #[allow(clippy::too_many_arguments)]
 fn scan_span(
     shared: &Shared,
@@ -77,42 +82,60 @@ fn scan_span(
 ) -> Result<u64, crate::opencl::GpuError> {
     let job = &unit.job;
     let limit = u64::from(GpuSearcher::max_launch(job.target_top));
+    // Every launch of the span: (version, start, nonces).
+    let mut launches = Vec::new();
     let mut done = 0u64;
-    while done < count && shared.generation.load(Ordering::Relaxed) == seen {
+    while done < count {
         let n = (count - done).min(limit);
-        let start = first.wrapping_add(done as u32);
         for vi in 0..job.versions.len() {
-            let result = gpu.search(job, vi, start, n as u32)?;
-            // Counted before the candidates go out, so `found` never runs ahead of `hashes`.
-            stats.hashes.fetch_add(n, Ordering::Relaxed);
-            match result {
-                Some(nonces) => {
-                    for nonce in nonces {
-                        let verdict = work::recheck(job, vi, nonce, &plan.work.target);
-                        super::deliver(
-                            shared,
-                            stats,
-                            plan,
-                            unit,
-                            vi,
-                            nonce,
-                            verdict,
-                            &gpu.summary.name,
-                        );
-                    }
-                }
-                None => {
-                    // Too many candidates for the buffer: let the CPU backend do this range.
-                    shared.backend.scan(job, start, n as u32, &mut |v, nonce| {
-                        if v == vi {
-                            let verdict = work::recheck(job, v, nonce, &plan.work.target);
-                            super::deliver(shared, stats, plan, unit, v, nonce, verdict, "cpu");
-                        }
-                    });
-                }
-            }
+            launches.push((vi, first.wrapping_add(done as u32), n as u32));
         }
         done += n;
     }
-    Ok(done * job.versions.len() as u64)
+    let mut queued: VecDeque<(Pending, usize, u32, u32)> = VecDeque::new();
+    let mut next = launches.into_iter();
+    let mut hashed = 0u64;
+    loop {
+        // Keep the device fed, unless the work was replaced.
+        while gpu.has_free_slot() && shared.generation.load(Ordering::Relaxed) == seen {
+            let Some((vi, start, n)) = next.next() else {
+                break;
+            };
+            queued.push_back((gpu.submit(job, vi, start, n)?, vi, start, n));
+        }
+        let Some((pending, vi, start, n)) = queued.pop_front() else {
+            break;
+        };
+        let result = gpu.finish(pending)?;
+        // Counted before the candidates go out, so `found` never runs ahead of `hashes`.
+        stats.hashes.fetch_add(u64::from(n), Ordering::Relaxed);
+        hashed += u64::from(n);
+        match result {
+            Some(nonces) => {
+                for nonce in nonces {
+                    let verdict = work::recheck(job, vi, nonce, &plan.work.target);
+                    super::deliver(
+                        shared,
+                        stats,
+                        plan,
+                        unit,
+                        vi,
+                        nonce,
+                        verdict,
+                        &gpu.summary.name,
+                    );
+                }
+            }
+            None => {
+                // Too many candidates for the buffer: let the CPU backend do this range.
+                shared.backend.scan(job, start, n, &mut |v, nonce| {
+                    if v == vi {
+                        let verdict = work::recheck(job, v, nonce, &plan.work.target);
+                        super::deliver(shared, stats, plan, unit, v, nonce, verdict, "cpu");
+                    }
+                });
+            }
+        }
+    }
+    Ok(hashed)
 }
