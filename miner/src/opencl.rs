@@ -1,6 +1,6 @@
 //! OpenCL: the devices there are, and the host side of `kernels/sha256d.cl`.
 //!
-//! A [`GpuSearcher`] owns one device's context, queue, built program and candidate buffer.
+//! A [`GpuSearcher`] owns one device's built kernel (with its queue) and candidate buffers.
 //! [`GpuSearcher::search`] runs one launch over a nonce range for one version of a
 //! [`Prepared`] job and returns the nonces that passed the kernel's filter; the caller
 //! re-checks each with the reference sha256d, exactly as for the CPU backends.
@@ -206,7 +206,6 @@ pub struct Pending {
 pub struct GpuSearcher {
     /// The device.
     pub summary: DeviceSummary,
-    queue: Queue,
     kernel: Kernel,
     slots: Vec<Slot>,
 }
@@ -271,7 +270,6 @@ impl GpuSearcher {
             .map_err(fail)?;
         Ok(GpuSearcher {
             summary,
-            queue,
             kernel,
             slots,
         })
@@ -421,10 +419,5 @@ impl GpuSearcher {
         };
         self.slots[pending.slot].busy = false;
         Ok(result)
-    }
-
-    /// Waits for everything queued (used when a device is dropped mid-launch).
-    pub fn drain(&self) {
-        let _ = self.queue.finish();
     }
 }

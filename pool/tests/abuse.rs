@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use futures::{SinkExt, StreamExt};
-use pool::config::Mode;
 use protocol::stratum::{Message, Method, Notify, StratumCodec, share_header};
 use protocol::{Hash256, Target};
 use serde_json::{Value, json};
@@ -183,16 +182,12 @@ async fn bad_submits_long_lines_floods_and_shutdown() {
     let user = format!("{}.script", pair.node(1).new_address().unwrap());
     // With a database, so that every answer to a good share waits for the store.
     let pg = TempPostgres::start().unwrap();
-    let mut cfg = with_database(
-        config(
-            Mode::Pplns,
-            vec![node_config(pair.node(0))],
-            Some(pool_address),
-            dir.path(),
-        ),
+    let mut cfg = pplns_config(
+        vec![node_config(pair.node(0))],
+        pool_address,
+        dir.path(),
         &pg,
     );
-    cfg.vardiff.min = 1e-12;
     cfg.limits.ban_after_invalid = 20;
     cfg.limits.max_line = 1024;
     cfg.limits.connections_per_ip = 4;

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pool::config::{Mode, Unfilled};
+use pool::config::Unfilled;
 use pool::pplns::{self, Weight};
 use serde_json::json;
 use sqlx::{PgPool, Row};
@@ -22,6 +22,10 @@ use testkit::{RegtestPair, TempPostgres};
 /// difficulties are exact and the test's walk gives the very same numbers as the pool's.
 const D_A: &str = "2.3283064365386963e-10";
 const D_B: &str = "1.1641532182693481e-10";
+
+/// Each test here runs a node pair, PostgreSQL, one or two pools and miners: on a 2-core
+/// machine they take turns, so that timings do not depend on what else runs.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Polls `f` every 200 ms until it is true.
 async fn until<F, Fut>(what: &str, timeout: Duration, mut f: F)
@@ -74,22 +78,19 @@ async fn naive_weights(db: &PgPool, end_us: i64, size: f64) -> Vec<Weight> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credits_follow_the_formula_and_an_orphan_credits_no_one() {
+    let _turn = SERIAL.lock().await;
     let pair = RegtestPair::start().unwrap();
     let pg = TempPostgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pool_address = pair.node(0).new_address().unwrap();
     let alice = pair.node(1).new_address().unwrap();
     let bob = pair.node(1).new_address().unwrap();
-    let mut cfg = with_database(
-        config(
-            Mode::Pplns,
-            vec![node_config(pair.node(0)), node_config(pair.node(1))],
-            Some(pool_address),
-            dir.path(),
-        ),
+    let mut cfg = pplns_config(
+        vec![node_config(pair.node(0)), node_config(pair.node(1))],
+        pool_address,
+        dir.path(),
         &pg,
     );
-    cfg.vardiff.min = 1e-12;
     cfg.payouts.confirmations = 3;
     // A window of 16 x network difficulty (32 of Alice's shares): the first blocks of a
     // fresh pool cannot fill it, later ones may.
@@ -248,20 +249,17 @@ async fn credits_follow_the_formula_and_an_orphan_credits_no_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_shares_survive_thirty_seconds_without_postgres() {
+    let _turn = SERIAL.lock().await;
     let pair = RegtestPair::start().unwrap();
     let mut pg = TempPostgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pool_address = pair.node(0).new_address().unwrap();
-    let mut cfg = with_database(
-        config(
-            Mode::Pplns,
-            vec![node_config(pair.node(0))],
-            Some(pool_address),
-            dir.path(),
-        ),
+    let mut cfg = pplns_config(
+        vec![node_config(pair.node(0))],
+        pool_address,
+        dir.path(),
         &pg,
     );
-    cfg.vardiff.min = 1e-12;
     cfg.payouts.payments = false;
     let mut pool = TestPool::start(cfg).await;
     let db = pool.running.store.clone().unwrap().db().clone();
@@ -342,23 +340,20 @@ async fn extranonce1(port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pool_processes_share_one_database() {
+    let _turn = SERIAL.lock().await;
     let pair = RegtestPair::start().unwrap();
     let pg = TempPostgres::start().unwrap();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let pool_address = pair.node(0).new_address().unwrap();
     let mut pools = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let mut cfg = with_database(
-            config(
-                Mode::Pplns,
-                vec![node_config(pair.node(i))],
-                Some(pool_address.clone()),
-                dir.path(),
-            ),
+        let mut cfg = pplns_config(
+            vec![node_config(pair.node(i))],
+            pool_address.clone(),
+            dir.path(),
             &pg,
         );
         cfg.stratum.instance_id = 7 + i as u8;
-        cfg.vardiff.min = 1e-12;
         cfg.payouts.payments = false;
         pools.push(TestPool::start(cfg).await);
     }
@@ -374,12 +369,15 @@ async fn two_pool_processes_share_one_database() {
             start_miner_with(p.port(), &format!("{address}.p{i}"), &format!("x,d={D_B}"))
         })
         .collect();
-    // Both pools mine one chain, so some of their blocks lose races: count shares instead.
-    until("shares on both pools", Duration::from_secs(60), || async {
-        pools
-            .iter()
-            .all(|p| p.running.stats.snapshot().blocks_accepted >= 2)
-    })
+    until(
+        "blocks from both pools",
+        Duration::from_secs(60),
+        || async {
+            pools
+                .iter()
+                .all(|p| p.running.stats.snapshot().blocks_accepted >= 2)
+        },
+    )
     .await;
     let leaders = || {
         pools

@@ -133,6 +133,12 @@ impl Store {
         })
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.db).await?;
+        Ok(())
+    }
+
     /// The connection pool, for queries that live elsewhere (tests, the API).
     pub fn db(&self) -> &PgPool {
         &self.db

@@ -32,11 +32,12 @@ impl Spool {
             .open(&path)?;
         // A line torn by a crash must not swallow the next record appended.
         let text = std::fs::read(&path)?;
+        let mut records = text.iter().filter(|&&b| b == b'\n').count();
         if text.last().is_some_and(|&b| b != b'\n') {
             file.write_all(b"\n")?;
             file.sync_data()?;
+            records += 1;
         }
-        let records = BufReader::new(File::open(&path)?).lines().count();
         Ok(Spool {
             path,
             file,

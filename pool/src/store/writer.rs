@@ -89,7 +89,8 @@ pub async fn run(
             replay(&store, &mut spool, &options, &stats).await;
             next_replay = Instant::now() + options.retry;
         }
-        let records: Vec<Record> = batch.iter().map(|s| s.record.clone()).collect();
+        let (records, acks): (Vec<Record>, Vec<_>) =
+            batch.into_iter().map(|s| (s.record, s.durable)).unzip();
         let stored = if spool.is_empty() {
             match write(&store, &records, options.write_timeout).await {
                 Ok(()) => {
@@ -123,8 +124,8 @@ pub async fn run(
                     false
                 }
             };
-        for submission in batch {
-            if let (true, Some(tx)) = (durable, submission.durable) {
+        if durable {
+            for tx in acks.into_iter().flatten() {
                 let _ = tx.send(());
             }
         }
@@ -142,6 +143,15 @@ async fn write(store: &Store, records: &[Record], timeout: Duration) -> Result<(
 
 /// Moves the spool into the database, in batches; on success the file is emptied.
 async fn replay(store: &Store, spool: &mut Spool, options: &WriterOptions, stats: &WriterStats) {
+    // A cheap, short question first: a long outage then neither re-reads the file every
+    // retry nor holds up the shares waiting behind this call for a whole write timeout.
+    let ping_timeout = options.write_timeout.min(Duration::from_millis(500));
+    if tokio::time::timeout(ping_timeout, store.ping())
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return;
+    }
     let records = match spool.read() {
         Ok(r) => r,
         Err(e) => {

@@ -63,6 +63,18 @@ pub fn with_database(mut c: PoolConfig, pg: &TempPostgres) -> PoolConfig {
     c
 }
 
+/// A PPLNS pool on `nodes` with a database, at share difficulties below regtest's.
+pub fn pplns_config(
+    nodes: Vec<NodeConfig>,
+    pool_address: String,
+    dir: &Path,
+    pg: &TempPostgres,
+) -> PoolConfig {
+    let mut c = with_database(config(Mode::Pplns, nodes, Some(pool_address), dir), pg);
+    c.vardiff.min = 1e-12;
+    c
+}
+
 /// A running pool and the token that stops it.
 pub struct TestPool {
     pub running: RunningPool,
