@@ -123,7 +123,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             g.summary.index, g.summary.platform, g.summary.name, g.summary.compute_units
         ));
     }
-    let (tx, _rx) = std::sync::mpsc::channel();
+    let (tx, _rx) = crate::engine::solution_channel();
     let engine = Engine::start_with(backend, opts.threads, gpus, tx)?;
     let workers = engine.worker_names().to_vec();
     let start = Instant::now();

@@ -108,7 +108,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         })
     };
 
-    let (found_tx, found_rx) = std::sync::mpsc::channel();
+    let (found_tx, found_rx) = crate::engine::solution_channel();
     let engine =
         Arc::new(Engine::start_with(backend, threads, gpus, found_tx).map_err(|e| e.to_string())?);
     let stats = Arc::new(Stats::new(Instant::now(), backend.name()));
@@ -159,17 +159,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
                 solo::start(opts, engine.clone(), found_rx, stats.clone());
             }
             Source::Pool(opts) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                // The engine's channel is blocking; hand solutions to the async client.
-                std::thread::Builder::new()
-                    .name("solutions".into())
-                    .spawn(move || {
-                        while let Ok(f) = found_rx.recv() {
-                            if tx.send(f).is_err() {
-                                break;
-                            }
-                        }
-                    })
+                let rx = client::forward_solutions(found_rx)
                     .map_err(|e| format!("cannot start a thread: {e}"))?;
                 tokio::spawn(client::run(
                     opts,
@@ -218,7 +208,11 @@ async fn sample_and_print(
             last_print = now;
             println!(
                 "{}",
-                status_line(&stats.snapshot(now), engine.hardware_errors())
+                status_line(
+                    &stats.snapshot(now),
+                    engine.hardware_errors(),
+                    engine.dropped_solutions()
+                )
             );
         }
     }
@@ -229,9 +223,9 @@ fn show(r: Option<f64>) -> String {
 }
 
 /// The console status line.
-pub fn status_line(s: &Snapshot, hardware_errors: u64) -> String {
+pub fn status_line(s: &Snapshot, hardware_errors: u64, dropped: u64) -> String {
     format!(
-        "{} 10s | {} 60s | {} 15m | accepted {} rejected {} (stale {}) | diff {} | {}{}",
+        "{} 10s | {} 60s | {} 15m | accepted {} rejected {} (stale {}) | diff {} | {}{}{}",
         show(s.total[0]),
         show(s.total[1]),
         show(s.total[2]),
@@ -242,6 +236,11 @@ pub fn status_line(s: &Snapshot, hardware_errors: u64) -> String {
         s.pool.as_deref().unwrap_or("not connected"),
         if hardware_errors > 0 {
             format!(" | HW errors {hardware_errors}")
+        } else {
+            String::new()
+        },
+        if dropped > 0 {
+            format!(" | solutions dropped (client behind) {dropped}")
         } else {
             String::new()
         }

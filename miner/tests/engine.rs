@@ -53,7 +53,7 @@ fn collect(rx: &mpsc::Receiver<Found>, n: usize, timeout: Duration) -> Vec<Found
 #[test]
 fn solutions_are_real_distinct_and_rebuildable() {
     for backend in Backend::supported() {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = miner::engine::solution_channel();
         let engine = Engine::start(backend, 2, tx).unwrap();
         let w = work("sound", 1.0 / 65536.0, 0x1fffe000);
         engine.set_work(w.clone());
@@ -96,7 +96,7 @@ fn solutions_are_real_distinct_and_rebuildable() {
 #[test]
 fn new_work_withdraws_the_old_within_milliseconds() {
     for backend in Backend::supported() {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = miner::engine::solution_channel();
         let engine = Engine::start(backend, 2, tx).unwrap();
         engine.set_work(work("old", 1.0 / 65536.0, 0));
         assert!(!collect(&rx, 5, Duration::from_secs(30)).is_empty());
@@ -131,7 +131,7 @@ fn new_work_withdraws_the_old_within_milliseconds() {
 #[test]
 fn header_only_work_hashes_without_errors() {
     // Work without an extranonce is hashed as given (nonce and version only).
-    let (tx, _rx) = mpsc::channel();
+    let (tx, _rx) = miner::engine::solution_channel();
     let engine = Engine::start(Backend::supported()[0], 1, tx).unwrap();
     let mut w = work("a", 1.0, 0);
     w.extranonce = None;
@@ -140,4 +140,36 @@ fn header_only_work_hashes_without_errors() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(engine.total_hashes() > 0);
     assert_eq!(engine.hardware_errors(), 0);
+}
+
+#[test]
+fn a_consumer_that_falls_behind_costs_solutions_not_memory() {
+    // A target every hash meets (regtest share difficulties come close): the queue fills,
+    // the rest are dropped and counted, and hashing goes on at full speed.
+    let (tx, rx) = miner::engine::solution_channel();
+    let engine = Engine::start(Backend::supported()[0], 1, tx).unwrap();
+    let mut w = work("flood", 1.0, 0);
+    w.target = Target::MAX;
+    engine.set_work(w.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.dropped_solutions() < 10_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(engine.dropped_solutions() >= 10_000);
+    // Withdrawn work sends nothing more, even from the batch in flight.
+    engine.clear_work();
+    std::thread::sleep(Duration::from_millis(100));
+    let queued = rx.try_iter().count();
+    assert_eq!(
+        queued,
+        miner::engine::SOLUTION_QUEUE,
+        "the queue holds its bound"
+    );
+    // Once read, new solutions flow again, and every one is real.
+    engine.set_work(w);
+    let fresh = collect(&rx, 10, Duration::from_secs(10));
+    assert_eq!(fresh.len(), 10);
+    for f in &fresh {
+        assert_eq!(f.hash, f.header.hash());
+    }
 }

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use miner::engine::{Engine, Work};
@@ -168,7 +167,7 @@ fn engine_work(job_id: &str, difficulty: f64) -> Work {
 
 #[test]
 fn the_engine_hashes_on_the_device_alongside_cpu_threads() {
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = miner::engine::solution_channel();
     let gpu = GpuSearcher::open(0).unwrap();
     let engine = Engine::start_with(Backend::supported()[0], 1, vec![gpu], tx).unwrap();
     assert_eq!(engine.worker_names().len(), 2);
@@ -222,7 +221,7 @@ fn the_engine_hashes_on_the_device_alongside_cpu_threads() {
 
 #[test]
 fn device_only_engines_need_a_device() {
-    let (tx, _rx) = mpsc::channel();
+    let (tx, _rx) = miner::engine::solution_channel();
     assert!(matches!(
         Engine::start_with(Backend::Scalar, 0, Vec::new(), tx),
         Err(miner::engine::EngineError::NoWorkers)

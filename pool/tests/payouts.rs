@@ -285,6 +285,10 @@ async fn acknowledged_shares_survive_thirty_seconds_without_postgres() {
     let before = acked(&miners);
     tokio::time::sleep(Duration::from_secs(30)).await;
     let during = acked(&miners);
+    eprintln!(
+        "acked before {before}, after 30 s without PostgreSQL {during}; blocks {}",
+        pool.running.stats.snapshot().blocks_accepted
+    );
     let writer = pool.running.writer.clone();
     assert!(
         during > before + 10,
@@ -369,13 +373,15 @@ async fn two_pool_processes_share_one_database() {
             start_miner_with(p.port(), &format!("{address}.p{i}"), &format!("x,d={D_B}"))
         })
         .collect();
+    // Ten each: on regtest half of all hashes are blocks, and the miners once stalled here
+    // after a few blocks, buried under millions of queued solutions.
     until(
         "blocks from both pools",
         Duration::from_secs(60),
         || async {
             pools
                 .iter()
-                .all(|p| p.running.stats.snapshot().blocks_accepted >= 2)
+                .all(|p| p.running.stats.snapshot().blocks_accepted >= 10)
         },
     )
     .await;

@@ -22,7 +22,7 @@ use futures::{SinkExt, StreamExt};
 use protocol::stratum::codec::MAX_LINE_FROM_POOL;
 use protocol::stratum::{FrameError, StratumCodec};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -89,11 +89,30 @@ enum End {
     Failback,
 }
 
+/// Hands the engine's blocking solutions channel to the async client through a thread.
+/// The async side is bounded too, so a slow client makes the engine drop solutions
+/// (counted) instead of queueing them without limit.
+pub fn forward_solutions(
+    from: std::sync::mpsc::Receiver<Found>,
+) -> std::io::Result<Receiver<Found>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::engine::SOLUTION_QUEUE);
+    std::thread::Builder::new()
+        .name("solutions".into())
+        .spawn(move || {
+            while let Ok(f) = from.recv() {
+                if tx.blocking_send(f).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
 /// Runs until `cancel` fires.
 pub async fn run(
     opts: ClientOptions,
     engine: Arc<Engine>,
-    mut found: UnboundedReceiver<Found>,
+    mut found: Receiver<Found>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
 ) {
@@ -172,7 +191,7 @@ async fn connection(
     index: usize,
     resume: &mut Option<String>,
     engine: &Engine,
-    found: &mut UnboundedReceiver<Found>,
+    found: &mut Receiver<Found>,
     stats: &Stats,
 ) -> End {
     let stream = match open(pool, opts.tls_fingerprint).await {
@@ -185,6 +204,8 @@ async fn connection(
     let mut framed = Framed::new(stream, StratumCodec::new(MAX_LINE_FROM_POOL));
     let mut session = Session::new(opts.session.clone(), resume.clone());
     let mut bad_lines = 0u32;
+    // One warning per voided job, not per solution: the engine may have a batch in flight.
+    let mut last_dropped: Option<String> = None;
     let mut failback =
         tokio::time::interval_at(tokio::time::Instant::now() + opts.failback, opts.failback);
     loop {
@@ -218,7 +239,10 @@ async fn connection(
                         engine.withdraw(&f.job_id);
                     }
                     Submitted::UnknownJob => {
-                        warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
+                        if last_dropped.as_deref() != Some(f.job_id.as_str()) {
+                            warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
+                            last_dropped = Some(f.job_id.clone());
+                        }
                     }
                 }
             }

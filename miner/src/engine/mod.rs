@@ -7,6 +7,10 @@
 //! millisecond per thread. Every backend hit is re-checked with the protocol crate's
 //! reference sha256d ([`work::recheck`]); what meets the target goes out on the solutions
 //! channel, and a hit the reference contradicts is counted as a hardware error and logged.
+//! The solutions channel is bounded ([`solution_channel`]) and never blocks a hashing
+//! thread: when the consumer falls behind, solutions are dropped and counted. That only
+//! happens at share targets so low that nearly every hash meets them (regtest); an
+//! unbounded queue there grows by millions of entries and starves everything else.
 //!
 //! OpenCL devices join as workers of their own ([`gpu`]), one thread each, taking units from
 //! the same counter.
@@ -17,7 +21,7 @@ mod gpu;
 pub mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 pub use work::{Extranonce, Found, Plan, Verdict, Work};
@@ -30,6 +34,14 @@ use crate::opencl::GpuSearcher;
 /// Nonces per backend call between checks for new work.
 const BATCH: u32 = 4096;
 
+/// Solutions that may wait for the consumer before more are dropped.
+pub const SOLUTION_QUEUE: usize = 256;
+
+/// The channel an engine sends its solutions on: bounded by [`SOLUTION_QUEUE`].
+pub fn solution_channel() -> (SyncSender<Found>, Receiver<Found>) {
+    sync_channel(SOLUTION_QUEUE)
+}
+
 /// Per-thread counters, readable while the engine runs.
 #[derive(Debug, Default)]
 pub struct ThreadStats {
@@ -39,6 +51,8 @@ pub struct ThreadStats {
     pub hardware_errors: AtomicU64,
     /// Solutions found (meeting the target).
     pub found: AtomicU64,
+    /// Solutions dropped because the consumer was [`SOLUTION_QUEUE`] behind.
+    pub dropped: AtomicU64,
 }
 
 /// The current work, its generation, and the shutdown flag. The mutex only guards the
@@ -50,7 +64,7 @@ struct Shared {
     shutdown: AtomicBool,
     stats: Vec<ThreadStats>,
     backend: Backend,
-    solutions: Sender<Found>,
+    solutions: SyncSender<Found>,
 }
 
 struct Current {
@@ -98,7 +112,7 @@ impl Engine {
     pub fn start(
         backend: Backend,
         threads: usize,
-        solutions: Sender<Found>,
+        solutions: SyncSender<Found>,
     ) -> Result<Engine, EngineError> {
         Engine::start_with(backend, threads.max(1), Vec::new(), solutions)
     }
@@ -108,7 +122,7 @@ impl Engine {
         backend: Backend,
         threads: usize,
         gpus: Vec<GpuSearcher>,
-        solutions: Sender<Found>,
+        solutions: SyncSender<Found>,
     ) -> Result<Engine, EngineError> {
         if !backend.is_supported() {
             return Err(EngineError::Unsupported(backend));
@@ -226,6 +240,14 @@ impl Engine {
         self.stats()
             .iter()
             .map(|s| s.hashes.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Solutions dropped so far because the consumer fell behind.
+    pub fn dropped_solutions(&self) -> u64 {
+        self.stats()
+            .iter()
+            .map(|s| s.dropped.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -376,17 +398,31 @@ fn deliver(
     let job = &unit.job;
     match verdict {
         Verdict::Meets(hash) => {
+            // Work replaced or withdrawn while this batch ran: its solutions are dropped
+            // here, not sent. At share targets so low that every hash meets them (regtest)
+            // a batch would otherwise queue thousands of solutions for a job the client
+            // already voided; at real difficulties this loses at most one batch of work.
+            if shared.generation.load(Ordering::Acquire) != unit.key.0 {
+                return;
+            }
             stats.found.fetch_add(1, Ordering::Relaxed);
             let mut header = unit.header;
             header.version = job.versions[vi].version;
             header.nonce = n;
-            // A closed receiver means the owner is shutting down; nothing to do.
-            let _ = shared.solutions.send(Found {
+            let found = Found {
                 job_id: plan.work.job_id.clone(),
                 extranonce2: unit.extranonce2.clone(),
                 header,
                 hash,
-            });
+            };
+            match shared.solutions.try_send(found) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                // A closed receiver means the owner is shutting down; nothing to do.
+                Err(TrySendError::Disconnected(_)) => {}
+            }
         }
         Verdict::Above => {}
         Verdict::HardwareError(hash) => {

@@ -149,16 +149,9 @@ pub fn start_miner_with(port: u16, user: &str, password: &str) -> TestMiner {
         max_bad_lines: 3,
         tls_fingerprint: None,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = miner::engine::solution_channel();
     let engine = Arc::new(Engine::start(Backend::supported()[0], 1, tx).unwrap());
-    let (atx, arx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        while let Ok(f) = rx.recv() {
-            if atx.send(f).is_err() {
-                break;
-            }
-        }
-    });
+    let arx = client::forward_solutions(rx).unwrap();
     let stats = Arc::new(Stats::new(Instant::now(), "test"));
     let cancel = CancellationToken::new();
     tokio::spawn(client::run(
