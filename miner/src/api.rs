@@ -101,26 +101,31 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
     })
 }
 
-/// One row per OpenCL device: its name, hash rate over the three windows, solutions found
-/// and hardware errors (candidates the CPU re-check contradicted). Temperature, fan and
-/// power are not in OpenCL itself (vendor libraries have them) and are not shown yet.
+/// One row per OpenCL device: its name, hash rate over the three windows, solutions found,
+/// accepted and rejected by the pool, hardware errors (candidates the CPU re-check
+/// contradicted), and temperature (°C), fan (RPM or %) and power (W) where the platform
+/// exposes them (hwmon or NVML; `null` otherwise).
 fn gpu_rows(state: &ApiState, s: &Snapshot) -> Vec<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
     let Some(engine) = &state.engine else {
         return Vec::new();
     };
     let rate = |r: &Option<f64>| r.map_or(Value::Null, |v| json!(v));
     engine
-        .worker_names()
-        .iter()
-        .zip(engine.stats())
-        .enumerate()
-        .filter(|(_, (name, _))| name.starts_with("gpu "))
-        .map(|(i, (name, w))| {
+        .gpu_workers()
+        .map(|(i, name, w)| {
+            let sensors = engine.sensors(i).unwrap_or_default();
             json!({
                 "name": name,
                 "hashrate": s.threads.get(i).map(|t| t.iter().map(rate).collect::<Vec<_>>()),
-                "found": w.found.load(std::sync::atomic::Ordering::Relaxed),
-                "hardware_errors": w.hardware_errors.load(std::sync::atomic::Ordering::Relaxed),
+                "found": w.found.load(Relaxed),
+                "accepted": w.accepted.load(Relaxed),
+                "rejected": w.rejected.load(Relaxed),
+                "hardware_errors": w.hardware_errors.load(Relaxed),
+                "temperature_c": sensors.temperature_c,
+                "fan_rpm": sensors.fan_rpm,
+                "fan_percent": sensors.fan_percent,
+                "power_w": sensors.power_w,
             })
         })
         .collect()

@@ -23,5 +23,6 @@ pub mod opencl;
 pub mod rpc;
 pub mod run;
 pub mod selfcheck;
+pub mod sensors;
 pub mod solo;
 pub mod stats;

@@ -83,6 +83,8 @@ pub struct DeviceSummary {
     pub compute_units: u32,
     /// Global memory, bytes.
     pub memory: u64,
+    /// PCI address `dddd:bb:dd.f`, where the driver tells it (finds the sensors).
+    pub pci: Option<String>,
 }
 
 /// Every OpenCL device of every platform, in a stable order.
@@ -128,6 +130,7 @@ pub fn devices() -> Result<Vec<(DeviceSummary, Platform, Device)>, GpuError> {
                     kind: kind.into(),
                     compute_units,
                     memory,
+                    pci: pci_address(&device),
                 },
                 platform,
                 device,
@@ -138,6 +141,50 @@ pub fn devices() -> Result<Vec<(DeviceSummary, Platform, Device)>, GpuError> {
         return Err(GpuError::NoPlatform);
     }
     Ok(out)
+}
+
+/// The device's PCI address, from whichever query its driver answers: the Khronos
+/// `cl_khr_pci_bus_info`, NVIDIA's `cl_nv_device_attribute_query` or AMD's
+/// `cl_amd_device_attribute_query`. `None` for devices without one (PoCL's CPU device).
+fn pci_address(device: &Device) -> Option<String> {
+    const PCI_BUS_INFO_KHR: u32 = 0x410F;
+    const PCI_BUS_ID_NV: u32 = 0x4008;
+    const PCI_SLOT_ID_NV: u32 = 0x4009;
+    const PCI_DOMAIN_ID_NV: u32 = 0x400A;
+    const TOPOLOGY_AMD: u32 = 0x4037;
+    const TOPOLOGY_TYPE_PCIE_AMD: u32 = 1;
+    let raw = |code: u32| core::get_device_info_raw(device, code).ok();
+    let word = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(
+            b.get(i * 4..i * 4 + 4)?.try_into().ok()?,
+        ))
+    };
+    let format = |domain: u32, bus: u32, dev: u32, function: u32| {
+        format!("{domain:04x}:{bus:02x}:{dev:02x}.{function:x}")
+    };
+    // { domain, bus, device, function }, four cl_uint.
+    if let Some(b) = raw(PCI_BUS_INFO_KHR)
+        && let (Some(d), Some(bus), Some(dev), Some(f)) =
+            (word(&b, 0), word(&b, 1), word(&b, 2), word(&b, 3))
+    {
+        return Some(format(d, bus, dev, f));
+    }
+    // Bus and slot (device << 3 | function); the domain only on newer drivers.
+    if let (Some(bus), Some(slot)) = (
+        raw(PCI_BUS_ID_NV).and_then(|b| word(&b, 0)),
+        raw(PCI_SLOT_ID_NV).and_then(|b| word(&b, 0)),
+    ) {
+        let domain = raw(PCI_DOMAIN_ID_NV).and_then(|b| word(&b, 0)).unwrap_or(0);
+        return Some(format(domain, bus, slot >> 3, slot & 7));
+    }
+    // A union: { cl_uint type; cl_char unused[17]; cl_char bus, device, function }.
+    if let Some(b) = raw(TOPOLOGY_AMD)
+        && word(&b, 0) == Some(TOPOLOGY_TYPE_PCIE_AMD)
+        && b.len() >= 24
+    {
+        return Some(format(0, b[21].into(), b[22].into(), b[23].into()));
+    }
+    None
 }
 
 /// Opens the devices a user asked for: `indexes` (from `--list-devices`) if any, else with
@@ -163,16 +210,20 @@ pub fn open_selected(all_gpus: bool, indexes: &[usize]) -> Result<Vec<GpuSearche
 /// The `--list-devices` table.
 pub fn device_table() -> Result<String, GpuError> {
     let mut out = String::from(
-        "index  platform / device                              type   units  memory\n",
+        "index  platform / device                              type   units  memory     \
+         PCI           sensors\n",
     );
     for (d, _, _) in devices()? {
+        let sensors = crate::sensors::Sensors::for_device(d.pci.as_deref());
         out.push_str(&format!(
-            "{:>5}  {:<46} {:<6} {:>5}  {} MiB\n",
+            "{:>5}  {:<46} {:<6} {:>5}  {:>6} MiB {:<13} {}\n",
             d.index,
             format!("{} / {}", d.platform, d.name),
             d.kind,
             d.compute_units,
-            d.memory >> 20
+            d.memory >> 20,
+            d.pci.as_deref().unwrap_or("-"),
+            sensors.source(),
         ));
     }
     Ok(out)

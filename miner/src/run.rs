@@ -206,10 +206,14 @@ async fn sample_and_print(
         stats.sample(now, counts);
         if now.duration_since(last_print) >= every {
             last_print = now;
+            let snapshot = stats.snapshot(now);
+            for line in device_lines(&engine, &snapshot) {
+                println!("{line}");
+            }
             println!(
                 "{}",
                 status_line(
-                    &stats.snapshot(now),
+                    &snapshot,
                     engine.hardware_errors(),
                     engine.dropped_solutions()
                 )
@@ -220,6 +224,39 @@ async fn sample_and_print(
 
 fn show(r: Option<f64>) -> String {
     r.map_or("-".into(), format_rate)
+}
+
+/// One console line per OpenCL device: its 10 s and 60 s rates, the pool's verdicts on
+/// its shares, hardware errors, and its sensors where the platform exposes them.
+pub fn device_lines(engine: &Engine, s: &Snapshot) -> Vec<String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    engine
+        .gpu_workers()
+        .map(|(i, name, w)| {
+            let rates = s.threads.get(i).copied().unwrap_or_default();
+            let mut line = format!(
+                "  {name}: {} 10s | {} 60s | accepted {} rejected {} | HW errors {}",
+                show(rates[0]),
+                show(rates[1]),
+                w.accepted.load(Relaxed),
+                w.rejected.load(Relaxed),
+                w.hardware_errors.load(Relaxed),
+            );
+            let r = engine.sensors(i).unwrap_or_default();
+            if let Some(t) = r.temperature_c {
+                line.push_str(&format!(" | {t:.0} °C"));
+            }
+            match (r.fan_rpm, r.fan_percent) {
+                (Some(rpm), _) => line.push_str(&format!(" | fan {rpm} RPM")),
+                (None, Some(p)) => line.push_str(&format!(" | fan {p}%")),
+                (None, None) => {}
+            }
+            if let Some(w) = r.power_w {
+                line.push_str(&format!(" | {w:.0} W"));
+            }
+            line
+        })
+        .collect()
 }
 
 /// The console status line.

@@ -355,6 +355,7 @@ fn submit_loop(
         }
         let outcome = classify(&rpc.call("submitblock", json!([assembled.to_hex()])));
         let height = job.template.height;
+        engine.record_verdict(f.worker, outcome == BlockOutcome::Accepted);
         match &outcome {
             BlockOutcome::Accepted => {
                 stats.accepted(job.template.target.difficulty());

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -248,6 +249,10 @@ async fn shares_difficulty_timing_and_clean_jobs() {
     let snap = run.stats.snapshot(Instant::now());
     assert!(snap.accepted >= 4, "{snap:?}");
     assert_eq!(snap.reject_reasons.get("Low difficulty share"), Some(&1));
+    // The verdicts are also counted for the worker (the one CPU thread) that found them.
+    let worker = &run._engine.stats()[0];
+    assert_eq!(worker.accepted.load(Ordering::Relaxed), snap.accepted);
+    assert_eq!(worker.rejected.load(Ordering::Relaxed), snap.rejected);
     run.cancel.cancel();
 }
 

@@ -196,12 +196,31 @@ fn the_engine_hashes_on_the_device_alongside_cpu_threads() {
         threads: 1,
         engine: Some(engine.clone()),
     };
+    // The pool's verdicts are counted for the worker that found the share.
+    let from_device = found.iter().filter(|f| f.worker == 1).count();
+    assert!(from_device > 0, "solutions carry the device's worker index");
+    engine.record_verdict(1, true);
+    engine.record_verdict(1, true);
+    engine.record_verdict(1, false);
     let summary = miner::api::summary_json(&api, Instant::now());
     let rows = summary["gpus"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0]["name"].as_str().unwrap().starts_with("gpu 0: "));
     assert!(rows[0]["found"].as_u64().unwrap() >= device_found);
+    assert_eq!(rows[0]["accepted"], 2);
+    assert_eq!(rows[0]["rejected"], 1);
     assert_eq!(rows[0]["hardware_errors"], 0);
+    let lines = miner::run::device_lines(&engine, &api.stats.snapshot(Instant::now()));
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains("accepted 2 rejected 1 | HW errors 0"),
+        "{}",
+        lines[0]
+    );
+    // PoCL's CPU device has no PCI address, so no sensors: null, not made up.
+    for key in ["temperature_c", "fan_rpm", "fan_percent", "power_w"] {
+        assert!(rows[0][key].is_null(), "{key}: {}", rows[0][key]);
+    }
     drop(api);
     drop(engine);
     assert!(found.len() >= 40, "only {} solutions", found.len());

@@ -298,16 +298,23 @@ fn on_event(
         Event::VersionRolling(mask) => {
             info!(mask = %format!("{mask:08x}"), "version rolling granted")
         }
-        Event::Accepted { job_id, difficulty } => {
+        Event::Accepted {
+            job_id,
+            difficulty,
+            worker,
+        } => {
             stats.accepted(difficulty);
+            engine.record_verdict(worker, true);
             info!(job = %job_id, difficulty, "share accepted");
         }
         Event::Rejected {
             job_id,
+            worker,
             reason,
             stale,
         } => {
             stats.rejected(&reason, stale);
+            engine.record_verdict(worker, false);
             warn!(job = %job_id, %reason, stale, "share rejected");
         }
         Event::ShowMessage(m) => info!(message = %m, "message from the pool"),

@@ -79,11 +79,15 @@ pub enum Event {
         job_id: String,
         /// The difficulty it was submitted at.
         difficulty: f64,
+        /// The engine worker that found it.
+        worker: usize,
     },
     /// A share was rejected.
     Rejected {
         /// Its job.
         job_id: String,
+        /// The engine worker that found it.
+        worker: usize,
         /// The pool's reason.
         reason: String,
         /// Whether the reason is staleness (job unknown or outdated).
@@ -104,7 +108,11 @@ enum Pending {
     Authorize,
     ExtranonceSubscribe,
     SuggestDifficulty,
-    Submit { job_id: String, difficulty: f64 },
+    Submit {
+        job_id: String,
+        difficulty: f64,
+        worker: usize,
+    },
 }
 
 struct CurrentJob {
@@ -278,10 +286,17 @@ impl Session {
                 }
                 Some(reason) => self.events.push_back(Event::AuthorizationFailed(reason)),
             },
-            Pending::Submit { job_id, difficulty } => match &r.error {
+            Pending::Submit {
+                job_id,
+                difficulty,
+                worker,
+            } => match &r.error {
                 None if r.result == Value::Bool(true) => {
-                    self.events
-                        .push_back(Event::Accepted { job_id, difficulty });
+                    self.events.push_back(Event::Accepted {
+                        job_id,
+                        difficulty,
+                        worker,
+                    });
                 }
                 error => {
                     let (reason, code) = match error {
@@ -294,6 +309,7 @@ impl Session {
                         || lower.contains("job not found");
                     self.events.push_back(Event::Rejected {
                         job_id,
+                        worker,
                         reason,
                         stale,
                     });
@@ -433,6 +449,7 @@ impl Session {
             Pending::Submit {
                 job_id: found.job_id.clone(),
                 difficulty,
+                worker: found.worker,
             },
         );
         if block {
@@ -565,6 +582,7 @@ mod tests {
         header.version = 0x2000_6000;
         header.nonce = 0x32396801;
         let found = Found {
+            worker: 3,
             job_id: w.job_id.clone(),
             extranonce2: vec![0; 8],
             header,
@@ -594,7 +612,8 @@ mod tests {
             events(&mut s),
             vec![Event::Accepted {
                 job_id: "6b02666200000001".into(),
-                difficulty: 0.01
+                difficulty: 0.01,
+                worker: 3,
             }]
         );
         assert_eq!(s.submit(&found), Submitted::Share);
@@ -607,6 +626,7 @@ mod tests {
             events(&mut s),
             vec![Event::Rejected {
                 job_id: "6b02666200000001".into(),
+                worker: 3,
                 reason: "Stale".into(),
                 stale: true
             }]

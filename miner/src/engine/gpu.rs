@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::engine::work::{self, CHUNK_BITS, CHUNKS};
-use crate::engine::{Shared, ThreadStats, UnitJob, wait_for_work};
+use crate::engine::{Shared, UnitJob, wait_for_work};
 use std::collections::VecDeque;
 
 use crate::opencl::{GpuSearcher, Pending};
@@ -23,7 +23,6 @@ const TARGET_TAKE: Duration = Duration::from_millis(75);
 
 /// Runs until shutdown; returns early (with a log line) if the device fails.
 pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
-    let stats = &shared.stats[index];
     let mut seen = 0;
     let mut take: u64 = 1;
     while let Some(active) = wait_for_work(shared, seen) {
@@ -45,7 +44,7 @@ pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
                 let current = UnitJob::reuse_or_prepare(cached.take(), plan, seen, &unit);
                 let nonces = (span_end - u) << CHUNK_BITS;
                 match scan_span(
-                    shared, stats, &mut gpu, plan, &current, unit.nonce, nonces, seen,
+                    shared, index, &mut gpu, plan, &current, unit.nonce, nonces, seen,
                 ) {
                     Ok(n) => hashed += n,
                     Err(e) => {
@@ -72,7 +71,7 @@ pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
 #[allow(clippy::too_many_arguments)]
 fn scan_span(
     shared: &Shared,
-    stats: &ThreadStats,
+    worker: usize,
     gpu: &mut GpuSearcher,
     plan: &work::Plan,
     unit: &UnitJob,
@@ -80,6 +79,7 @@ fn scan_span(
     count: u64,
     seen: u64,
 ) -> Result<u64, crate::opencl::GpuError> {
+    let stats = &shared.stats[worker];
     let job = &unit.job;
     let limit = u64::from(GpuSearcher::max_launch(job.target_top));
     // Every launch of the span: (version, start, nonces).
@@ -116,7 +116,7 @@ fn scan_span(
                     let verdict = work::recheck(job, vi, nonce, &plan.work.target);
                     super::deliver(
                         shared,
-                        stats,
+                        worker,
                         plan,
                         unit,
                         vi,
@@ -131,7 +131,7 @@ fn scan_span(
                 shared.backend.scan(job, start, n, &mut |v, nonce| {
                     if v == vi {
                         let verdict = work::recheck(job, v, nonce, &plan.work.target);
-                        super::deliver(shared, stats, plan, unit, v, nonce, verdict, "cpu");
+                        super::deliver(shared, worker, plan, unit, v, nonce, verdict, "cpu");
                     }
                 });
             }

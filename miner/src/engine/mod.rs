@@ -30,6 +30,7 @@ use protocol::BlockHeader;
 
 use crate::hash::{Backend, Prepared};
 use crate::opencl::GpuSearcher;
+use crate::sensors::{Reading, Sensors};
 
 /// Nonces per backend call between checks for new work.
 const BATCH: u32 = 4096;
@@ -53,6 +54,10 @@ pub struct ThreadStats {
     pub found: AtomicU64,
     /// Solutions dropped because the consumer was [`SOLUTION_QUEUE`] behind.
     pub dropped: AtomicU64,
+    /// Of its solutions, those the pool accepted (blocks the node accepted, solo).
+    pub accepted: AtomicU64,
+    /// Of its solutions, those the pool rejected (blocks the node rejected, solo).
+    pub rejected: AtomicU64,
 }
 
 /// The current work, its generation, and the shutdown flag. The mutex only guards the
@@ -81,6 +86,8 @@ struct Active {
 pub struct Engine {
     shared: Arc<Shared>,
     names: Vec<String>,
+    /// Per worker, the device's sensors (`None` for CPU threads).
+    sensors: Vec<Option<Sensors>>,
     _pool: Option<rayon::ThreadPool>,
 }
 
@@ -135,6 +142,11 @@ impl Engine {
             gpus.iter()
                 .map(|g| format!("gpu {}: {}", g.summary.index, g.summary.name)),
         );
+        let mut sensors: Vec<Option<Sensors>> = (0..threads).map(|_| None).collect();
+        sensors.extend(
+            gpus.iter()
+                .map(|g| Some(Sensors::for_device(g.summary.pci.as_deref()))),
+        );
         let shared = Arc::new(Shared {
             current: Mutex::new(Current { plan: None }),
             changed: Condvar::new(),
@@ -166,6 +178,7 @@ impl Engine {
         Ok(Engine {
             shared,
             names,
+            sensors,
             _pool: pool,
         })
     }
@@ -174,6 +187,22 @@ impl Engine {
     /// `gpu N: device name`.
     pub fn worker_names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The OpenCL device workers: (worker index, name, counters).
+    pub fn gpu_workers(&self) -> impl Iterator<Item = (usize, &str, &ThreadStats)> {
+        self.names
+            .iter()
+            .zip(self.stats())
+            .enumerate()
+            .filter(|(i, _)| self.sensors.get(*i).is_some_and(Option::is_some))
+            .map(|(i, (name, stats))| (i, name.as_str(), stats))
+    }
+
+    /// Temperature, fan and power of `worker`'s device, where the platform exposes them;
+    /// `None` for a CPU thread.
+    pub fn sensors(&self, worker: usize) -> Option<Reading> {
+        self.sensors.get(worker)?.as_ref().map(Sensors::read)
     }
 
     /// Replaces the current work; threads drop the old work within a batch.
@@ -241,6 +270,14 @@ impl Engine {
             .iter()
             .map(|s| s.hashes.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Counts the pool's (or node's) verdict on a solution of `worker`.
+    pub fn record_verdict(&self, worker: usize, accepted: bool) {
+        if let Some(s) = self.stats().get(worker) {
+            let counter = if accepted { &s.accepted } else { &s.rejected };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Solutions dropped so far because the consumer fell behind.
@@ -330,7 +367,6 @@ impl UnitJob {
 }
 
 fn worker(shared: &Shared, index: usize) {
-    let stats = &shared.stats[index];
     let mut seen = 0;
     let mut cached: Option<UnitJob> = None;
     while let Some(active) = wait_for_work(shared, seen) {
@@ -343,21 +379,15 @@ fn worker(shared: &Shared, index: usize) {
             }
             let unit = plan.unit(u);
             let current = UnitJob::reuse_or_prepare(cached.take(), plan, seen, &unit);
-            scan_unit(shared, stats, plan, &current, unit.nonce, seen);
+            scan_unit(shared, index, plan, &current, unit.nonce, seen);
             cached = Some(current);
         }
     }
 }
 
 /// Hashes one chunk of nonces in batches, re-checking every hit.
-fn scan_unit(
-    shared: &Shared,
-    stats: &ThreadStats,
-    plan: &Plan,
-    unit: &UnitJob,
-    first: u32,
-    seen: u64,
-) {
+fn scan_unit(shared: &Shared, worker: usize, plan: &Plan, unit: &UnitJob, first: u32, seen: u64) {
+    let stats = &shared.stats[worker];
     let job = &unit.job;
     let end = first as u64 + (1u64 << work::CHUNK_BITS);
     let mut nonce = first as u64;
@@ -366,7 +396,7 @@ fn scan_unit(
             let verdict = work::recheck(job, vi, n, &plan.work.target);
             deliver(
                 shared,
-                stats,
+                worker,
                 plan,
                 unit,
                 vi,
@@ -382,12 +412,12 @@ fn scan_unit(
     }
 }
 
-/// Acts on a re-checked hit: a solution goes out on the channel, a hit the reference
-/// contradicts is counted and logged as a hardware error of `device`.
+/// Acts on a re-checked hit of `worker`: a solution goes out on the channel, a hit the
+/// reference contradicts is counted and logged as a hardware error of `device`.
 #[allow(clippy::too_many_arguments)]
 fn deliver(
     shared: &Shared,
-    stats: &ThreadStats,
+    worker: usize,
     plan: &Plan,
     unit: &UnitJob,
     vi: usize,
@@ -395,6 +425,7 @@ fn deliver(
     verdict: Verdict,
     device: &str,
 ) {
+    let stats = &shared.stats[worker];
     let job = &unit.job;
     match verdict {
         Verdict::Meets(hash) => {
@@ -410,6 +441,7 @@ fn deliver(
             header.version = job.versions[vi].version;
             header.nonce = n;
             let found = Found {
+                worker,
                 job_id: plan.work.job_id.clone(),
                 extranonce2: unit.extranonce2.clone(),
                 header,

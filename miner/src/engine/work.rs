@@ -50,6 +50,8 @@ pub struct Extranonce {
 /// A share or block the engine found, re-checked with the reference sha256d.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
+    /// The engine worker that found it (an index into [`crate::engine::Engine::stats`]).
+    pub worker: usize,
     /// The job it belongs to.
     pub job_id: String,
     /// The extranonce2 bytes (empty when the work had no extranonce).
