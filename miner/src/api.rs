@@ -103,8 +103,9 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
 
 /// One row per OpenCL device: its name, hash rate over the three windows, solutions found,
 /// accepted and rejected by the pool, hardware errors (candidates the CPU re-check
-/// contradicted), and temperature (°C), fan (RPM or %) and power (W) where the platform
-/// exposes them (hwmon or NVML; `null` otherwise).
+/// contradicted), why the device stopped if it was lost (`null` while it works), and
+/// temperature (°C), fan (RPM or %) and power (W) where the platform exposes them (hwmon
+/// or NVML; `null` otherwise).
 fn gpu_rows(state: &ApiState, s: &Snapshot) -> Vec<Value> {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(engine) = &state.engine else {
@@ -122,6 +123,7 @@ fn gpu_rows(state: &ApiState, s: &Snapshot) -> Vec<Value> {
                 "accepted": w.accepted.load(Relaxed),
                 "rejected": w.rejected.load(Relaxed),
                 "hardware_errors": w.hardware_errors.load(Relaxed),
+                "lost": w.lost(),
                 "temperature_c": sensors.temperature_c,
                 "fan_rpm": sensors.fan_rpm,
                 "fan_percent": sensors.fan_percent,

@@ -259,9 +259,41 @@ pub struct GpuSearcher {
     pub summary: DeviceSummary,
     kernel: Kernel,
     slots: Vec<Slot>,
+    /// Launches left before [`GpuSearcher::fail_after`] makes the device fail.
+    fail_after: Option<u64>,
+}
+
+impl Drop for GpuSearcher {
+    fn drop(&mut self) {
+        // A searcher can be dropped with launches in flight (an error mid-span, shutdown):
+        // their non-blocking reads still target the slots' host memory, so wait for the
+        // queue first. If the device cannot even finish (lost), leak that memory rather
+        // than free it under a transfer.
+        if !self.slots.iter().any(|s| s.busy) {
+            return;
+        }
+        let finished = self
+            .kernel
+            .default_queue()
+            .is_some_and(|q| q.finish().is_ok());
+        if !finished {
+            for slot in &mut self.slots {
+                if slot.busy {
+                    std::mem::forget(std::mem::take(&mut slot.head));
+                }
+            }
+        }
+    }
 }
 
 impl GpuSearcher {
+    /// Makes every launch after the next `launches` fail as a lost device's would, so tests
+    /// can check what the engine does when a GPU falls off the bus (PoCL never does).
+    #[doc(hidden)]
+    pub fn fail_after(&mut self, launches: u64) {
+        self.fail_after = Some(launches);
+    }
+
     /// Opens device `index` of [`devices`] and builds the kernel for it.
     pub fn open(index: usize) -> Result<GpuSearcher, GpuError> {
         let (summary, platform, device) = devices()?
@@ -323,6 +355,7 @@ impl GpuSearcher {
             summary,
             kernel,
             slots,
+            fail_after: None,
         })
     }
 
@@ -372,6 +405,15 @@ impl GpuSearcher {
         start: u32,
         count: u32,
     ) -> Result<Pending, GpuError> {
+        if let Some(left) = self.fail_after.as_mut() {
+            if *left == 0 {
+                return Err(GpuError::Device {
+                    device: self.summary.name.clone(),
+                    detail: "the device stopped answering (failure injected by a test)".into(),
+                });
+            }
+            *left -= 1;
+        }
         let Some(slot) = self.slots.iter().position(|s| !s.busy) else {
             return Err(GpuError::Device {
                 device: self.summary.name.clone(),
@@ -423,7 +465,8 @@ impl GpuSearcher {
         let mut done = ocl::Event::empty();
         let Slot { out, head, .. } = &mut self.slots[slot];
         // SAFETY: a non-blocking read into `head`, which lives in `self.slots` and is
-        // neither read, resized nor dropped until `finish` has waited for `done`.
+        // neither read, resized nor dropped until `finish` has waited for `done` (or, if
+        // the searcher is dropped first, until `Drop` has finished the queue).
         unsafe {
             out.read(&mut head[..])
                 .block(false)

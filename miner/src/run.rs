@@ -242,6 +242,9 @@ pub fn device_lines(engine: &Engine, s: &Snapshot) -> Vec<String> {
                 w.rejected.load(Relaxed),
                 w.hardware_errors.load(Relaxed),
             );
+            if let Some(why) = w.lost() {
+                line.push_str(&format!(" | LOST: {why}"));
+            }
             let r = engine.sensors(i).unwrap_or_default();
             if let Some(t) = r.temperature_c {
                 line.push_str(&format!(" | {t:.0} °C"));

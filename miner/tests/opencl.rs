@@ -280,3 +280,38 @@ fn overlapping_launches_give_the_same_candidates() {
     assert_eq!(got_b, want(1, 5007));
     assert!(!got_a.is_empty() && !got_b.is_empty());
 }
+
+#[test]
+fn a_lost_device_is_reported_and_the_cpu_threads_go_on() {
+    let (tx, _rx) = miner::engine::solution_channel();
+    let mut gpu = GpuSearcher::open(0).unwrap();
+    gpu.fail_after(3);
+    let engine =
+        std::sync::Arc::new(Engine::start_with(Backend::supported()[0], 1, vec![gpu], tx).unwrap());
+    engine.set_work(engine_work("lost", 1.0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.stats()[1].lost().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let why = engine.stats()[1]
+        .lost()
+        .expect("the device is reported lost");
+    assert!(why.contains("stopped answering"), "{why}");
+    let hashes = |w: usize| engine.stats()[w].hashes.load(Ordering::Relaxed);
+    let (cpu, device) = (hashes(0), hashes(1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(hashes(0) > cpu, "the CPU thread goes on hashing");
+    assert_eq!(hashes(1), device, "the lost device hashes no more");
+    // The API and the console say so.
+    let api = miner::api::ApiState {
+        stats: std::sync::Arc::new(miner::stats::Stats::new(Instant::now(), "test")),
+        token: None,
+        worker: "w".into(),
+        threads: 1,
+        engine: Some(engine.clone()),
+    };
+    let summary = miner::api::summary_json(&api, Instant::now());
+    assert_eq!(summary["gpus"][0]["lost"].as_str(), Some(why.as_str()));
+    let lines = miner::run::device_lines(&engine, &api.stats.snapshot(Instant::now()));
+    assert!(lines[0].contains("LOST: "), "{}", lines[0]);
+}

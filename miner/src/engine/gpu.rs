@@ -48,7 +48,12 @@ pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
                 ) {
                     Ok(n) => hashed += n,
                     Err(e) => {
-                        eprintln!("GPU {}: {e}; this device stops hashing", gpu.summary.name);
+                        tracing::error!(
+                            device = %gpu.summary.name,
+                            error = %e,
+                            "device lost: it stops hashing; the other workers go on"
+                        );
+                        shared.stats[index].lose(e.to_string());
                         return;
                     }
                 }

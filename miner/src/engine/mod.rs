@@ -58,6 +58,23 @@ pub struct ThreadStats {
     pub accepted: AtomicU64,
     /// Of its solutions, those the pool rejected (blocks the node rejected, solo).
     pub rejected: AtomicU64,
+    /// Why the worker stopped for good (a lost device), if it did.
+    lost: Mutex<Option<String>>,
+}
+
+impl ThreadStats {
+    /// Marks the worker as stopped for good.
+    fn lose(&self, why: String) {
+        *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+    }
+
+    /// Why the worker stopped for good (a lost device); `None` while it works.
+    pub fn lost(&self) -> Option<String> {
+        self.lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The current work, its generation, and the shutdown flag. The mutex only guards the
