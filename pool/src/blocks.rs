@@ -58,7 +58,7 @@ pub async fn run(
             continue;
         }
         stats.block_found();
-        let record = submit(&nodes, &block).await;
+        let record = submit(&nodes, &block, &stats).await;
         if record.accepted {
             done.insert(block.prev_hash);
             stats.block_accepted();
@@ -89,11 +89,13 @@ pub async fn run(
     }
 }
 
-async fn submit(nodes: &[Node], block: &BlockEvent) -> BlockRecord {
+async fn submit(nodes: &[Node], block: &BlockEvent, stats: &PoolStats) -> BlockRecord {
     let calls = nodes
         .iter()
         .map(|node| node.call("submitblock", json!([block.hex])));
+    let sent = std::time::Instant::now();
     let answers = futures::future::join_all(calls).await;
+    stats.submitblock.record(sent.elapsed());
     let mut results = Vec::new();
     let mut taken_by = Vec::new();
     for (node, answer) in nodes.iter().zip(answers) {

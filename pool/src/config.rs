@@ -59,6 +59,31 @@ pub struct PoolConfig {
     pub database: DatabaseConfig,
     /// PPLNS accounting, block confirmations and payments.
     pub payouts: PayoutsConfig,
+    /// The HTTP API, metrics and dashboard.
+    pub api: ApiConfig,
+}
+
+/// The HTTP side: JSON API, Prometheus metrics, dashboard.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve it at all.
+    pub enabled: bool,
+    /// Its own address, apart from Stratum (loopback by default: put a reverse proxy in
+    /// front to publish it).
+    pub bind: SocketAddr,
+    /// The pool's id in `/api/pools/{id}`.
+    pub pool_id: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pool_id: "pool".into(),
+        }
+    }
 }
 
 /// One node's RPC endpoint.
@@ -268,6 +293,7 @@ impl Default for PoolConfig {
             limits: LimitsConfig::default(),
             database: DatabaseConfig::default(),
             payouts: PayoutsConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -510,6 +536,17 @@ impl PoolConfig {
         if !(p.window_factor.is_finite() && p.window_factor > 0.0) {
             return Err(invalid("payouts.window_factor", "must be above zero"));
         }
+        let id = &self.api.pool_id;
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "api.pool_id",
+                format!("{id:?}: letters, digits, '-' and '_' only (it goes into URLs)"),
+            ));
+        }
         if !(0.0..=100.0).contains(&p.fee_percent) {
             return Err(invalid("payouts.fee_percent", "must be 0 to 100"));
         }
@@ -601,6 +638,16 @@ mod tests {
         );
         c.mode = Mode::Solo;
         assert!(c.validate().is_ok(), "SOLO mode needs no database");
+        let mut c = minimal();
+        c.api.pool_id = "my pool/1".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("api.pool_id")
+        );
+        let err = PoolConfig::from_toml("[api]\nbnd = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.contains("unknown field `bnd`"), "{err}");
         let mut c = minimal();
         c.payouts.fee_percent = 101.0;
         assert!(

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::peer_ip;
 use crate::extranonce::Lease;
+use crate::live::Live;
 use crate::server::Shared;
 use crate::session::{CloseReason, Event, Session};
 use crate::store::writer::Submission;
@@ -61,6 +62,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutting_down = false;
     let mut acks = Acks::new();
+    let mut presence = Presence {
+        live: &shared.stats.live,
+        workers: Vec::new(),
+    };
     debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "connected");
     let end = loop {
         // Send what the session queued, then act on what happened.
@@ -79,7 +84,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => break "not reading (write timed out)".to_string(),
             }
         }
-        if let Some(reason) = route_events(&mut session, peer, shared, &mut acks) {
+        if let Some(reason) = route_events(&mut session, peer, shared, &mut acks, &mut presence) {
             break reason.to_string();
         }
         tokio::select! {
@@ -141,22 +146,58 @@ fn resume(lease: &mut Lease, session: &mut Session, id: Option<&str>, shared: &S
     }
 }
 
+/// The workers a connection authorized: counted as connected in [`Live`] until the
+/// connection ends, however it ends.
+struct Presence<'a> {
+    live: &'a Live,
+    workers: Vec<(String, String)>,
+}
+
+impl Presence<'_> {
+    fn add(&mut self, user: &str) {
+        let (address, worker) = user.split_once('.').unwrap_or((user, ""));
+        let key = (address.to_string(), worker.to_string());
+        if !self.workers.contains(&key) {
+            self.live.connected(&key.0, &key.1);
+            self.workers.push(key);
+        }
+    }
+}
+
+impl Drop for Presence<'_> {
+    fn drop(&mut self) {
+        for (address, worker) in &self.workers {
+            self.live.disconnected(address, worker);
+        }
+    }
+}
+
 /// Routes the session's events; returns why to close, if it asked to.
 fn route_events(
     session: &mut Session,
     peer: SocketAddr,
     shared: &Shared,
     acks: &mut Acks,
+    presence: &mut Presence<'_>,
 ) -> Option<CloseReason> {
     let mut close = None;
     let now = now_us();
     while let Some(event) = session.poll_event() {
         match event {
-            Event::Authorized { user } => debug!(%peer, %user, "authorized"),
+            Event::Authorized { user } => {
+                presence.add(&user);
+                debug!(%peer, %user, "authorized");
+            }
             Event::Share(share) => {
                 shared
                     .stats
                     .accepted(share.accepted.difficulty, share.accepted.share_difficulty);
+                shared.stats.live.share(
+                    &share.address,
+                    &share.worker,
+                    share.accepted.difficulty,
+                    u64::try_from(now / 1_000_000).unwrap_or(0),
+                );
                 let Some(sink) = &shared.outlets.shares else {
                     continue;
                 };
@@ -167,7 +208,16 @@ fn route_events(
                     durable: share.awaiting_ack.is_some().then_some(durable),
                 });
                 if let Some(id) = share.awaiting_ack {
-                    acks.push_back(stored.map(move |r| (id, r.is_ok())).boxed());
+                    let since = Instant::now();
+                    let stats = shared.stats.clone();
+                    acks.push_back(
+                        stored
+                            .map(move |r| {
+                                stats.share_ack.record(since.elapsed());
+                                (id, r.is_ok())
+                            })
+                            .boxed(),
+                    );
                 }
             }
             Event::Rejected { user, reason } => {

@@ -17,11 +17,14 @@
 //! Coinbase assembly, merkle branches, targets and the Stratum wire format come from the
 //! `protocol` crate.
 
+pub mod api;
 pub mod blocks;
 pub mod config;
 pub mod connection;
 pub mod extranonce;
 pub mod jobs;
+pub mod latency;
+pub mod live;
 pub mod node;
 pub mod pplns;
 pub mod run;

@@ -45,6 +45,9 @@ struct Args {
     /// PostgreSQL URL, postgres://USER:PASS@HOST:PORT/DB (needed in PPLNS mode).
     #[arg(long, env = "POOL_DATABASE_URL")]
     database_url: Option<String>,
+    /// Where the HTTP API, /metrics and the dashboard listen (apart from Stratum).
+    #[arg(long, env = "POOL_API_BIND")]
+    api_bind: Option<SocketAddr>,
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -110,6 +113,10 @@ fn settings(args: &Args) -> Result<PoolConfig, String> {
     }
     if let Some(url) = &args.database_url {
         config.database.url = Some(url.clone());
+    }
+    if let Some(bind) = args.api_bind {
+        config.api.enabled = true;
+        config.api.bind = bind;
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)

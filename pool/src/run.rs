@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::api::{self, ApiState, PoolFacts};
 use crate::blocks::{self, BlockRecord};
 use crate::config::{ConfigError, Mode, PoolConfig};
 use crate::connection::unix_now;
@@ -79,6 +80,8 @@ pub struct RunningPool {
     pub writer: Arc<WriterStats>,
     /// Whether this process runs the bookkeeping (holds the leader lock) right now.
     pub leading: Arc<AtomicBool>,
+    /// Where the HTTP API listens, when it is enabled.
+    pub api_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -184,7 +187,7 @@ pub async fn start(
             kick.clone(),
             cancel.clone(),
         )),
-        tokio::spawn(make_jobs(maker, template_rx, job_tx)),
+        tokio::spawn(make_jobs(maker, template_rx, job_tx, stats.clone())),
     ];
     tasks.extend(zmq);
     let writer_stats = Arc::new(WriterStats::default());
@@ -255,12 +258,35 @@ pub async fn start(
         job_rx,
         config.stratum.shutdown_message.clone(),
     ));
+    let mut api_addr = None;
+    if config.api.enabled {
+        let state = ApiState {
+            facts: Arc::new(PoolFacts::new(
+                &config,
+                checked.network,
+                stratum_addr.port(),
+            )),
+            stats: stats.clone(),
+            store: store.clone(),
+            writer: writer_stats.clone(),
+            leading: leading.clone(),
+        };
+        let (addr, task) = api::start(config.api.bind, state, cancel.clone())
+            .await
+            .map_err(|e| StartError::Io {
+                what: format!("binding api.bind {}", config.api.bind),
+                detail: e.to_string(),
+            })?;
+        api_addr = Some(addr);
+        tasks.push(task);
+    }
     tasks.push(tokio::spawn(server::run(listener, shared, cancel)));
     info!(
         stratum = %stratum_addr,
         mode = ?config.mode,
         network = %config.network,
         nodes = config.nodes.len(),
+        api = %api_addr.map_or("off".into(), |a| a.to_string()),
         "pool started"
     );
     Ok(RunningPool {
@@ -270,6 +296,7 @@ pub async fn start(
         store,
         writer: writer_stats,
         leading,
+        api_addr,
         tasks,
     })
 }
@@ -279,13 +306,23 @@ async fn make_jobs(
     mut maker: JobMaker,
     mut templates: watch::Receiver<Option<Arc<Template>>>,
     jobs: watch::Sender<Option<Arc<Job>>>,
+    stats: Arc<PoolStats>,
 ) {
     while templates.changed().await.is_ok() {
         let Some(template) = templates.borrow_and_update().clone() else {
             continue;
         };
+        // Long-poll answers carry no fetch time (they wait for a block on purpose).
+        if !template.fetch_time.is_zero() {
+            stats.template_fetch.record(template.fetch_time);
+        }
         match maker.make(template, unix_now()) {
             Ok(job) => {
+                stats.job_made(
+                    job.checked().height,
+                    job.network_difficulty(),
+                    u64::from(unix_now()),
+                );
                 jobs.send_replace(Some(Arc::new(job)));
             }
             Err(e) => {

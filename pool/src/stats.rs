@@ -1,10 +1,15 @@
 //! Live counters of the whole pool: connections, shares by result and reject reason,
-//! blocks. Atomics for what every share touches; a mutex only for the reject map, which
-//! is touched on rejects alone. The HTTP API and metrics (a later issue) read snapshots.
+//! blocks; with them the per-worker live figures ([`Live`]) and the latencies of template
+//! fetches, block submissions and share acknowledgements. Atomics for what every share
+//! touches; a mutex only for the reject map, which is touched on rejects alone. The HTTP
+//! API and `/metrics` read snapshots.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::latency::Latency;
+use crate::live::Live;
 
 /// The counters.
 #[derive(Debug, Default)]
@@ -20,6 +25,17 @@ pub struct PoolStats {
     blocks_found: AtomicU64,
     blocks_accepted: AtomicU64,
     best_share_bits: AtomicU64,
+    job_unix: AtomicU64,
+    height: AtomicU64,
+    network_difficulty_bits: AtomicU64,
+    /// Connected workers and their hashrates.
+    pub live: Live,
+    /// `getblocktemplate` round trips (long polls excluded: they wait on purpose).
+    pub template_fetch: Latency,
+    /// `submitblock` round trips (to every node at once).
+    pub submitblock: Latency,
+    /// From an accepted share to its durable acknowledgement (PostgreSQL or spool).
+    pub share_ack: Latency,
 }
 
 /// A copy of the counters at one moment.
@@ -45,6 +61,12 @@ pub struct Snapshot {
     pub blocks_accepted: u64,
     /// Highest share difficulty seen.
     pub best_share: f64,
+    /// When the current job was made (unix seconds; 0: no job yet).
+    pub job_unix: u64,
+    /// Height of the block being mined (0: no job yet).
+    pub height: u64,
+    /// Its network difficulty.
+    pub network_difficulty: f64,
 }
 
 impl PoolStats {
@@ -98,6 +120,14 @@ impl PoolStats {
         self.blocks_accepted.fetch_add(1, Relaxed);
     }
 
+    /// A new job went out at unix second `now`.
+    pub fn job_made(&self, height: u64, network_difficulty: f64, now: u64) {
+        self.height.store(height, Relaxed);
+        self.network_difficulty_bits
+            .store(network_difficulty.to_bits(), Relaxed);
+        self.job_unix.store(now, Relaxed);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -115,6 +145,9 @@ impl PoolStats {
             blocks_found: self.blocks_found.load(Relaxed),
             blocks_accepted: self.blocks_accepted.load(Relaxed),
             best_share: f64::from_bits(self.best_share_bits.load(Relaxed)),
+            job_unix: self.job_unix.load(Relaxed),
+            height: self.height.load(Relaxed),
+            network_difficulty: f64::from_bits(self.network_difficulty_bits.load(Relaxed)),
         }
     }
 }

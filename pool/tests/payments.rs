@@ -30,6 +30,9 @@ password = "{password}"
 [stratum]
 bind = "127.0.0.1:0"
 
+[api]
+bind = "127.0.0.1:0"
+
 [database]
 url = "{db}"
 

@@ -8,6 +8,7 @@
 
 pub mod leader;
 pub mod payments;
+pub mod reads;
 pub mod sampler;
 pub mod spool;
 pub mod tracker;

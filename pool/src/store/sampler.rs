@@ -17,11 +17,18 @@ impl Store {
         let mut tx = self.db().begin().await?;
         // Whole minutes back to ten minutes ago, plus the current one so far.
         let span = "date_trunc('minute', now()) - make_interval(secs => $1)";
+        // Rates are per second of the span, or of the time since the first share if the
+        // pool is younger than the span (a fresh pool is not a tenth as fast); at least ten
+        // seconds, as for the live figures.
+        let secs = format!(
+            "greatest(10.0, extract(epoch FROM now() - greatest({span}, \
+             (SELECT min(time) FROM shares))))"
+        );
         sqlx::query(&format!(
             "INSERT INTO miner_stats (time, address, worker, hashrate, shares_per_sec)
              SELECT now(), address, worker,
-                    sum(difficulty) * 4294967296.0 / extract(epoch FROM now() - ({span})),
-                    sum(shares) / extract(epoch FROM now() - ({span}))
+                    sum(difficulty) * 4294967296.0 / {secs},
+                    sum(shares) / {secs}
              FROM share_minutes WHERE minute >= {span}
              GROUP BY address, worker"
         ))
@@ -31,8 +38,8 @@ impl Store {
         let hashrate: f64 = sqlx::query_scalar(&format!(
             "INSERT INTO pool_stats (time, hashrate, shares_per_sec, miners, workers)
              SELECT now(),
-                    coalesce(sum(difficulty), 0) * 4294967296.0 / extract(epoch FROM now() - ({span})),
-                    coalesce(sum(shares), 0) / extract(epoch FROM now() - ({span})),
+                    coalesce(sum(difficulty), 0) * 4294967296.0 / {secs},
+                    coalesce(sum(shares), 0) / {secs},
                     count(DISTINCT address), count(DISTINCT (address, worker))
              FROM share_minutes WHERE minute >= {span}
              RETURNING hashrate"

@@ -47,6 +47,11 @@ pub fn config(
         ..PoolConfig::default()
     };
     c.stratum.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.api.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    // At regtest share difficulties nearly every hash is a share, and our miner submits
+    // in bursts far above the default 50 messages/s; a pool at real difficulties never
+    // sees that.
+    c.limits.messages_per_sec = 2000;
     c.jobs.refresh_secs = 5;
     c.jobs.max_retry_secs = 1;
     c
@@ -214,4 +219,42 @@ pub fn script_of(address: &str) -> Vec<u8> {
     protocol::address::parse(address, protocol::address::Network::Regtest)
         .unwrap()
         .script_pubkey
+}
+
+/// Polls `f` every 200 ms until it is true.
+pub async fn until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `GET http://addr/path`: the status and the body (4xx and 5xx included).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().expect("the API answers");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().expect("a text body");
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+/// [`http_get`] of a JSON body.
+pub async fn http_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(addr, path).await;
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, value)
 }

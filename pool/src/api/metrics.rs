@@ -1,0 +1,259 @@
+//! `GET /metrics` in the Prometheus text format (version 0.0.4): connections, shares by
+//! result and reject reason, hashrate, blocks and their status, job age, and histograms of
+//! template fetch, submitblock and share acknowledgement latency.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiState;
+use crate::connection::unix_now;
+use crate::latency::LatencySnapshot;
+
+/// The handler.
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    let by_status = match &state.store {
+        Some(store) => store.totals().await.ok().map(|t| t.by_status),
+        None => None,
+    };
+    let body = render(&state, by_status.as_ref().map(|s| &s[..]));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn value(&mut self, name: &str, labels: &str, v: f64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {v}");
+        }
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: f64) {
+        self.head(name, kind, help);
+        self.value(name, "", v);
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &LatencySnapshot) {
+        self.head(name, "histogram", help);
+        for (bound, count) in &h.buckets {
+            self.value(
+                &format!("{name}_bucket"),
+                &format!("le=\"{bound}\""),
+                *count as f64,
+            );
+        }
+        self.value(&format!("{name}_bucket"), "le=\"+Inf\"", h.count as f64);
+        self.value(&format!("{name}_sum"), "", h.sum_secs);
+        self.value(&format!("{name}_count"), "", h.count as f64);
+    }
+}
+
+/// The exposition text; `blocks_by_status` from the database when there is one.
+pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> String {
+    let s = state.stats.snapshot();
+    let now = u64::from(unix_now());
+    let live = state.stats.live.snapshot(now);
+    let mut o = Out(String::new());
+    o.one(
+        "pool_connections",
+        "gauge",
+        "Open Stratum connections.",
+        s.connections as f64,
+    );
+    o.one(
+        "pool_connections_total",
+        "counter",
+        "Stratum connections accepted since start.",
+        s.connections_total as f64,
+    );
+    o.one(
+        "pool_connections_refused_total",
+        "counter",
+        "Connections refused by a limit or a ban.",
+        s.refused as f64,
+    );
+    o.one(
+        "pool_bans_total",
+        "counter",
+        "Addresses banned.",
+        s.bans as f64,
+    );
+    o.one(
+        "pool_miners",
+        "gauge",
+        "Distinct payout addresses connected.",
+        live.miners as f64,
+    );
+    o.one(
+        "pool_workers",
+        "gauge",
+        "Distinct workers connected.",
+        live.connected_workers as f64,
+    );
+    o.head(
+        "pool_shares_total",
+        "counter",
+        "Shares by result (accepted or rejected).",
+    );
+    let rejected: u64 = s.rejected.values().sum();
+    o.value(
+        "pool_shares_total",
+        "result=\"accepted\"",
+        s.accepted as f64,
+    );
+    o.value("pool_shares_total", "result=\"rejected\"", rejected as f64);
+    o.head(
+        "pool_shares_rejected_total",
+        "counter",
+        "Rejected shares by reason.",
+    );
+    for (reason, n) in &s.rejected {
+        o.value(
+            "pool_shares_rejected_total",
+            &format!("reason=\"{}\"", label(reason)),
+            *n as f64,
+        );
+    }
+    o.one(
+        "pool_accepted_difficulty_total",
+        "counter",
+        "Sum of the difficulty of accepted shares.",
+        s.accepted_difficulty,
+    );
+    o.one(
+        "pool_hashrate_hashes_per_second",
+        "gauge",
+        "Pool hashrate from accepted share difficulty over the last ten minutes.",
+        live.hashrate,
+    );
+    o.one(
+        "pool_shares_per_second",
+        "gauge",
+        "Accepted shares per second over the last ten minutes.",
+        live.shares_per_sec,
+    );
+    o.one(
+        "pool_best_share_difficulty",
+        "gauge",
+        "Highest share difficulty since start.",
+        s.best_share,
+    );
+    o.head(
+        "pool_blocks_total",
+        "counter",
+        "Block candidates found and blocks a node accepted, since start.",
+    );
+    o.value(
+        "pool_blocks_total",
+        "result=\"found\"",
+        s.blocks_found as f64,
+    );
+    o.value(
+        "pool_blocks_total",
+        "result=\"accepted\"",
+        s.blocks_accepted as f64,
+    );
+    if let Some(statuses) = blocks_by_status {
+        o.head(
+            "pool_blocks",
+            "gauge",
+            "Blocks in the database by status (pending, confirmed, orphaned).",
+        );
+        for (status, n) in statuses {
+            o.value(
+                "pool_blocks",
+                &format!("status=\"{}\"", label(status)),
+                *n as f64,
+            );
+        }
+    }
+    if s.job_unix > 0 {
+        o.one(
+            "pool_job_age_seconds",
+            "gauge",
+            "Seconds since the current job was made.",
+            now.saturating_sub(s.job_unix) as f64,
+        );
+        o.one(
+            "pool_block_height",
+            "gauge",
+            "Height of the block being mined.",
+            s.height as f64,
+        );
+        o.one(
+            "pool_network_difficulty",
+            "gauge",
+            "Network difficulty of the block being mined.",
+            s.network_difficulty,
+        );
+    }
+    o.histogram(
+        "pool_template_fetch_seconds",
+        "getblocktemplate round trips (long polls excluded).",
+        &state.stats.template_fetch.snapshot(),
+    );
+    o.histogram(
+        "pool_submitblock_seconds",
+        "submitblock round trips.",
+        &state.stats.submitblock.snapshot(),
+    );
+    o.histogram(
+        "pool_share_ack_seconds",
+        "From an accepted share to its durable acknowledgement.",
+        &state.stats.share_ack.snapshot(),
+    );
+    let w = &state.writer;
+    o.head(
+        "pool_share_records_total",
+        "counter",
+        "Share records by where they went: stored, spooled, replayed, lost.",
+    );
+    for (what, n) in [
+        ("stored", &w.stored),
+        ("spooled", &w.spooled),
+        ("replayed", &w.replayed),
+        ("lost", &w.lost),
+    ] {
+        o.value(
+            "pool_share_records_total",
+            &format!("outcome=\"{what}\""),
+            n.load(Ordering::Relaxed) as f64,
+        );
+    }
+    o.one(
+        "pool_leader",
+        "gauge",
+        "1 when this process does the bookkeeping (blocks, payments, statistics).",
+        if state.leading.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    o.0
+}

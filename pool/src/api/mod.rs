@@ -1,0 +1,242 @@
+//! The pool's HTTP side, on its own address (`api.bind`, `--api-bind`), apart from Stratum:
+//!
+//! - a JSON API shaped like Miningcore's (`/api/pools`, `/api/pools/{id}` and its
+//!   `performance`, `miners`, `miners/{address}`, `blocks`, `payments`; `/api/health`), so
+//!   dashboards written for Miningcore can read it ([`miningcore`]);
+//! - Prometheus `/metrics` ([`metrics`]).
+//!
+//! Live figures come from memory ([`crate::stats::PoolStats`]); history, accounts, blocks
+//! and payments from PostgreSQL. Errors are JSON `{"error", "status"}` with the status code:
+//! 404 for an unknown pool id or address, 400 for bad parameters, 503 when the figure needs
+//! a database that is not configured or not answering.
+
+pub mod metrics;
+pub mod miningcore;
+pub mod time;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use protocol::address::Network;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::{Mode, PoolConfig};
+use crate::stats::PoolStats;
+use crate::store::Store;
+use crate::store::writer::WriterStats;
+
+/// The settings the API shows, fixed at start.
+#[derive(Clone, Debug)]
+pub struct PoolFacts {
+    /// The pool's id in URLs (`api.pool_id`).
+    pub id: String,
+    /// SOLO or PPLNS.
+    pub mode: Mode,
+    /// The chain.
+    pub network: Network,
+    /// The pool's own address (PPLNS).
+    pub pool_address: Option<String>,
+    /// The Stratum port.
+    pub stratum_port: u16,
+    /// Starting, least and most difficulty.
+    pub vardiff: (f64, f64, f64),
+    /// Fee, percent.
+    pub fee_percent: f64,
+    /// PPLNS window factor.
+    pub window_factor: f64,
+    /// Confirmations before a block's reward is credited.
+    pub confirmations: u64,
+    /// Whether payments are sent.
+    pub payments: bool,
+    /// Least payment, satoshis.
+    pub threshold: u64,
+}
+
+impl PoolFacts {
+    /// From the settings and the bound Stratum port.
+    pub fn new(config: &PoolConfig, network: Network, stratum_port: u16) -> PoolFacts {
+        PoolFacts {
+            id: config.api.pool_id.clone(),
+            mode: config.mode,
+            network,
+            pool_address: config.pool_address.clone(),
+            stratum_port,
+            vardiff: (config.vardiff.start, config.vardiff.min, config.vardiff.max),
+            fee_percent: config.payouts.fee_percent,
+            window_factor: config.payouts.window_factor,
+            confirmations: config.payouts.confirmations,
+            payments: config.payouts.payments,
+            threshold: config.payouts.threshold,
+        }
+    }
+}
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Fixed facts.
+    pub facts: Arc<PoolFacts>,
+    /// Live counters, figures and latencies.
+    pub stats: Arc<PoolStats>,
+    /// The store, when a database is configured.
+    pub store: Option<Store>,
+    /// What the share writer has done.
+    pub writer: Arc<WriterStats>,
+    /// Whether this process does the bookkeeping now.
+    pub leading: Arc<AtomicBool>,
+}
+
+/// The router: the JSON API and `/metrics`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/health", get(miningcore::health))
+        .route("/api/pools", get(miningcore::pools))
+        .route("/api/pools/{id}", get(miningcore::pool))
+        .route("/api/pools/{id}/performance", get(miningcore::performance))
+        .route("/api/pools/{id}/miners", get(miningcore::miners))
+        .route("/api/pools/{id}/miners/{address}", get(miningcore::miner))
+        .route(
+            "/api/pools/{id}/miners/{address}/payments",
+            get(miningcore::miner_payments),
+        )
+        .route("/api/pools/{id}/blocks", get(miningcore::blocks))
+        .route("/api/pools/{id}/payments", get(miningcore::payments))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
+/// Binds `bind` and serves until `cancel` fires; returns the bound address.
+pub async fn start(
+    bind: SocketAddr,
+    state: ApiState,
+    cancel: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { cancel.cancelled().await });
+        if let Err(e) = serve.await {
+            warn!(error = %e, "the HTTP API stopped");
+        }
+    });
+    Ok((addr, task))
+}
+
+/// An API error: a status code and a message, as JSON.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400.
+    BadRequest(String),
+    /// 404.
+    NotFound(String),
+    /// 503: no database, or it does not answer.
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        (
+            status,
+            axum::Json(json!({"error": message, "status": status.as_u16()})),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Unavailable(format!("the database did not answer: {e}"))
+    }
+}
+
+/// Paging as Miningcore takes it: `page` from 0, `pageSize` 1..=500 (default 15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+}
+
+impl Page {
+    /// From the query string.
+    pub fn from_query(q: &HashMap<String, String>) -> Result<Page, ApiError> {
+        let number =
+            |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match q.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "{name} must be a whole number from {} to {}, not {v:?}",
+                            range.start(),
+                            range.end()
+                        ))
+                    }),
+            };
+        let page = number("page", 0, 0..=1_000_000)?;
+        let size = number("pageSize", 15, 1..=500)?;
+        Ok(Page {
+            offset: page * size,
+            limit: size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_defaults_bounds_and_errors() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            Page::from_query(&q(&[])).unwrap(),
+            Page {
+                offset: 0,
+                limit: 15
+            }
+        );
+        assert_eq!(
+            Page::from_query(&q(&[("page", "2"), ("pageSize", "50")])).unwrap(),
+            Page {
+                offset: 100,
+                limit: 50
+            }
+        );
+        for bad in [
+            ("page", "-1"),
+            ("pageSize", "0"),
+            ("pageSize", "501"),
+            ("page", "x"),
+        ] {
+            assert!(matches!(
+                Page::from_query(&q(&[bad])),
+                Err(ApiError::BadRequest(_))
+            ));
+        }
+    }
+}

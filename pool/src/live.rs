@@ -1,0 +1,259 @@
+//! Live figures kept in memory for the API and the metrics: who is connected, and each
+//! worker's accepted share difficulty over the last ten minutes in ten-second buckets.
+//!
+//! Hashrate = accepted difficulty × 2^32 / seconds (a difficulty-1 share takes 2^32 hashes
+//! on average), over the ten-minute window, or over the time since the pool started when
+//! that is shorter, so a fresh pool does not report a tenth of its rate.
+//!
+//! These are this process's connections only; history, and the figures of every pool
+//! process sharing a database, come from PostgreSQL (`pool_stats`, `miner_stats`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+
+/// The window hashrates are averaged over, seconds.
+pub const WINDOW_SECS: u64 = 600;
+const BUCKET_SECS: u64 = 10;
+const BUCKETS: usize = (WINDOW_SECS / BUCKET_SECS) as usize;
+
+/// One ten-second bucket: which ten seconds (unix seconds / 10), and what came in them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bucket {
+    slot: u64,
+    difficulty: f64,
+    shares: u64,
+}
+
+#[derive(Debug)]
+struct Worker {
+    connections: u32,
+    buckets: [Bucket; BUCKETS],
+    last_share: Option<u64>,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            connections: 0,
+            buckets: [Bucket::default(); BUCKETS],
+            last_share: None,
+        }
+    }
+}
+
+impl Worker {
+    /// (difficulty, shares) of the buckets inside the window ending at `now`.
+    fn window(&self, now: u64) -> (f64, u64) {
+        let newest = now / BUCKET_SECS;
+        let oldest = newest.saturating_sub(BUCKETS as u64 - 1);
+        self.buckets
+            .iter()
+            .filter(|b| b.slot >= oldest && b.slot <= newest && b.shares > 0)
+            .fold((0.0, 0), |(d, n), b| (d + b.difficulty, n + b.shares))
+    }
+}
+
+/// The live state; cheap to update from every connection task.
+#[derive(Debug)]
+pub struct Live {
+    started: u64,
+    workers: Mutex<BTreeMap<(String, String), Worker>>,
+}
+
+/// One worker now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerLive {
+    /// Payout address.
+    pub address: String,
+    /// Worker name (empty when none).
+    pub worker: String,
+    /// Open connections authorized as this worker.
+    pub connections: u32,
+    /// H/s over the window.
+    pub hashrate: f64,
+    /// Accepted shares per second over the window.
+    pub shares_per_sec: f64,
+    /// Unix seconds of its last accepted share.
+    pub last_share: Option<u64>,
+}
+
+/// The pool now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LiveSnapshot {
+    /// Every worker connected now or with shares in the window, by address then name.
+    pub workers: Vec<WorkerLive>,
+    /// Distinct addresses with at least one connection.
+    pub miners: usize,
+    /// Distinct (address, worker) with at least one connection.
+    pub connected_workers: usize,
+    /// Pool H/s over the window.
+    pub hashrate: f64,
+    /// Pool accepted shares per second over the window.
+    pub shares_per_sec: f64,
+}
+
+impl Default for Live {
+    /// Empty, as of now.
+    fn default() -> Self {
+        Live::new(u64::from(crate::connection::unix_now()))
+    }
+}
+
+impl Live {
+    /// Empty, as of unix second `now`.
+    pub fn new(now: u64) -> Live {
+        Live {
+            started: now,
+            workers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<(String, String), Worker>) -> R) -> R {
+        f(&mut self.workers.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A connection authorized as `address.worker`.
+    pub fn connected(&self, address: &str, worker: &str) {
+        self.with(|w| {
+            w.entry((address.to_string(), worker.to_string()))
+                .or_default()
+                .connections += 1;
+        });
+    }
+
+    /// A connection authorized as `address.worker` closed.
+    pub fn disconnected(&self, address: &str, worker: &str) {
+        self.with(|w| {
+            if let Some(entry) = w.get_mut(&(address.to_string(), worker.to_string())) {
+                entry.connections = entry.connections.saturating_sub(1);
+            }
+        });
+    }
+
+    /// An accepted share of `difficulty` at unix second `now`.
+    pub fn share(&self, address: &str, worker: &str, difficulty: f64, now: u64) {
+        let slot = now / BUCKET_SECS;
+        self.with(|w| {
+            let entry = w
+                .entry((address.to_string(), worker.to_string()))
+                .or_default();
+            let bucket = &mut entry.buckets[(slot % BUCKETS as u64) as usize];
+            if bucket.slot != slot {
+                *bucket = Bucket {
+                    slot,
+                    ..Bucket::default()
+                };
+            }
+            bucket.difficulty += difficulty;
+            bucket.shares += 1;
+            entry.last_share = Some(entry.last_share.map_or(now, |t| t.max(now)));
+        });
+    }
+
+    /// The figures at unix second `now`; forgets workers that left and have no share in
+    /// the window.
+    pub fn snapshot(&self, now: u64) -> LiveSnapshot {
+        let span = now
+            .saturating_sub(self.started)
+            .clamp(BUCKET_SECS, WINDOW_SECS) as f64;
+        self.with(|w| {
+            w.retain(|_, v| v.connections > 0 || v.window(now).1 > 0);
+            let mut out = LiveSnapshot::default();
+            let mut addresses = BTreeSet::new();
+            for ((address, worker), v) in w.iter() {
+                let (difficulty, shares) = v.window(now);
+                let row = WorkerLive {
+                    address: address.clone(),
+                    worker: worker.clone(),
+                    connections: v.connections,
+                    hashrate: difficulty * 4_294_967_296.0 / span,
+                    shares_per_sec: shares as f64 / span,
+                    last_share: v.last_share,
+                };
+                if v.connections > 0 {
+                    addresses.insert(address.clone());
+                    out.connected_workers += 1;
+                }
+                out.hashrate += row.hashrate;
+                out.shares_per_sec += row.shares_per_sec;
+                out.workers.push(row);
+            }
+            out.miners = addresses.len();
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000;
+
+    #[test]
+    fn hashrate_is_difficulty_times_2_32_over_the_window() {
+        let live = Live::new(T0 - 3600);
+        live.connected("addr1", "rig1");
+        live.connected("addr1", "rig2");
+        live.connected("addr2", "");
+        // 600 difficulty-1 shares over ten minutes from rig1: 2^32 H/s.
+        for i in 0..600 {
+            live.share("addr1", "rig1", 1.0, T0 + i);
+        }
+        // rig2: 60 shares of difficulty 5 in the last minute.
+        for i in 0..60 {
+            live.share("addr1", "rig2", 5.0, T0 + 540 + i);
+        }
+        let s = live.snapshot(T0 + 599);
+        assert_eq!(s.miners, 2);
+        assert_eq!(s.connected_workers, 3);
+        let rig1 = &s.workers[0];
+        assert_eq!(
+            (rig1.address.as_str(), rig1.worker.as_str()),
+            ("addr1", "rig1")
+        );
+        assert!(
+            (rig1.hashrate - 4_294_967_296.0).abs() < 1.0,
+            "{}",
+            rig1.hashrate
+        );
+        assert!((rig1.shares_per_sec - 1.0).abs() < 1e-9);
+        assert_eq!(rig1.last_share, Some(T0 + 599));
+        let rig2 = &s.workers[1];
+        assert!((rig2.hashrate - 300.0 * 4_294_967_296.0 / 600.0).abs() < 1.0);
+        assert_eq!(s.workers[2].hashrate, 0.0);
+        assert!((s.hashrate - rig1.hashrate - rig2.hashrate).abs() < 1.0);
+    }
+
+    #[test]
+    fn old_shares_leave_the_window_and_gone_workers_are_forgotten() {
+        let live = Live::new(T0 - 3600);
+        live.connected("a", "w");
+        live.share("a", "w", 2.0, T0);
+        live.disconnected("a", "w");
+        let s = live.snapshot(T0 + 5);
+        assert_eq!((s.miners, s.connected_workers, s.workers.len()), (0, 0, 1));
+        assert!(s.hashrate > 0.0);
+        // Ten minutes on, the share is out of the window and the worker is gone.
+        let s = live.snapshot(T0 + WINDOW_SECS + BUCKET_SECS);
+        assert_eq!(s, LiveSnapshot::default());
+        // A bucket reused a window later starts from zero.
+        live.share("a", "w", 1.0, T0 + WINDOW_SECS);
+        let s = live.snapshot(T0 + WINDOW_SECS);
+        assert!((s.shares_per_sec * 600.0 - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_fresh_pool_divides_by_its_age_not_the_whole_window() {
+        let live = Live::new(T0);
+        for i in 0..60 {
+            live.share("a", "", 1.0, T0 + i);
+        }
+        let s = live.snapshot(T0 + 60);
+        assert!(
+            (s.shares_per_sec - 1.0).abs() < 1e-9,
+            "{}",
+            s.shares_per_sec
+        );
+    }
+}

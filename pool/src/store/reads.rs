@@ -1,0 +1,311 @@
+//! Reads for the HTTP API: history and accounts. Amounts stay in satoshis and times in
+//! unix microseconds here; the API turns them into Miningcore's shapes.
+
+use sqlx::Row;
+
+use crate::store::{BlockRow, Store, StoreError};
+
+/// How samples are grouped (`date_trunc` units).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interval {
+    /// One sample per minute.
+    Minute,
+    /// One per hour (Miningcore's default).
+    Hour,
+    /// One per day.
+    Day,
+}
+
+impl Interval {
+    fn unit(self) -> &'static str {
+        match self {
+            Interval::Minute => "minute",
+            Interval::Hour => "hour",
+            Interval::Day => "day",
+        }
+    }
+}
+
+/// The pool over one interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSample {
+    /// Start of the interval.
+    pub time_us: i64,
+    /// Mean H/s.
+    pub hashrate: f64,
+    /// Mean accepted shares per second.
+    pub shares_per_sec: f64,
+    /// Most miners seen at once.
+    pub miners: i64,
+    /// Most workers seen at once.
+    pub workers: i64,
+}
+
+/// One worker over one interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSample {
+    /// Start of the interval.
+    pub time_us: i64,
+    /// Worker name.
+    pub worker: String,
+    /// Mean H/s.
+    pub hashrate: f64,
+    /// Mean accepted shares per second.
+    pub shares_per_sec: f64,
+}
+
+/// A found block as the API shows it: the stored block and where it stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockView {
+    /// The block as found.
+    pub block: BlockRow,
+    /// pending, confirmed or orphaned.
+    pub status: String,
+    /// Confirmations at the last check.
+    pub confirmations: i64,
+    /// Share difficulty of the round over network difficulty (set when frozen).
+    pub effort: Option<f64>,
+}
+
+/// One payment to one address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaymentRow {
+    /// The address paid.
+    pub address: String,
+    /// Satoshis.
+    pub amount: i64,
+    /// The wallet transaction.
+    pub txid: Option<String>,
+    /// When it was sent.
+    pub time_us: i64,
+}
+
+/// One address's account.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Account {
+    /// Whether the pool has ever seen the address (shares, credits or payments).
+    pub known: bool,
+    /// Credited, not yet paid, satoshis.
+    pub balance: i64,
+    /// Paid in all, satoshis.
+    pub paid: i64,
+    /// Paid since midnight UTC, satoshis.
+    pub paid_today: i64,
+    /// The last payment's time.
+    pub last_payment_us: Option<i64>,
+    /// Share difficulty since the pool's last block: this round's work.
+    pub round_difficulty: f64,
+}
+
+/// Pool-wide totals.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Paid to miners in all, satoshis.
+    pub paid: i64,
+    /// Blocks found (every status).
+    pub blocks: i64,
+    /// Pending, confirmed and orphaned counts.
+    pub by_status: [(String, i64); 3],
+    /// The last block's time.
+    pub last_block_us: Option<i64>,
+    /// Share difficulty since the last block.
+    pub round_difficulty: f64,
+}
+
+/// Share difficulty since the pool's last block (all of it before the first block):
+/// whole minutes after the block's minute from `share_minutes`, the rest of the block's
+/// own minute from raw `shares`, so the sum is exact without scanning a long round's
+/// shares. `{and}` narrows both to one address (`$1`).
+fn round_difficulty_sql(and: &str) -> String {
+    let last = "coalesce((SELECT max(found_at) FROM blocks), 'epoch'::timestamptz)";
+    format!(
+        "(coalesce((SELECT sum(difficulty) FROM share_minutes
+                    WHERE minute > date_trunc('minute', {last}) {and}), 0)
+          + coalesce((SELECT sum(difficulty) FROM shares
+                      WHERE time > {last}
+                        AND time < date_trunc('minute', {last}) + interval '1 minute' {and}), 0))"
+    )
+}
+
+impl Store {
+    /// The pool's samples of the last `since_secs`, grouped by `interval`, oldest first.
+    pub async fn pool_samples(
+        &self,
+        since_secs: f64,
+        interval: Interval,
+    ) -> Result<Vec<PoolSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts_to_micros(date_trunc($2, time)) AS t, avg(hashrate) AS h,
+                    avg(shares_per_sec) AS s, max(miners)::bigint AS m, max(workers)::bigint AS w
+             FROM pool_stats WHERE time >= now() - make_interval(secs => $1)
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(since_secs)
+        .bind(interval.unit())
+        .fetch_all(self.db())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PoolSample {
+                    time_us: r.try_get("t")?,
+                    hashrate: r.try_get("h")?,
+                    shares_per_sec: r.try_get("s")?,
+                    miners: r.try_get("m")?,
+                    workers: r.try_get("w")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One address's per-worker samples of the last `since_secs`, oldest first.
+    pub async fn worker_samples(
+        &self,
+        address: &str,
+        since_secs: f64,
+        interval: Interval,
+    ) -> Result<Vec<WorkerSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts_to_micros(date_trunc($3, time)) AS t, worker, avg(hashrate) AS h,
+                    avg(shares_per_sec) AS s
+             FROM miner_stats
+             WHERE address = $1 AND time >= now() - make_interval(secs => $2)
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .bind(address)
+        .bind(since_secs)
+        .bind(interval.unit())
+        .fetch_all(self.db())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkerSample {
+                    time_us: r.try_get("t")?,
+                    worker: r.try_get("worker")?,
+                    hashrate: r.try_get("h")?,
+                    shares_per_sec: r.try_get("s")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Blocks, newest first.
+    pub async fn blocks_page(&self, offset: i64, limit: i64) -> Result<Vec<BlockView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hash, height, ts_to_micros(found_at) AS found, finder, reward,
+                    network_difficulty, status::text AS status, confirmations, effort
+             FROM blocks ORDER BY found_at DESC, hash OFFSET $1 LIMIT $2",
+        )
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(self.db())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlockView {
+                    block: BlockRow {
+                        hash: r.try_get("hash")?,
+                        height: r.try_get("height")?,
+                        found_us: r.try_get("found")?,
+                        finder: r.try_get("finder")?,
+                        reward: r.try_get("reward")?,
+                        network_difficulty: r.try_get("network_difficulty")?,
+                    },
+                    status: r.try_get("status")?,
+                    confirmations: r.try_get("confirmations")?,
+                    effort: r.try_get("effort")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Payments sent, newest first; one address's when `address` is given.
+    pub async fn payments_page(
+        &self,
+        address: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<PaymentRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.address, p.amount, o.txid,
+                    ts_to_micros(coalesce(o.sent_at, o.created_at)) AS t
+             FROM payments p JOIN payouts o ON o.id = p.payout_id
+             WHERE o.status = 'sent' AND ($1::text IS NULL OR p.address = $1)
+             ORDER BY o.id DESC, p.address OFFSET $2 LIMIT $3",
+        )
+        .bind(address)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(self.db())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PaymentRow {
+                    address: r.try_get("address")?,
+                    amount: r.try_get("amount")?,
+                    txid: r.try_get("txid")?,
+                    time_us: r.try_get("t")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One address's account.
+    pub async fn account(&self, address: &str) -> Result<Account, StoreError> {
+        let r = sqlx::query(&format!(
+            "SELECT
+               coalesce((SELECT amount FROM balances WHERE address = $1), 0) AS balance,
+               coalesce((SELECT paid FROM balances WHERE address = $1), 0) AS paid,
+               coalesce((SELECT sum(p.amount) FROM payments p JOIN payouts o ON o.id = p.payout_id
+                         WHERE p.address = $1 AND o.status = 'sent'
+                           AND o.sent_at >= date_trunc('day', now() AT TIME ZONE 'UTC')
+                                            AT TIME ZONE 'UTC'), 0)::bigint AS today,
+               (SELECT ts_to_micros(max(o.sent_at)) FROM payments p
+                  JOIN payouts o ON o.id = p.payout_id
+                WHERE p.address = $1 AND o.status = 'sent') AS last_payment,
+               {round} AS round,
+               EXISTS (SELECT 1 FROM share_minutes WHERE address = $1)
+                 OR EXISTS (SELECT 1 FROM balances WHERE address = $1)
+                 OR EXISTS (SELECT 1 FROM credits WHERE address = $1) AS known",
+            round = round_difficulty_sql("AND address = $1")
+        ))
+        .bind(address)
+        .fetch_one(self.db())
+        .await?;
+        Ok(Account {
+            known: r.try_get("known")?,
+            balance: r.try_get("balance")?,
+            paid: r.try_get("paid")?,
+            paid_today: r.try_get("today")?,
+            last_payment_us: r.try_get("last_payment")?,
+            round_difficulty: r.try_get("round")?,
+        })
+    }
+
+    /// Pool-wide totals.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let r = sqlx::query(&format!(
+            "SELECT
+               coalesce((SELECT sum(paid) FROM balances), 0)::bigint AS paid,
+               (SELECT count(*) FROM blocks) AS blocks,
+               (SELECT count(*) FROM blocks WHERE status = 'pending') AS pending,
+               (SELECT count(*) FROM blocks WHERE status = 'confirmed') AS confirmed,
+               (SELECT count(*) FROM blocks WHERE status = 'orphaned') AS orphaned,
+               (SELECT ts_to_micros(max(found_at)) FROM blocks) AS last_block,
+               {round} AS round",
+            round = round_difficulty_sql("")
+        ))
+        .fetch_one(self.db())
+        .await?;
+        Ok(Totals {
+            paid: r.try_get("paid")?,
+            blocks: r.try_get("blocks")?,
+            by_status: [
+                ("pending".into(), r.try_get("pending")?),
+                ("confirmed".into(), r.try_get("confirmed")?),
+                ("orphaned".into(), r.try_get("orphaned")?),
+            ],
+            last_block_us: r.try_get("last_block")?,
+            round_difficulty: r.try_get("round")?,
+        })
+    }
+}
