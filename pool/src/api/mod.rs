@@ -3,7 +3,9 @@
 //! - a JSON API shaped like Miningcore's (`/api/pools`, `/api/pools/{id}` and its
 //!   `performance`, `miners`, `miners/{address}`, `blocks`, `payments`; `/api/health`), so
 //!   dashboards written for Miningcore can read it ([`miningcore`]);
-//! - Prometheus `/metrics` ([`metrics`]).
+//! - Prometheus `/metrics` ([`metrics`]);
+//! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
+//!   JSON API from the browser, so it needs no build step and shows what the API shows.
 //!
 //! Live figures come from memory ([`crate::stats::PoolStats`]); history, accounts, blocks
 //! and payments from PostgreSQL. Errors are JSON `{"error", "status"}` with the status code:
@@ -95,9 +97,10 @@ pub struct ApiState {
     pub leading: Arc<AtomicBool>,
 }
 
-/// The router: the JSON API and `/metrics`.
+/// The router: the dashboard, the JSON API and `/metrics`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/api/health", get(miningcore::health))
         .route("/api/pools", get(miningcore::pools))
         .route("/api/pools/{id}", get(miningcore::pool))
@@ -113,6 +116,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
+}
+
+/// The dashboard page.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 /// Binds `bind` and serves until `cancel` fires; returns the bound address.
