@@ -215,6 +215,13 @@ async fn the_api_shows_a_real_mining_run() {
             .any(|s| s["poolHashrate"].as_f64().unwrap() > 0.0)
     );
 
+    // Percentiles of the latencies, from the same histograms as /metrics.
+    let (_, health) = http_json(api, "/api/health").await;
+    let ack = &health["latency"]["shareAck"];
+    assert!(ack["count"].as_u64().unwrap() > 0);
+    let (p50, p99) = (ack["p50"].as_f64().unwrap(), ack["p99"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p99, "{ack}");
+
     // Errors: JSON with the status code.
     for (path, want) in [
         ("/api/pools/nope".to_string(), 404),

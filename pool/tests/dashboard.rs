@@ -113,7 +113,13 @@ async fn the_dashboard_shows_the_pools_hashrate_and_a_found_block() {
     let api: SocketAddr = pool.running.api_addr.unwrap();
     let profile = tempfile::tempdir().unwrap();
 
-    // A fresh pool first: every section says what to do, and nothing fails.
+    // A fresh pool first: every section says what to do, and nothing fails (also once the
+    // leader has written its first, empty, sample).
+    until("a first sample", Duration::from_secs(30), || async {
+        let (_, v) = http_json(api, "/api/pools/pool/performance?r=day&i=minute").await;
+        v["stats"].as_array().is_some_and(|s| !s.is_empty())
+    })
+    .await;
     let base = format!("http://{api}/");
     let (dom, stderr) =
         tokio::task::block_in_place(|| headless(&base, profile.path(), &["--dump-dom"]));
@@ -144,7 +150,10 @@ async fn the_dashboard_shows_the_pools_hashrate_and_a_found_block() {
     pool.accepted_blocks(3, Duration::from_secs(60)).await;
     until("hashrate samples", Duration::from_secs(30), || async {
         let (_, v) = http_json(api, "/api/pools/pool/performance?r=day&i=minute").await;
-        v["stats"].as_array().is_some_and(|s| !s.is_empty())
+        v["stats"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["poolHashrate"].as_f64().is_some_and(|h| h > 0.0))
+        })
     })
     .await;
     for m in &miners {

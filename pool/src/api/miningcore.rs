@@ -113,6 +113,11 @@ fn workers_json<'a>(rows: impl Iterator<Item = &'a WorkerLive>) -> Value {
     Value::Object(map)
 }
 
+/// A latency's count and percentiles, seconds.
+fn percentiles(l: &crate::latency::LatencySnapshot) -> Value {
+    json!({"count": l.count, "p50": l.p50, "p90": l.p90, "p99": l.p99})
+}
+
 /// `GET /api/health`: 200 when the pool has a job and its database (if any) answers,
 /// else 503, with what is wrong.
 pub async fn health(State(state): State<ApiState>) -> Response {
@@ -136,6 +141,11 @@ pub async fn health(State(state): State<ApiState>) -> Response {
         },
         "database": database,
         "leader": state.leading.load(Ordering::Relaxed),
+        "latency": {
+            "templateFetch": percentiles(&state.stats.template_fetch.snapshot()),
+            "submitBlock": percentiles(&state.stats.submitblock.snapshot()),
+            "shareAck": percentiles(&state.stats.share_ack.snapshot()),
+        },
         "shareWriter": {
             "stored": state.writer.stored.load(Ordering::Relaxed),
             "spooled": state.writer.spooled.load(Ordering::Relaxed),
