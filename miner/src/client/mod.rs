@@ -53,6 +53,78 @@ pub struct ClientOptions {
     pub tls_fingerprint: Option<[u8; 32]>,
 }
 
+impl ClientOptions {
+    /// One plain-TCP pool on loopback `port`, version rolling asked for, the command line's
+    /// usual timeouts.
+    pub fn local(port: u16, user: &str, password: &str, agent: &str) -> ClientOptions {
+        ClientOptions {
+            pools: vec![PoolUrl {
+                host: "127.0.0.1".into(),
+                port,
+                tls: false,
+            }],
+            session: SessionConfig {
+                user: user.into(),
+                password: password.into(),
+                agent: agent.into(),
+                suggest_difficulty: None,
+                version_rolling_mask: Some(0x1fffe000),
+                extranonce2_range: None,
+            },
+            failback: Duration::from_secs(60),
+            allow_redirect: false,
+            timeout: Duration::from_secs(120),
+            max_bad_lines: 10,
+            tls_fingerprint: None,
+        }
+    }
+}
+
+/// A miner inside another program: an engine of CPU threads and a Stratum client on the
+/// current tokio runtime, as `miner -o` runs them (the pool's tests and demo use it).
+/// It stops when `cancel` fires or when this is dropped.
+pub struct Embedded {
+    /// Stops the client.
+    pub cancel: CancellationToken,
+    /// Its statistics.
+    pub stats: Arc<Stats>,
+    /// Its engine.
+    pub engine: Arc<Engine>,
+}
+
+impl Embedded {
+    /// Starts `threads` threads of `backend` mining for the pools of `opts`.
+    pub fn start(
+        opts: ClientOptions,
+        backend: crate::hash::Backend,
+        threads: usize,
+    ) -> Result<Embedded, String> {
+        let (tx, rx) = crate::engine::solution_channel();
+        let engine = Arc::new(Engine::start(backend, threads, tx).map_err(|e| e.to_string())?);
+        let found = forward_solutions(rx).map_err(|e| format!("cannot start a thread: {e}"))?;
+        let stats = Arc::new(Stats::new(Instant::now(), backend.name()));
+        let cancel = CancellationToken::new();
+        tokio::spawn(run(
+            opts,
+            engine.clone(),
+            found,
+            stats.clone(),
+            cancel.clone(),
+        ));
+        Ok(Embedded {
+            cancel,
+            stats,
+            engine,
+        })
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 /// A connected byte stream, plain or TLS.
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}

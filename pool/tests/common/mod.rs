@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use miner::client::{self, ClientOptions, PoolUrl, SessionConfig};
-use miner::engine::Engine;
+use miner::client::{ClientOptions, Embedded};
 use miner::hash::Backend;
 use miner::stats::Stats;
 use pool::blocks::BlockRecord;
@@ -125,7 +124,7 @@ impl TestPool {
 pub struct TestMiner {
     pub cancel: CancellationToken,
     pub stats: Arc<Stats>,
-    _engine: Arc<Engine>,
+    _engine: Embedded,
 }
 
 pub fn start_miner(port: u16, user: &str) -> TestMiner {
@@ -135,41 +134,14 @@ pub fn start_miner(port: u16, user: &str) -> TestMiner {
 /// A miner with a password (`d=N` asks for a fixed difficulty).
 pub fn start_miner_with(port: u16, user: &str, password: &str) -> TestMiner {
     let opts = ClientOptions {
-        pools: vec![PoolUrl {
-            host: "127.0.0.1".into(),
-            port,
-            tls: false,
-        }],
-        session: SessionConfig {
-            user: user.into(),
-            password: password.into(),
-            agent: "test-miner".into(),
-            suggest_difficulty: None,
-            version_rolling_mask: Some(0x1fffe000),
-            extranonce2_range: None,
-        },
-        failback: Duration::from_secs(60),
-        allow_redirect: false,
-        timeout: Duration::from_secs(120),
         max_bad_lines: 3,
-        tls_fingerprint: None,
+        ..ClientOptions::local(port, user, password, "test-miner")
     };
-    let (tx, rx) = miner::engine::solution_channel();
-    let engine = Arc::new(Engine::start(Backend::supported()[0], 1, tx).unwrap());
-    let arx = client::forward_solutions(rx).unwrap();
-    let stats = Arc::new(Stats::new(Instant::now(), "test"));
-    let cancel = CancellationToken::new();
-    tokio::spawn(client::run(
-        opts,
-        engine.clone(),
-        arx,
-        stats.clone(),
-        cancel.clone(),
-    ));
+    let m = Embedded::start(opts, Backend::supported()[0], 1).unwrap();
     TestMiner {
-        cancel,
-        stats,
-        _engine: engine,
+        cancel: m.cancel.clone(),
+        stats: m.stats.clone(),
+        _engine: m,
     }
 }
 
