@@ -32,19 +32,28 @@ fn say(text: &str) {
     println!("demo: {text}");
 }
 
+#[allow(dead_code)] // used by `main` only
 fn address_from_env(name: &str, default: &str) -> Result<SocketAddr, String> {
     let text = std::env::var(name).unwrap_or_else(|_| default.into());
     text.parse()
         .map_err(|e| format!("{name}={text:?} is not IP:PORT: {e}"))
 }
 
+// `pool/tests/demo.rs` runs this file's `run` as a test, so the README's main command
+// keeps working; `main` is unused there.
+#[allow(dead_code)]
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let keep = std::env::args().any(|a| a == "--keep");
     let cancel = CancellationToken::new();
-    let result = tokio::select! {
-        r = run(keep, cancel.clone()) => r,
-        _ = tokio::signal::ctrl_c() => Err("stopped by Ctrl-C".into()),
+    let addresses = address_from_env("DEMO_STRATUM", "127.0.0.1:3333")
+        .and_then(|s| Ok((s, address_from_env("DEMO_API", "127.0.0.1:8080")?)));
+    let result = match addresses {
+        Err(e) => Err(e),
+        Ok((stratum, api)) => tokio::select! {
+            r = run(stratum, api, keep, cancel.clone()) => r,
+            _ = tokio::signal::ctrl_c() => Err("stopped by Ctrl-C".into()),
+        },
     };
     // Whatever happened, the pool stops here; the node pair and PostgreSQL stop and their
     // temp dirs go when `run`'s values drop (they already have, on every path).
@@ -61,9 +70,14 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(keep: bool, cancel: CancellationToken) -> Result<(), String> {
-    let stratum = address_from_env("DEMO_STRATUM", "127.0.0.1:3333")?;
-    let api = address_from_env("DEMO_API", "127.0.0.1:8080")?;
+/// The demo: Stratum on `stratum`, the dashboard on `api`; with `keep`, runs until
+/// cancelled after the summary.
+pub async fn run(
+    stratum: SocketAddr,
+    api: SocketAddr,
+    keep: bool,
+    cancel: CancellationToken,
+) -> Result<(), String> {
     say("starting a regtest node pair (bitcoind from .cache/, in a temp dir)");
     let pair = blocking(RegtestPair::start)
         .await
