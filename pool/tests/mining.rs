@@ -50,6 +50,29 @@ async fn solo_mode_pays_the_miner_and_skips_a_dead_node() {
 
     let stats = pool.running.stats.snapshot();
     assert!(stats.accepted >= 3, "{stats:?}");
+
+    // Without a database the API still has the live figures; history says it needs one.
+    let api = pool.running.api_addr.unwrap();
+    let (status, health) = http_json(api, "/api/health").await;
+    assert_eq!(
+        (status, health["database"].as_str()),
+        (200, Some("not configured"))
+    );
+    let (_, pools) = http_json(api, "/api/pools/pool").await;
+    assert_eq!(pools["pool"]["paymentProcessing"]["payoutScheme"], "SOLO");
+    assert_eq!(pools["pool"]["poolStats"]["connectedMiners"], 1);
+    assert!(pools["pool"]["totalBlocks"].is_null());
+    let (_, miner_view) = http_json(api, &format!("/api/pools/pool/miners/{miner_address}")).await;
+    assert!(miner_view["performance"]["workers"]["rig1"].is_object());
+    assert!(miner_view["pendingBalance"].is_null());
+    for path in ["/api/pools/pool/blocks", "/api/pools/pool/payments"] {
+        let (status, body) = http_json(api, path).await;
+        assert_eq!(status, 503, "{path}");
+        assert!(
+            body["error"].as_str().unwrap().contains("database.url"),
+            "{body}"
+        );
+    }
     miner.cancel.cancel();
     pool.stop().await;
 }
