@@ -1,0 +1,145 @@
+//! `stratum-load`: simulated Stratum v1 miners against any pool (see `benches::load`).
+//!
+//! ```text
+//! stratum-load --pool 127.0.0.1:3333 --user ADDRESS --miners 1000 --rate 2000 --seconds 30
+//! stratum-load --pool 127.0.0.1:3333 --user ADDRESS --miners 10000 --mode idle --seconds 20
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use benches::load::{self, LoadOptions, Mode};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Simulated Stratum v1 miners: submit valid shares at a rate, or hold connections"
+)]
+struct Args {
+    /// The pool's Stratum address.
+    #[arg(long)]
+    pool: SocketAddr,
+    /// Payout address; miner i authorizes as ADDRESS.wi.
+    #[arg(long)]
+    user: String,
+    /// Connections.
+    #[arg(long, default_value_t = 100)]
+    miners: usize,
+    /// Shares per second, all miners together (submit mode).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds to submit, or to hold the connections.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Share difficulty asked for in the password (d=...); the pool must allow it.
+    #[arg(long, default_value_t = 1.0 / 65536.0)]
+    difficulty: f64,
+    /// Loopback source addresses to spread connections over (127.0.0.2 and up).
+    #[arg(long, default_value_t = 64)]
+    sources: u32,
+    /// submit or idle.
+    #[arg(long, default_value = "submit")]
+    mode: String,
+    /// The pool's process id, to report its memory (idle mode).
+    #[arg(long)]
+    pool_pid: Option<u32>,
+}
+
+/// Resident memory of a process, KiB, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mode = match args.mode.as_str() {
+        "submit" => Mode::Submit,
+        "idle" => Mode::Idle,
+        other => {
+            eprintln!("--mode must be submit or idle, not {other:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !(args.seconds > 0.0 && args.rate > 0.0 && args.miners > 0) {
+        eprintln!("--seconds, --rate and --miners must be above zero");
+        return ExitCode::FAILURE;
+    }
+    let opts = LoadOptions {
+        pool: args.pool,
+        user: args.user,
+        miners: args.miners,
+        rate: args.rate,
+        duration: Duration::from_secs_f64(args.seconds),
+        difficulty: args.difficulty,
+        sources: args.sources.max(1),
+        mode,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rss_before = args.pool_pid.and_then(rss_kib);
+    let pool_pid = args.pool_pid;
+    let report = runtime.block_on(async move {
+        if mode == Mode::Idle {
+            // Measure while the connections are held: halfway through.
+            let half = opts.duration / 2;
+            let run = tokio::spawn(load::run(opts));
+            tokio::time::sleep(half).await;
+            let rss = pool_pid.and_then(rss_kib);
+            (run.await.unwrap_or_default(), rss)
+        } else {
+            (load::run(opts).await, None)
+        }
+    });
+    let (report, rss_held) = report;
+    println!(
+        "connections: {} held, {} failed{}",
+        report.connected,
+        report.failed,
+        report
+            .first_failure
+            .as_deref()
+            .map_or(String::new(), |f| format!(" (first: {f})"))
+    );
+    if mode == Mode::Submit {
+        println!(
+            "shares: {} submitted, {} accepted in {:.1} s = {:.0} accepted/s",
+            report.submitted,
+            report.accepted,
+            report.seconds,
+            report.accepted_per_sec()
+        );
+        let [p50, p99, p999, max] = report.latency_us;
+        println!(
+            "submit to answer: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            p50 as f64 / 1e3,
+            p99 as f64 / 1e3,
+            p999 as f64 / 1e3,
+            max as f64 / 1e3
+        );
+        for (reason, n) in &report.rejected {
+            println!("rejected: {n} {reason}");
+        }
+    }
+    if let (Some(before), Some(held)) = (rss_before, rss_held) {
+        println!(
+            "pool memory: {before} KiB before, {held} KiB with the connections held = {:.1} KiB per connection",
+            held.saturating_sub(before) as f64 / report.connected.max(1) as f64
+        );
+    }
+    if report.connected == 0 {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

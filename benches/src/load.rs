@@ -1,0 +1,387 @@
+//! The Stratum load generator behind the `stratum-load` binary: simulated miners that
+//! speak plain Stratum v1 to any pool.
+//!
+//! - **submit**: `miners` connections subscribe and authorize, then submit real, valid
+//!   shares at `rate` shares per second in all. Shares are found on the spot at the pool's
+//!   difficulty (so the pool must allow a low one: the password asks `d=DIFFICULTY`, our
+//!   pool honours it down to `vardiff.min`), never blocks. Each submit's time to its
+//!   answer goes into an HDR histogram; rejects are counted by the pool's message.
+//! - **idle**: `miners` connections subscribe and authorize, then only listen; the report
+//!   says how many are held (and the pool's memory, when its pid is given).
+//!
+//! Connections are spread over loopback source addresses 127.0.0.2.. (`sources` of them),
+//! so tens of thousands of connections do not run out of ephemeral ports.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use protocol::stratum::work::share_header;
+use protocol::stratum::{Authorize, Id, Message, Method, Notify, Submit, Subscribe};
+use protocol::{Target, sha256d};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+
+/// What to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Submit valid shares at a rate.
+    Submit,
+    /// Hold authorized connections.
+    Idle,
+}
+
+/// The run's settings.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The pool's Stratum address.
+    pub pool: SocketAddr,
+    /// Username prefix: miner `i` authorizes as `{user}.w{i}`.
+    pub user: String,
+    /// Connections.
+    pub miners: usize,
+    /// Shares per second, all miners together (submit mode).
+    pub rate: f64,
+    /// How long to submit, or to hold the connections.
+    pub duration: Duration,
+    /// Share difficulty asked for in the password (`d=...`).
+    pub difficulty: f64,
+    /// Loopback source addresses to spread connections over (1: let the OS choose).
+    pub sources: u32,
+    /// What to do.
+    pub mode: Mode,
+}
+
+/// What happened.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Connections that subscribed and authorized.
+    pub connected: usize,
+    /// Connections that failed, with the first reason.
+    pub failed: usize,
+    /// The first failure.
+    pub first_failure: Option<String>,
+    /// Shares submitted.
+    pub submitted: u64,
+    /// Shares the pool accepted.
+    pub accepted: u64,
+    /// Rejects by the pool's message.
+    pub rejected: BTreeMap<String, u64>,
+    /// Seconds of submitting.
+    pub seconds: f64,
+    /// Submit-to-answer latency percentiles (p50, p99, p99.9, max), microseconds.
+    pub latency_us: [u64; 4],
+}
+
+impl Report {
+    /// Accepted shares per second.
+    pub fn accepted_per_sec(&self) -> f64 {
+        self.accepted as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Request ids from here on are submits (1 and 2: subscribe and authorize).
+const FIRST_SUBMIT_ID: u64 = 10;
+
+/// Submits in flight: id to (sent at, answer).
+type Waiting = Arc<Mutex<BTreeMap<u64, (Instant, oneshot::Sender<Result<(), String>>)>>>;
+
+struct Shared {
+    latency: Mutex<Histogram<u64>>,
+    rejected: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Runs the load and reports.
+pub async fn run(opts: LoadOptions) -> Report {
+    let shared = Arc::new(Shared {
+        latency: Mutex::new(
+            Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+        ),
+        rejected: Mutex::new(BTreeMap::new()),
+    });
+    let per_miner = opts.rate / opts.miners.max(1) as f64;
+    let start_at = Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for i in 0..opts.miners {
+        let opts = opts.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            miner(i, &opts, per_miner, start_at, &shared).await
+        }));
+    }
+    let mut report = Report::default();
+    for t in tasks {
+        match t.await {
+            Ok(Ok((submitted, accepted, seconds))) => {
+                report.connected += 1;
+                report.submitted += submitted;
+                report.accepted += accepted;
+                report.seconds = report.seconds.max(seconds);
+            }
+            Ok(Err(e)) => {
+                report.failed += 1;
+                report.first_failure.get_or_insert(e);
+            }
+            Err(e) => {
+                report.failed += 1;
+                report.first_failure.get_or_insert(e.to_string());
+            }
+        }
+    }
+    let h = shared
+        .latency
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if !h.is_empty() {
+        report.latency_us = [
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+        ];
+    }
+    report.rejected = shared
+        .rejected
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    report
+}
+
+/// One simulated miner: (submitted, accepted, seconds submitting).
+async fn miner(
+    i: usize,
+    opts: &LoadOptions,
+    rate: f64,
+    start_at: Instant,
+    shared: &Arc<Shared>,
+) -> Result<(u64, u64, f64), String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if opts.sources > 1 {
+        let host = 2 + (i as u32 % opts.sources);
+        let ip = Ipv4Addr::new(127, 0, (host >> 8) as u8, (host & 0xff) as u8);
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .map_err(|e| format!("binding {ip}: {e}"))?;
+    }
+    let stream = socket
+        .connect(opts.pool)
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let (read, mut write) = stream.into_split();
+    let waiting: Waiting = Arc::new(Mutex::new(BTreeMap::new()));
+    let (jobs_tx, mut jobs) = tokio::sync::watch::channel::<Option<Notify>>(None);
+    let (en1_tx, en1_rx) = oneshot::channel::<Result<(Vec<u8>, usize), String>>();
+    let reader = tokio::spawn(read_loop(
+        read,
+        waiting.clone(),
+        shared.clone(),
+        jobs_tx,
+        en1_tx,
+    ));
+    let user = format!("{}.w{i}", opts.user);
+    let subscribe = request(
+        1,
+        Method::Subscribe(Subscribe {
+            user_agent: Some("stratum-load/1".into()),
+            ..Subscribe::default()
+        }),
+    );
+    let (en1, en2_size) = {
+        let (tx, rx) = oneshot::channel();
+        waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(1, (Instant::now(), tx));
+        send(&mut write, &subscribe).await?;
+        rx.await.map_err(|_| "the pool closed the connection")??;
+        en1_rx.await.map_err(|_| "no subscribe result")??
+    };
+    let (tx, rx) = oneshot::channel();
+    waiting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(2, (Instant::now(), tx));
+    let authorize = request(
+        2,
+        Method::Authorize(Authorize {
+            user: user.clone(),
+            password: Some(format!("x,d={}", opts.difficulty)),
+        }),
+    );
+    send(&mut write, &authorize).await?;
+    rx.await
+        .map_err(|_| "the pool closed the connection")?
+        .map_err(|e| format!("authorize refused: {e}"))?;
+    if opts.mode == Mode::Idle {
+        tokio::time::sleep(opts.duration).await;
+        reader.abort();
+        return Ok((0, 0, 0.0));
+    }
+    // Wait for a job, then submit on a fixed schedule (open loop: a slow pool does not
+    // slow the submits down, it shows in the latency).
+    while jobs.borrow().is_none() {
+        jobs.changed().await.map_err(|_| "no job from the pool")?;
+    }
+    let target = Target::from_difficulty(opts.difficulty).map_err(|e| e.to_string())?;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+    // Miners start spread over one interval, not all at once.
+    let offset = interval.mul_f64((i as f64 * 0.618_034).fract());
+    let mut next = start_at.max(Instant::now()) + offset;
+    let end = next + opts.duration;
+    let began = Instant::now();
+    let (mut submitted, mut extranonce2, mut id) = (0u64, 0u64, FIRST_SUBMIT_ID);
+    let mut answers = Vec::new();
+    while next < end {
+        tokio::time::sleep_until(next.into()).await;
+        next += interval;
+        let Some(notify) = jobs.borrow().clone() else {
+            continue;
+        };
+        extranonce2 += 1;
+        let en2 = extranonce2.to_le_bytes()[..en2_size.min(8)].to_vec();
+        let Some(nonce) = find_share(&notify, &en1, &en2, &target) else {
+            continue;
+        };
+        let (tx, rx) = oneshot::channel();
+        id += 1;
+        waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, (Instant::now(), tx));
+        let submit = request(
+            id,
+            Method::Submit(Submit {
+                worker: user.clone(),
+                job_id: notify.job_id.clone(),
+                extranonce2: en2,
+                ntime: notify.ntime,
+                nonce,
+                version_bits: None,
+            }),
+        );
+        send(&mut write, &submit).await?;
+        submitted += 1;
+        answers.push(rx);
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let mut accepted = 0;
+    for rx in answers {
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(Ok(()))) => accepted += 1,
+            Ok(Ok(Err(reason))) => {
+                *shared
+                    .rejected
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(reason)
+                    .or_default() += 1;
+            }
+            _ => {
+                *shared
+                    .rejected
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry("no answer".into())
+                    .or_default() += 1;
+            }
+        }
+    }
+    reader.abort();
+    Ok((submitted, accepted, seconds))
+}
+
+/// A nonce whose header meets `target` and is not a block (blocks would change the job
+/// under every other simulated miner).
+fn find_share(notify: &Notify, en1: &[u8], en2: &[u8], target: &Target) -> Option<u32> {
+    let network = Target::from_compact(notify.nbits).ok()?;
+    let header = share_header(notify, en1, en2, notify.version, notify.ntime, 0);
+    let mut bytes = header.encode();
+    (0..u32::MAX).find(|&nonce| {
+        bytes[76..80].copy_from_slice(&nonce.to_le_bytes());
+        let hash = sha256d(&bytes);
+        target.is_met_by(&hash) && !network.is_met_by(&hash)
+    })
+}
+
+fn request(id: u64, method: Method) -> Message {
+    Message::request(id, method)
+}
+
+async fn send(write: &mut OwnedWriteHalf, msg: &Message) -> Result<(), String> {
+    let mut line = msg.to_value().to_string();
+    line.push('\n');
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| format!("writing: {e}"))
+}
+
+/// Reads the pool's lines: answers go to whoever waits for them (with their latency), jobs
+/// to the watch channel, the subscribe result's extranonce to `en1`.
+async fn read_loop(
+    read: OwnedReadHalf,
+    waiting: Waiting,
+    shared: Arc<Shared>,
+    jobs: tokio::sync::watch::Sender<Option<Notify>>,
+    en1: oneshot::Sender<Result<(Vec<u8>, usize), String>>,
+) {
+    let mut en1 = Some(en1);
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        match Message::from_value(&value) {
+            Ok(Message::Request {
+                method: Method::Notify(n),
+                ..
+            }) => {
+                jobs.send_replace(Some(n));
+            }
+            Ok(Message::Response(r)) => {
+                let Id::Num(n) = &r.id else { continue };
+                let Some(id) = n.as_u64() else { continue };
+                if id == 1
+                    && let Some(tx) = en1.take()
+                {
+                    let parsed = r.result[1]
+                        .as_str()
+                        .and_then(|h| hex::decode(h).ok())
+                        .zip(r.result[2].as_u64())
+                        .map(|(e, s)| (e, s as usize))
+                        .ok_or_else(|| format!("bad subscribe result {}", r.result));
+                    let _ = tx.send(parsed);
+                }
+                let entry = waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                if let Some((sent, tx)) = entry {
+                    if id >= FIRST_SUBMIT_ID {
+                        let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        shared
+                            .latency
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .saturating_record(us.max(1));
+                    }
+                    let outcome = match (&r.error, &r.result) {
+                        (Some(e), _) => Err(e.message.clone()),
+                        (None, serde_json::Value::Bool(false) | serde_json::Value::Null) => {
+                            Err("refused".to_string())
+                        }
+                        (None, _) => Ok(()),
+                    };
+                    let _ = tx.send(outcome);
+                }
+            }
+            _ => {}
+        }
+    }
+}
