@@ -8,6 +8,9 @@
 //!   answer goes into an HDR histogram; rejects are counted by the pool's message.
 //! - **idle**: `miners` connections subscribe and authorize, then only listen; the report
 //!   says how many are held (and the pool's memory, when its pid is given).
+//! - **notify**: `miners` connections subscribe, authorize and get a job; then one block is
+//!   mined on the pool's node (`generatetoaddress` through its RPC) and each connection
+//!   times how long until it holds a clean `mining.notify` on top of that block.
 //!
 //! Connections are spread over loopback source addresses 127.0.0.2.. (`sources` of them),
 //! so tens of thousands of connections do not run out of ephemeral ports.
@@ -33,6 +36,19 @@ pub enum Mode {
     Submit,
     /// Hold authorized connections.
     Idle,
+    /// Time the fan-out of a new block's notify.
+    Notify,
+}
+
+/// The pool's node, for notify mode: RPC URL and credentials.
+#[derive(Clone, Debug)]
+pub struct NodeRpc {
+    /// `http://host:port/`.
+    pub url: String,
+    /// RPC user.
+    pub user: String,
+    /// RPC password.
+    pub password: String,
 }
 
 /// The run's settings.
@@ -54,6 +70,8 @@ pub struct LoadOptions {
     pub sources: u32,
     /// What to do.
     pub mode: Mode,
+    /// The pool's node (notify mode).
+    pub node: Option<NodeRpc>,
 }
 
 /// What happened.
@@ -75,6 +93,11 @@ pub struct Report {
     pub seconds: f64,
     /// Submit-to-answer latency percentiles (p50, p99, p99.9, max), microseconds.
     pub latency_us: [u64; 4],
+    /// Notify mode: connections that got the new block's notify.
+    pub notified: usize,
+    /// Notify mode: time from the block to a connection's notify (p50, p99, p99.9, and
+    /// the last connection's), microseconds.
+    pub fanout_us: [u64; 4],
 }
 
 impl Report {
@@ -93,16 +116,40 @@ type Waiting = Arc<Mutex<BTreeMap<u64, (Instant, oneshot::Sender<Result<(), Stri
 struct Shared {
     latency: Mutex<Histogram<u64>>,
     rejected: Mutex<BTreeMap<String, u64>>,
+    /// Notify mode: connections ready (authorized, with a job).
+    ready: std::sync::atomic::AtomicUsize,
+    /// Notify mode: the new block's hash and when it was mined.
+    block: tokio::sync::watch::Sender<Option<(protocol::Hash256, Instant)>>,
+    fanout: Mutex<Histogram<u64>>,
+}
+
+/// p50, p99, p99.9 and max of a histogram (zeros when empty).
+fn percentiles(h: &Mutex<Histogram<u64>>) -> [u64; 4] {
+    let h = h.lock().unwrap_or_else(PoisonError::into_inner);
+    if h.is_empty() {
+        return [0; 4];
+    }
+    [
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+    ]
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 /// Runs the load and reports.
 pub async fn run(opts: LoadOptions) -> Report {
     let shared = Arc::new(Shared {
-        latency: Mutex::new(
-            Histogram::new_with_bounds(1, 60_000_000, 3)
-                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
-        ),
+        latency: Mutex::new(histogram()),
         rejected: Mutex::new(BTreeMap::new()),
+        ready: std::sync::atomic::AtomicUsize::new(0),
+        block: tokio::sync::watch::channel(None).0,
+        fanout: Mutex::new(histogram()),
     });
     let per_miner = opts.rate / opts.miners.max(1) as f64;
     let start_at = Instant::now() + Duration::from_millis(200);
@@ -115,6 +162,11 @@ pub async fn run(opts: LoadOptions) -> Report {
         }));
     }
     let mut report = Report::default();
+    if opts.mode == Mode::Notify
+        && let Err(e) = mine_a_block(&opts, &shared).await
+    {
+        report.first_failure = Some(e);
+    }
     for t in tasks {
         match t.await {
             Ok(Ok((submitted, accepted, seconds))) => {
@@ -133,18 +185,13 @@ pub async fn run(opts: LoadOptions) -> Report {
             }
         }
     }
-    let h = shared
-        .latency
+    report.latency_us = percentiles(&shared.latency);
+    report.fanout_us = percentiles(&shared.fanout);
+    report.notified = shared
+        .fanout
         .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if !h.is_empty() {
-        report.latency_us = [
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max(),
-        ];
-    }
+        .unwrap_or_else(PoisonError::into_inner)
+        .len() as usize;
     report.rejected = shared
         .rejected
         .lock()
@@ -223,6 +270,15 @@ async fn miner(
         reader.abort();
         return Ok((0, 0, 0.0));
     }
+    if opts.mode == Mode::Notify {
+        let outcome = tokio::time::timeout(opts.duration, wait_for_block(&mut jobs, shared)).await;
+        reader.abort();
+        return match outcome {
+            Ok(Ok(())) => Ok((0, 0, 0.0)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("no notify for the new block in time".into()),
+        };
+    }
     // Wait for a job, then submit on a fixed schedule (open loop: a slow pool does not
     // slow the submits down, it shows in the latency).
     while jobs.borrow().is_none() {
@@ -294,6 +350,72 @@ async fn miner(
     }
     reader.abort();
     Ok((submitted, accepted, seconds))
+}
+
+/// Notify mode, one connection: report ready once it has a job, then time the notify
+/// built on the block `mine_a_block` mines.
+async fn wait_for_block(
+    jobs: &mut tokio::sync::watch::Receiver<Option<Notify>>,
+    shared: &Shared,
+) -> Result<(), String> {
+    while jobs.borrow().is_none() {
+        jobs.changed().await.map_err(|_| "no job from the pool")?;
+    }
+    shared
+        .ready
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut block = shared.block.subscribe();
+    loop {
+        tokio::select! {
+            changed = jobs.changed() => changed.map_err(|_| "the pool closed the connection")?,
+            changed = block.changed() => changed.map_err(|_| "the run ended")?,
+        }
+        let Some((hash, mined)) = *block.borrow() else {
+            continue;
+        };
+        let on_top = jobs.borrow().as_ref().is_some_and(|n| n.prev_hash == hash);
+        if on_top {
+            let us = u64::try_from(mined.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared
+                .fanout
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .saturating_record(us.max(1));
+            return Ok(());
+        }
+    }
+}
+
+/// Notify mode: once every connection is ready (or after `duration`), mines one block on
+/// the node and publishes its hash and time.
+async fn mine_a_block(opts: &LoadOptions, shared: &Shared) -> Result<(), String> {
+    let node = opts
+        .node
+        .clone()
+        .ok_or("notify mode needs the pool's node (--node)")?;
+    let deadline = Instant::now() + opts.duration;
+    while shared.ready.load(std::sync::atomic::Ordering::SeqCst) < opts.miners
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let address = opts.user.clone();
+    let (hash, mined) = tokio::task::spawn_blocking(move || {
+        let rpc = miner::rpc::RpcClient::new(node.url, &node.user, &node.password);
+        let answer = rpc
+            .call("generatetoaddress", serde_json::json!([1, address]))
+            .map_err(|e| format!("generatetoaddress: {e}"))?;
+        let mined = Instant::now();
+        let hash = answer[0]
+            .as_str()
+            .and_then(|h| h.parse::<protocol::Hash256>().ok())
+            .ok_or_else(|| format!("generatetoaddress answered {answer}"))?;
+        Ok::<_, String>((hash, mined))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    shared.block.send_replace(Some((hash, mined)));
+    Ok(())
 }
 
 /// A nonce whose header meets `target` and is not a block (blocks would change the job

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode};
+use benches::load::{self, LoadOptions, Mode, NodeRpc};
 use pool::config::{Mode as PoolMode, NodeConfig, PoolConfig};
 use testkit::RegtestPair;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,7 @@ async fn simulated_miners_submit_valid_shares_and_hold_connections() {
         difficulty: 1.1641532182693481e-10,
         sources: 4,
         mode: Mode::Submit,
+        node: None,
     };
     let report = load::run(opts.clone()).await;
     assert_eq!((report.connected, report.failed), (20, 0), "{report:?}");
@@ -70,10 +71,27 @@ async fn simulated_miners_submit_valid_shares_and_hold_connections() {
         miners: 100,
         mode: Mode::Idle,
         duration: Duration::from_secs(1),
-        ..opts
+        ..opts.clone()
     })
     .await;
     assert_eq!((idle.connected, idle.failed), (100, 0), "{idle:?}");
+
+    // A block mined on the node reaches every connection as a clean notify.
+    let notify = load::run(LoadOptions {
+        miners: 50,
+        mode: Mode::Notify,
+        duration: Duration::from_secs(30),
+        node: Some(NodeRpc {
+            url: node.rpc_url().to_string(),
+            user: user.into(),
+            password: password.into(),
+        }),
+        ..opts
+    })
+    .await;
+    assert_eq!((notify.connected, notify.notified), (50, 50), "{notify:?}");
+    let [p50, _, _, last] = notify.fanout_us;
+    assert!(p50 <= last && last < 10_000_000, "{notify:?}");
     cancel.cancel();
     pool.wait().await;
 }

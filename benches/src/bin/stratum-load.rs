@@ -3,13 +3,15 @@
 //! ```text
 //! stratum-load --pool 127.0.0.1:3333 --user ADDRESS --miners 1000 --rate 2000 --seconds 30
 //! stratum-load --pool 127.0.0.1:3333 --user ADDRESS --miners 10000 --mode idle --seconds 20
+//! stratum-load --pool 127.0.0.1:3333 --user ADDRESS --miners 10000 --mode notify \
+//!              --node http://USER:PASS@127.0.0.1:8332/ --seconds 60
 //! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode};
+use benches::load::{self, LoadOptions, Mode, NodeRpc};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -39,12 +41,33 @@ struct Args {
     /// Loopback source addresses to spread connections over (127.0.0.2 and up).
     #[arg(long, default_value_t = 64)]
     sources: u32,
-    /// submit or idle.
+    /// submit, idle or notify.
     #[arg(long, default_value = "submit")]
     mode: String,
+    /// The pool's node, http://USER:PASS@HOST:PORT/ (notify mode mines one block there).
+    #[arg(long)]
+    node: Option<String>,
     /// The pool's process id, to report its memory (idle mode).
     #[arg(long)]
     pool_pid: Option<u32>,
+}
+
+/// `http://user:pass@host:port/` into the URL without credentials and the credentials.
+fn parse_node(url: &str) -> Result<NodeRpc, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--node {url}: must start with http://"))?;
+    let (credentials, host) = rest
+        .rsplit_once('@')
+        .ok_or_else(|| format!("--node {url}: give USER:PASS@ before the host"))?;
+    let (user, password) = credentials
+        .split_once(':')
+        .ok_or_else(|| format!("--node {url}: give USER:PASS@ before the host"))?;
+    Ok(NodeRpc {
+        url: format!("http://{host}"),
+        user: user.into(),
+        password: password.into(),
+    })
 }
 
 /// Resident memory of a process, KiB, from /proc.
@@ -59,11 +82,25 @@ fn main() -> ExitCode {
     let mode = match args.mode.as_str() {
         "submit" => Mode::Submit,
         "idle" => Mode::Idle,
+        "notify" => Mode::Notify,
         other => {
-            eprintln!("--mode must be submit or idle, not {other:?}");
+            eprintln!("--mode must be submit, idle or notify, not {other:?}");
             return ExitCode::FAILURE;
         }
     };
+    let node = match args.node.as_deref().map(parse_node).transpose() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if mode == Mode::Notify && node.is_none() {
+        eprintln!(
+            "--mode notify needs --node http://USER:PASS@HOST:PORT/ (it mines a block there)"
+        );
+        return ExitCode::FAILURE;
+    }
     if !(args.seconds > 0.0 && args.rate > 0.0 && args.miners > 0) {
         eprintln!("--seconds, --rate and --miners must be above zero");
         return ExitCode::FAILURE;
@@ -77,6 +114,7 @@ fn main() -> ExitCode {
         difficulty: args.difficulty,
         sources: args.sources.max(1),
         mode,
+        node,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,6 +169,17 @@ fn main() -> ExitCode {
         for (reason, n) in &report.rejected {
             println!("rejected: {n} {reason}");
         }
+    }
+    if mode == Mode::Notify {
+        let [p50, p99, _, max] = report.fanout_us;
+        println!(
+            "new block to notify: {} of {} connections notified; p50 {:.2} ms, p99 {:.2} ms, last {:.2} ms",
+            report.notified,
+            report.connected + report.failed,
+            p50 as f64 / 1e3,
+            p99 as f64 / 1e3,
+            max as f64 / 1e3
+        );
     }
     if let (Some(before), Some(held)) = (rss_before, rss_held) {
         println!(
