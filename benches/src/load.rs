@@ -232,7 +232,7 @@ async fn miner(
         en1_tx,
     ));
     let user = format!("{}.w{i}", opts.user);
-    let subscribe = request(
+    let subscribe = Message::request(
         1,
         Method::Subscribe(Subscribe {
             user_agent: Some("stratum-load/1".into()),
@@ -254,7 +254,7 @@ async fn miner(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(2, (Instant::now(), tx));
-    let authorize = request(
+    let authorize = Message::request(
         2,
         Method::Authorize(Authorize {
             user: user.clone(),
@@ -310,7 +310,7 @@ async fn miner(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, (Instant::now(), tx));
-        let submit = request(
+        let submit = Message::request(
             id,
             Method::Submit(Submit {
                 worker: user.clone(),
@@ -429,10 +429,6 @@ fn find_share(notify: &Notify, en1: &[u8], en2: &[u8], target: &Target) -> Optio
         let hash = sha256d(&bytes);
         target.is_met_by(&hash) && !network.is_met_by(&hash)
     })
-}
-
-fn request(id: u64, method: Method) -> Message {
-    Message::request(id, method)
 }
 
 async fn send(write: &mut OwnedWriteHalf, msg: &Message) -> Result<(), String> {

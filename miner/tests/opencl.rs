@@ -189,13 +189,7 @@ fn the_engine_hashes_on_the_device_alongside_cpu_threads() {
     let device_errors = device.hardware_errors.load(Ordering::Relaxed);
     // The JSON API has a row for the device.
     let engine = std::sync::Arc::new(engine);
-    let api = miner::api::ApiState {
-        stats: std::sync::Arc::new(miner::stats::Stats::new(Instant::now(), "test")),
-        token: None,
-        worker: "w".into(),
-        threads: 1,
-        engine: Some(engine.clone()),
-    };
+    let api = api_state(&engine);
     // The pool's verdicts are counted for the worker that found the share.
     let from_device = found.iter().filter(|f| f.worker == 1).count();
     assert!(from_device > 0, "solutions carry the device's worker index");
@@ -303,15 +297,20 @@ fn a_lost_device_is_reported_and_the_cpu_threads_go_on() {
     assert!(hashes(0) > cpu, "the CPU thread goes on hashing");
     assert_eq!(hashes(1), device, "the lost device hashes no more");
     // The API and the console say so.
-    let api = miner::api::ApiState {
+    let api = api_state(&engine);
+    let summary = miner::api::summary_json(&api, Instant::now());
+    assert_eq!(summary["gpus"][0]["lost"].as_str(), Some(why.as_str()));
+    let lines = miner::run::device_lines(&engine, &api.stats.snapshot(Instant::now()));
+    assert!(lines[0].contains("LOST: "), "{}", lines[0]);
+}
+
+/// The miner's JSON API over `engine`, with fresh statistics.
+fn api_state(engine: &std::sync::Arc<Engine>) -> miner::api::ApiState {
+    miner::api::ApiState {
         stats: std::sync::Arc::new(miner::stats::Stats::new(Instant::now(), "test")),
         token: None,
         worker: "w".into(),
         threads: 1,
         engine: Some(engine.clone()),
-    };
-    let summary = miner::api::summary_json(&api, Instant::now());
-    assert_eq!(summary["gpus"][0]["lost"].as_str(), Some(why.as_str()));
-    let lines = miner::run::device_lines(&engine, &api.stats.snapshot(Instant::now()));
-    assert!(lines[0].contains("LOST: "), "{}", lines[0]);
+    }
 }

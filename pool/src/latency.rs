@@ -19,8 +19,8 @@ const HIGHEST_US: u64 = 600_000_000;
 /// One step's latencies.
 #[derive(Debug)]
 pub struct Latency {
-    histogram: Mutex<Histogram<u64>>,
-    sum_us: Mutex<u128>,
+    /// The histogram and the exact sum of what was recorded (µs), under one lock.
+    inner: Mutex<(Histogram<u64>, u128)>,
 }
 
 /// What a [`Latency`] holds at one moment.
@@ -54,29 +54,25 @@ impl Latency {
         #[allow(clippy::expect_used)]
         let histogram = Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("valid bounds");
         Latency {
-            histogram: Mutex::new(histogram),
-            sum_us: Mutex::new(0),
+            inner: Mutex::new((histogram, 0)),
         }
     }
 
     /// Records one duration.
     pub fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.histogram
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .saturating_record(us.clamp(1, HIGHEST_US));
-        *self.sum_us.lock().unwrap_or_else(PoisonError::into_inner) += u128::from(us);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.0.saturating_record(us.clamp(1, HIGHEST_US));
+        inner.1 += u128::from(us);
     }
 
     /// The counts now.
     pub fn snapshot(&self) -> LatencySnapshot {
-        let h = self
-            .histogram
+        let (h, sum_us) = self
+            .inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let sum_us = *self.sum_us.lock().unwrap_or_else(PoisonError::into_inner);
         let secs = |us: u64| us as f64 / 1e6;
         let buckets = BUCKETS
             .iter()

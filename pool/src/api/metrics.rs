@@ -16,7 +16,8 @@ use crate::latency::LatencySnapshot;
 /// The handler.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     let by_status = match &state.store {
-        Some(store) => store.totals().await.ok().map(|t| t.by_status),
+        // Only the counts: a scrape need not sum this round's work.
+        Some(store) => store.block_counts().await.ok(),
         None => None,
     };
     let body = render(&state, by_status.as_ref().map(|s| &s[..]));

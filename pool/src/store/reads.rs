@@ -281,6 +281,23 @@ impl Store {
         })
     }
 
+    /// Blocks by status: pending, confirmed, orphaned (for `/metrics`).
+    pub async fn block_counts(&self) -> Result<[(String, i64); 3], StoreError> {
+        let (p, c, o): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'pending'),
+                    count(*) FILTER (WHERE status = 'confirmed'),
+                    count(*) FILTER (WHERE status = 'orphaned')
+             FROM blocks",
+        )
+        .fetch_one(self.db())
+        .await?;
+        Ok([
+            ("pending".into(), p),
+            ("confirmed".into(), c),
+            ("orphaned".into(), o),
+        ])
+    }
+
     /// Pool-wide totals.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         let r = sqlx::query(&format!(
