@@ -164,7 +164,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let cancel = CancellationToken::new();
         let running = match pool::run::start(config, cancel.clone()).await {
             Ok(r) => r,
@@ -182,7 +182,12 @@ fn main() -> ExitCode {
         }
         info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // A long poll to a node (up to jobs.longpoll_timeout_secs) may still be waiting on a
+    // blocking thread that nothing can interrupt. Everything that matters has been flushed
+    // by now; do not let it hold the exit (a rolling restart waits for this process).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 #[cfg(test)]
