@@ -89,7 +89,7 @@ pub struct Report {
     pub accepted: u64,
     /// Rejects by the pool's message.
     pub rejected: BTreeMap<String, u64>,
-    /// Seconds of submitting.
+    /// Seconds from the first scheduled submit to the last answer (the slowest miner).
     pub seconds: f64,
     /// Submit-to-answer latency percentiles (p50, p99, p99.9, max), microseconds.
     pub latency_us: [u64; 4],
@@ -200,7 +200,8 @@ pub async fn run(opts: LoadOptions) -> Report {
     report
 }
 
-/// One simulated miner: (submitted, accepted, seconds submitting).
+/// One simulated miner: (submitted, accepted, seconds from its first submit to its last
+/// answer).
 async fn miner(
     i: usize,
     opts: &LoadOptions,
@@ -288,9 +289,9 @@ async fn miner(
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
     // Miners start spread over one interval, not all at once.
     let offset = interval.mul_f64((i as f64 * 0.618_034).fract());
-    let mut next = start_at.max(Instant::now()) + offset;
+    let began = start_at.max(Instant::now());
+    let mut next = began + offset;
     let end = next + opts.duration;
-    let began = Instant::now();
     let (mut submitted, mut extranonce2, mut id) = (0u64, 0u64, FIRST_SUBMIT_ID);
     let mut answers = Vec::new();
     while next < end {
@@ -325,7 +326,6 @@ async fn miner(
         submitted += 1;
         answers.push(rx);
     }
-    let seconds = began.elapsed().as_secs_f64();
     let mut accepted = 0;
     for rx in answers {
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
@@ -348,6 +348,8 @@ async fn miner(
             }
         }
     }
+    // To the last answer: a pool that falls behind shows in the rate, not only the latency.
+    let seconds = began.elapsed().as_secs_f64();
     reader.abort();
     Ok((submitted, accepted, seconds))
 }

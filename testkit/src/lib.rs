@@ -13,7 +13,7 @@ pub mod node;
 pub mod postgres;
 mod util;
 
-pub use util::free_port;
+pub use util::{free_port, workspace_root};
 
 pub use miner::rpc::{RpcClient, RpcError};
 pub use node::{Node, RegtestPair};
