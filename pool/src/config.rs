@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::address::{self, Network, PayoutAddress};
+
+use crate::proxy_protocol::Trusted;
 use serde::Deserialize;
 
 /// Who the coinbase pays.
@@ -142,6 +144,26 @@ pub struct StratumConfig {
     pub version_mask: String,
     /// Message shown to miners when the pool shuts down.
     pub shutdown_message: String,
+    /// Bind with SO_REUSEPORT, so that a new pool process can start on the same ports
+    /// while the old one drains (a rolling restart; see docs/operator.md).
+    pub reuse_port: bool,
+    /// Proxies (addresses or CIDR blocks) whose connections start with a PROXY protocol
+    /// v1 or v2 header naming the miner's real address. Empty: no proxy is trusted.
+    pub proxy_protocol_from: Vec<String>,
+    /// A second, `stratum+ssl` listener (absent: none).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The TLS listener: the same Stratum service, inside TLS 1.2/1.3 (rustls).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Listen address, e.g. 0.0.0.0:3334.
+    pub bind: SocketAddr,
+    /// PEM certificate chain, leaf first. Re-read with the key on SIGHUP.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// Difficulty per connection.
@@ -320,6 +342,9 @@ impl Default for StratumConfig {
             extranonce2_size: 8,
             version_mask: "1fffe000".into(),
             shutdown_message: "pool restarting, reconnect in a few seconds".into(),
+            reuse_port: false,
+            proxy_protocol_from: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -399,6 +424,8 @@ pub struct Checked {
     pub pool_payout: Option<PayoutAddress>,
     /// The version-rolling mask.
     pub version_mask: u32,
+    /// Where PROXY protocol headers are accepted from.
+    pub proxies: Trusted,
 }
 
 impl PoolConfig {
@@ -475,6 +502,17 @@ impl PoolConfig {
         }
         let version_mask = u32::from_str_radix(s.version_mask.trim_start_matches("0x"), 16)
             .map_err(|e| invalid("stratum.version_mask", format!("not hex: {e}")))?;
+        let proxies = Trusted::parse(&s.proxy_protocol_from)
+            .map_err(|e| invalid("stratum.proxy_protocol_from", e))?;
+        if let Some(tls) = &s.tls
+            && tls.bind == s.bind
+            && s.bind.port() != 0
+        {
+            return Err(invalid(
+                "stratum.tls.bind",
+                "must differ from stratum.bind (TLS needs its own port)",
+            ));
+        }
         let v = &self.vardiff;
         let positive = |x: f64| x.is_finite() && x > 0.0;
         if !(positive(v.min) && positive(v.max) && positive(v.start) && v.min <= v.max) {
@@ -560,6 +598,7 @@ impl PoolConfig {
             network,
             pool_payout,
             version_mask,
+            proxies,
         })
     }
 }

@@ -42,12 +42,14 @@ impl Drop for Lease {
 }
 
 impl Extranonces {
-    /// An allocator for instance `prefix` (2^24 values).
+    /// An allocator for instance `prefix` (2^24 values), starting at a random point: in a
+    /// rolling restart the old and the new process share the prefix for a few seconds, and
+    /// both counting from zero would hand two miners the same coinbase space.
     pub fn new(prefix: u8) -> Extranonces {
         Extranonces {
             inner: Arc::new(Mutex::new(Inner {
                 prefix,
-                next: 0,
+                next: crate::store::random_u64() as u32,
                 live: HashSet::new(),
             })),
         }

@@ -28,7 +28,7 @@ use crate::connection::unix_now;
 use crate::extranonce::Extranonces;
 use crate::jobs::{CoinbaseSettings, Job, JobMaker};
 use crate::node::Node;
-use crate::server::{self, Outlets, ShareSink, Shared};
+use crate::server::{self, Listener, Outlets, ShareSink, Shared};
 use crate::session::SessionSettings;
 use crate::stats::PoolStats;
 use crate::store::Store;
@@ -38,6 +38,7 @@ use crate::store::spool::Spool;
 use crate::store::tracker::Tracker;
 use crate::store::writer::{self, WriterOptions, WriterStats};
 use crate::templates::{self, FeedOptions, Template};
+use crate::tls::Certificates;
 
 /// Why the pool could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,8 @@ pub enum StartError {
 pub struct RunningPool {
     /// The Stratum address it listens on.
     pub stratum_addr: SocketAddr,
+    /// The `stratum+ssl` address, when configured.
+    pub tls_addr: Option<SocketAddr>,
     /// Live counters.
     pub stats: Arc<PoolStats>,
     /// Blocks as they are decided (accepted or refused).
@@ -113,16 +116,46 @@ pub async fn start(
         what: format!("creating data_dir {}", config.data_dir.display()),
         detail: e.to_string(),
     })?;
-    let listener = TcpListener::bind(config.stratum.bind)
-        .await
-        .map_err(|e| StartError::Io {
-            what: format!("binding stratum.bind {}", config.stratum.bind),
+    let s = &config.stratum;
+    let bind_error = |key: &str, addr: SocketAddr, e: std::io::Error| StartError::Io {
+        what: format!("binding {key} {addr}"),
+        detail: if e.kind() == std::io::ErrorKind::AddrInUse && !s.reuse_port {
+            format!("{e} (for a rolling restart set stratum.reuse_port = true in both processes)")
+        } else {
+            e.to_string()
+        },
+    };
+    let local = |l: &TcpListener| {
+        l.local_addr().map_err(|e| StartError::Io {
+            what: "reading a listener's address".into(),
             detail: e.to_string(),
-        })?;
-    let stratum_addr = listener.local_addr().map_err(|e| StartError::Io {
-        what: "reading the listener's address".into(),
-        detail: e.to_string(),
-    })?;
+        })
+    };
+    let plain =
+        server::bind(s.bind, s.reuse_port).map_err(|e| bind_error("stratum.bind", s.bind, e))?;
+    let stratum_addr = local(&plain)?;
+    let mut listeners = vec![Listener {
+        tcp: plain,
+        tls: None,
+    }];
+    let mut tls_addr = None;
+    let mut certificates = None;
+    if let Some(tls) = &s.tls {
+        let certs = Arc::new(Certificates::load(&tls.cert_file, &tls.key_file).map_err(
+            |detail| StartError::Io {
+                what: "loading the TLS certificate".into(),
+                detail,
+            },
+        )?);
+        let tcp = server::bind(tls.bind, s.reuse_port)
+            .map_err(|e| bind_error("stratum.tls.bind", tls.bind, e))?;
+        tls_addr = Some(local(&tcp)?);
+        listeners.push(Listener {
+            tcp,
+            tls: Some(certs.clone()),
+        });
+        certificates = Some(certs);
+    }
 
     let store = match &config.database.url {
         Some(url) => Some(
@@ -246,7 +279,7 @@ pub async fn start(
         stats.clone(),
         shares.as_ref().map(|s| s.writer.clone()),
     )));
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         settings,
         ids,
         Extranonces::new(config.stratum.instance_id),
@@ -257,7 +290,9 @@ pub async fn start(
         },
         job_rx,
         config.stratum.shutdown_message.clone(),
-    ));
+    );
+    shared.proxies = checked.proxies.clone();
+    let shared = Arc::new(shared);
     let mut api_addr = None;
     if config.api.enabled {
         let state = ApiState {
@@ -280,9 +315,13 @@ pub async fn start(
         api_addr = Some(addr);
         tasks.push(task);
     }
-    tasks.push(tokio::spawn(server::run(listener, shared, cancel)));
+    if let Some(certs) = certificates {
+        tasks.push(reload_on_sighup(certs, cancel.clone())?);
+    }
+    tasks.push(tokio::spawn(server::run(listeners, shared, cancel)));
     info!(
         stratum = %stratum_addr,
+        tls = %tls_addr.map_or("off".into(), |a| a.to_string()),
         mode = ?config.mode,
         network = %config.network,
         nodes = config.nodes.len(),
@@ -291,6 +330,7 @@ pub async fn start(
     );
     Ok(RunningPool {
         stratum_addr,
+        tls_addr,
         stats,
         blocks: found_rx,
         store,
@@ -352,4 +392,43 @@ async fn check_pool_address(nodes: &[Node], address: &str) -> Result<(), StartEr
         }
     }
     Ok(())
+}
+
+/// Re-reads the TLS certificate and key on every SIGHUP until `cancel`.
+///
+/// The handler is installed before `start` returns (a SIGHUP that arrived before would
+/// otherwise end the process, SIGHUP's default).
+#[cfg(unix)]
+fn reload_on_sighup(
+    certs: Arc<Certificates>,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| StartError::Io {
+        what: "listening for SIGHUP (TLS certificate reloads)".into(),
+        detail: e.to_string(),
+    })?;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                got = hangup.recv() => if got.is_none() { return },
+            }
+            match certs.reload() {
+                Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: TLS certificate not reloaded; the old one stays in use")
+                }
+            }
+        }
+    }))
+}
+
+/// Without Unix signals the certificate is read at start only.
+#[cfg(not(unix))]
+fn reload_on_sighup(
+    _certs: Arc<Certificates>,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    Ok(tokio::spawn(async move { cancel.cancelled().await }))
 }

@@ -10,20 +10,22 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::peer_ip;
 use crate::connection;
 use crate::extranonce::Extranonces;
 use crate::jobs::{Job, JobIds};
+use crate::proxy_protocol::{self, Trusted};
 use crate::session::{BlockEvent, SessionSettings, ShareEvent};
 use crate::stats::PoolStats;
 use crate::store::ShareRow;
 use crate::store::writer::Submission;
+use crate::tls::Certificates;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub struct Shared {
     pub jobs: watch::Receiver<Option<Arc<Job>>>,
     /// Shown to miners at shutdown.
     pub shutdown_message: String,
+    /// Addresses whose connections start with a PROXY protocol header.
+    pub proxies: Trusted,
     peers: Mutex<HashMap<IpAddr, Peer>>,
 }
 
@@ -135,6 +139,7 @@ impl Shared {
             outlets,
             jobs,
             shutdown_message,
+            proxies: Trusted::default(),
             peers: Mutex::new(HashMap::new()),
         }
     }
@@ -182,14 +187,67 @@ impl Shared {
     }
 }
 
-/// Accepts connections until `cancel` fires, then tells every miner to reconnect and
-/// waits (at most 10 seconds) for the connection tasks to flush and end.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+/// A bound Stratum port: plain, or `stratum+ssl` with the certificates to handshake with.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket.
+    pub tcp: TcpListener,
+    /// TLS, for a `stratum+ssl` port.
+    pub tls: Option<Arc<Certificates>>,
+}
+
+/// Binds `addr` (with SO_REUSEPORT when `reuse_port`, so that a new pool process can bind
+/// the same port during a rolling restart).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(reuse_port)?;
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    socket.bind(addr)?;
+    // Deeper than tokio's default 1024: a whole farm reconnecting after a restart arrives
+    // at once (the kernel caps it at net.core.somaxconn).
+    socket.listen(4096)
+}
+
+/// Accepts connections on every listener until `cancel` fires, then tells every miner to
+/// reconnect and waits (at most 10 seconds) for the connection tasks to flush and end.
+pub async fn run(listeners: Vec<Listener>, shared: Arc<Shared>, cancel: CancellationToken) {
     let tracker = TaskTracker::new();
+    futures::future::join_all(
+        listeners
+            .into_iter()
+            .map(|l| accept_loop(l, &shared, &cancel, &tracker)),
+    )
+    .await;
+    tracker.close();
+    info!(
+        connections = tracker.len(),
+        "stopped accepting; asking miners to reconnect"
+    );
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within 10 s");
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            accepted = listener.tcp.accept() => accepted,
         };
         let (stream, addr) = match accepted {
             Ok(pair) => pair,
@@ -201,38 +259,82 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, cancel: Cancellatio
             }
         };
         let ip = peer_ip(&addr);
-        if let Err(refusal) = shared.admit(ip, Instant::now()) {
-            shared.stats.refused();
-            log_refusal(addr, &refusal, &shared);
+        // A proxy's connection is admitted once its header names the miner.
+        let proxied = shared.proxies.contains(ip);
+        if !proxied && !admitted(shared, ip, addr) {
             continue; // dropping the stream closes it
         }
-        let Some(lease) = shared.extranonces.allocate() else {
-            shared.release(ip);
-            shared.stats.refused();
-            warn!(peer = %addr, "connection refused: extranonce1 space exhausted");
-            continue;
-        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.clone();
+        let tls = listener.tls.as_ref().map(|c| c.acceptor());
         tracker.spawn(async move {
+            let mut stream = stream;
+            let mut addr = addr;
+            if proxied {
+                match proxy_header(&mut stream, addr).await {
+                    Some(real) => addr = real,
+                    None => return,
+                }
+                if !admitted(&shared, peer_ip(&addr), addr) {
+                    return;
+                }
+            }
+            let ip = peer_ip(&addr);
+            let Some(lease) = shared.extranonces.allocate() else {
+                shared.release(ip);
+                shared.stats.refused();
+                warn!(peer = %addr, "connection refused: extranonce1 space exhausted");
+                return;
+            };
             shared.stats.connected();
-            connection::serve(stream, addr, lease, &shared, cancel).await;
+            match tls {
+                None => connection::serve(stream, addr, lease, &shared, cancel).await,
+                Some(tls) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            connection::serve(stream, addr, lease, &shared, cancel).await;
+                        }
+                        Ok(Err(e)) => debug!(peer = %addr, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(peer = %addr, "TLS handshake timed out"),
+                    }
+                }
+            }
             shared.stats.disconnected();
             shared.release(ip);
         });
     }
-    drop(listener);
-    tracker.close();
-    info!(
-        connections = tracker.len(),
-        "stopped accepting; asking miners to reconnect"
-    );
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!("some connections did not close within 10 s");
+}
+
+/// How long a proxy has to send its header, and a miner to finish a TLS handshake.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Admits `ip` or logs why not.
+fn admitted(shared: &Shared, ip: IpAddr, addr: SocketAddr) -> bool {
+    match shared.admit(ip, Instant::now()) {
+        Ok(()) => true,
+        Err(refusal) => {
+            shared.stats.refused();
+            log_refusal(addr, &refusal, shared);
+            false
+        }
+    }
+}
+
+/// The miner's address from a proxy's PROXY header (the proxy's own for a health check),
+/// or `None` (logged) when the header is missing, malformed or late.
+async fn proxy_header(stream: &mut TcpStream, proxy: SocketAddr) -> Option<SocketAddr> {
+    match tokio::time::timeout(HEADER_TIMEOUT, proxy_protocol::read_header(stream)).await {
+        Ok(Ok(real)) => Some(real.unwrap_or(proxy)),
+        Ok(Err(e)) => {
+            warn!(%proxy, error = %e, "closing a connection from a proxy (stratum.proxy_protocol_from)");
+            None
+        }
+        Err(_) => {
+            warn!(%proxy, "closing a connection from a proxy: no PROXY header within 10 s");
+            None
+        }
     }
 }
 

@@ -1,0 +1,184 @@
+//! A rolling restart with a miner mining through it, with real processes: a second `pool`
+//! process binds the same port with SO_REUSEPORT, the first gets SIGTERM, stops accepting,
+//! tells its miner to reconnect, flushes and exits; the miner is back on the new process
+//! within seconds, and every share the miner was told was accepted is in PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::{Node, RegtestPair, TempPostgres};
+
+fn write_config(dir: &Path, node: &Node, pool_address: &str, db: &str, port: u16) -> PathBuf {
+    let (user, password) = node.rpc_credentials();
+    let text = format!(
+        r#"
+mode = "pplns"
+network = "regtest"
+pool_address = "{pool_address}"
+data_dir = "{data}"
+
+[[nodes]]
+url = "{url}"
+user = "{user}"
+password = "{password}"
+
+[stratum]
+bind = "127.0.0.1:{port}"
+reuse_port = true
+shutdown_message = "restarting"
+
+[vardiff]
+min = 1e-12
+
+[limits]
+messages_per_sec = 2000
+
+[api]
+enabled = false
+
+[database]
+url = "{db}"
+
+[payouts]
+payments = false
+"#,
+        data = dir.join("data").display(),
+        url = node.rpc_url(),
+    );
+    let path = dir.join("pool.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `pool` process; killed if the test fails while it runs.
+struct Process(Child);
+
+impl Process {
+    fn start(config: &Path, log: &Path, port: u16) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_pool"))
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut p = Process(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Listening once a connection is answered (the old process may hold the port too,
+        // so "someone accepts" proves nothing: wait for the log line).
+        while !std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("pool started")
+        {
+            assert!(
+                p.0.try_wait().unwrap().is_none() && Instant::now() < deadline,
+                "the pool did not start on port {port}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own; its status.
+    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn acknowledged(miner: &TestMiner) -> u64 {
+    miner.stats.snapshot(Instant::now()).accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_loses_no_acknowledged_share() {
+    let pair = RegtestPair::start().unwrap();
+    let pg = TempPostgres::start().unwrap();
+    let node = pair.node(0);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let port = testkit::free_port().unwrap();
+    let pool_address = node.new_address().unwrap();
+    let configs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| write_config(d.path(), node, &pool_address, &pg.url(), port))
+        .collect();
+    let logs: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("pool.log")).collect();
+
+    let mut old = tokio::task::block_in_place(|| Process::start(&configs[0], &logs[0], port));
+    let miner = start_miner_with(port, &node.new_address().unwrap(), "x,d=0.0000000001");
+    until("shares on the old process", Duration::from_secs(60), || async {
+        acknowledged(&miner) >= 200
+    })
+    .await;
+
+    // The new process starts on the same port while the old one still serves.
+    let mut new = tokio::task::block_in_place(|| Process::start(&configs[1], &logs[1], port));
+    let signalled = Instant::now();
+    old.terminate();
+    let status = tokio::task::block_in_place(|| old.wait(Duration::from_secs(20)));
+    let exited_after = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    let old_log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(old_log.contains("asking miners to reconnect"), "{old_log}");
+    let before = acknowledged(&miner);
+    until("the miner back, on the new process", Duration::from_secs(15), || async {
+        acknowledged(&miner) > before + 50
+    })
+    .await;
+    let back_after = signalled.elapsed();
+
+    // Stop the new process as well; it answers every share before it closes, so the
+    // miner's count is final once the process has exited.
+    new.terminate();
+    assert!(tokio::task::block_in_place(|| new.wait(Duration::from_secs(20))).success());
+    let acked = acknowledged(&miner);
+    miner.cancel.cancel();
+
+    let db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM shares")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT (time, uid)) FROM shares")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    println!(
+        "old process exited {exited_after:?} after SIGTERM; miner mining on the new one \
+         {back_after:?} after it; {acked} shares acknowledged, {rows} stored"
+    );
+    assert_eq!(rows, distinct, "no share stored twice");
+    assert!(
+        acked > before && acked <= rows as u64,
+        "every acknowledged share is stored ({acked} acknowledged, {rows} stored)"
+    );
+    assert!(exited_after < Duration::from_secs(15), "{exited_after:?}");
+}
