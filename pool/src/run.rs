@@ -306,12 +306,17 @@ pub async fn start(
             writer: writer_stats.clone(),
             leading: leading.clone(),
         };
-        let (addr, task) = api::start(config.api.bind, state, cancel.clone())
-            .await
-            .map_err(|e| StartError::Io {
-                what: format!("binding api.bind {}", config.api.bind),
-                detail: e.to_string(),
-            })?;
+        let (addr, task) = api::start(
+            config.api.bind,
+            config.stratum.reuse_port,
+            state,
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Io {
+            what: format!("binding api.bind {}", config.api.bind),
+            detail: e.to_string(),
+        })?;
         api_addr = Some(addr);
         tasks.push(task);
     }

@@ -14,7 +14,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use testkit::{Node, RegtestPair, TempPostgres};
 
-fn write_config(dir: &Path, node: &Node, pool_address: &str, db: &str, port: u16) -> PathBuf {
+/// Both processes get the same Stratum and API ports, as in production.
+fn write_config(
+    dir: &Path,
+    node: &Node,
+    pool_address: &str,
+    db: &str,
+    (port, api_port): (u16, u16),
+) -> PathBuf {
     let (user, password) = node.rpc_credentials();
     let text = format!(
         r#"
@@ -40,7 +47,7 @@ min = 1e-12
 messages_per_sec = 2000
 
 [api]
-enabled = false
+bind = "127.0.0.1:{api_port}"
 
 [database]
 url = "{db}"
@@ -125,18 +132,21 @@ async fn rolling_restart_loses_no_acknowledged_share() {
     let node = pair.node(0);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let port = testkit::free_port().unwrap();
+    let api_port = testkit::free_port().unwrap();
     let pool_address = node.new_address().unwrap();
     let configs: Vec<PathBuf> = dirs
         .iter()
-        .map(|d| write_config(d.path(), node, &pool_address, &pg.url(), port))
+        .map(|d| write_config(d.path(), node, &pool_address, &pg.url(), (port, api_port)))
         .collect();
     let logs: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("pool.log")).collect();
 
     let mut old = tokio::task::block_in_place(|| Process::start(&configs[0], &logs[0], port));
     let miner = start_miner_with(port, &node.new_address().unwrap(), "x,d=0.0000000001");
-    until("shares on the old process", Duration::from_secs(60), || async {
-        acknowledged(&miner) >= 200
-    })
+    until(
+        "shares on the old process",
+        Duration::from_secs(60),
+        || async { acknowledged(&miner) >= 200 },
+    )
     .await;
 
     // The new process starts on the same port while the old one still serves.
@@ -149,9 +159,11 @@ async fn rolling_restart_loses_no_acknowledged_share() {
     let old_log = std::fs::read_to_string(&logs[0]).unwrap();
     assert!(old_log.contains("asking miners to reconnect"), "{old_log}");
     let before = acknowledged(&miner);
-    until("the miner back, on the new process", Duration::from_secs(15), || async {
-        acknowledged(&miner) > before + 50
-    })
+    until(
+        "the miner back, on the new process",
+        Duration::from_secs(15),
+        || async { acknowledged(&miner) > before + 50 },
+    )
     .await;
     let back_after = signalled.elapsed();
 

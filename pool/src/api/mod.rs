@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protocol::address::Network;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -126,10 +125,12 @@ async fn dashboard() -> axum::response::Html<&'static str> {
 /// Binds `bind` and serves until `cancel` fires; returns the bound address.
 pub async fn start(
     bind: SocketAddr,
+    reuse_port: bool,
     state: ApiState,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(bind).await?;
+    // With `stratum.reuse_port` the API shares its port during a rolling restart too.
+    let listener = crate::server::bind(bind, reuse_port)?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, router(state))
