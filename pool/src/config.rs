@@ -206,6 +206,9 @@ pub struct LimitsConfig {
     pub ban_after_invalid: u32,
     /// How long a ban lasts (seconds).
     pub ban_secs: u64,
+    /// Connections closed for protocol violations (over-long lines, malformed lines,
+    /// message floods) that ban the address within `ban_secs` (0: never).
+    pub ban_after_violations: u32,
     /// Malformed lines in a row that close the connection.
     pub max_bad_lines: u32,
 }
@@ -374,6 +377,7 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 600,
             ban_after_invalid: 100,
             ban_secs: 600,
+            ban_after_violations: 5,
             max_bad_lines: 10,
         }
     }

@@ -238,10 +238,16 @@ fn route_events(
                     }
                     CloseReason::Shutdown => {}
                     CloseReason::LineTooLong => {
-                        warn!(%peer, limit = shared.settings.limits.max_line, "closing: line over the limit (limits.max_line)")
+                        warn!(%peer, limit = shared.settings.limits.max_line, "closing: line over the limit (limits.max_line)");
+                        strike(shared, peer);
                     }
                     CloseReason::Flood => {
-                        warn!(%peer, limit = shared.settings.limits.messages_per_sec, "closing: too many messages (limits.messages_per_sec)")
+                        warn!(%peer, limit = shared.settings.limits.messages_per_sec, "closing: too many messages (limits.messages_per_sec)");
+                        strike(shared, peer);
+                    }
+                    CloseReason::BadLines(n) => {
+                        info!(%peer, lines = n, "closing: malformed lines in a row (limits.max_bad_lines)");
+                        strike(shared, peer);
                     }
                     CloseReason::AuthorizeTimeout => {
                         info!(%peer, secs = shared.settings.limits.authorize_timeout_secs, "closing: not authorized in time (limits.authorize_timeout_secs)")
@@ -253,4 +259,16 @@ fn route_events(
         }
     }
     close
+}
+
+/// Counts a protocol-violation close against the peer's address; logs the ban it causes.
+fn strike(shared: &Shared, peer: SocketAddr) {
+    if shared.strike(peer_ip(&peer), Instant::now()) {
+        warn!(
+            %peer,
+            violations = shared.settings.limits.ban_after_violations,
+            ban_secs = shared.settings.limits.ban_secs,
+            "banned: repeated protocol violations (limits.ban_after_violations)"
+        );
+    }
 }

@@ -107,7 +107,25 @@ fn uid_base() -> i64 {
 struct Peer {
     connections: usize,
     banned_until: Option<Instant>,
+    /// Protocol-violation closes since `strikes_since` (`limits.ban_after_violations`).
+    strikes: u32,
+    strikes_since: Option<Instant>,
 }
+
+impl Peer {
+    /// Whether the entry still matters at `now` (otherwise it can be forgotten).
+    fn live(&self, now: Instant, window: Duration) -> bool {
+        self.connections > 0
+            || self.banned_until.is_some_and(|until| until > now)
+            || self
+                .strikes_since
+                .is_some_and(|since| now.saturating_duration_since(since) < window)
+    }
+}
+
+/// Beyond this many remembered addresses, forgotten ones are pruned (a scan of many
+/// addresses must not grow the table without bound).
+const PRUNE_ABOVE: usize = 65_536;
 
 /// Why a connection was turned away.
 #[derive(Debug, PartialEq)]
@@ -173,16 +191,53 @@ impl Shared {
         let mut peers = self.peers();
         if let Some(peer) = peers.get_mut(&ip) {
             peer.connections = peer.connections.saturating_sub(1);
-            if peer.connections == 0 && peer.banned_until.is_none() {
+            if peer.connections == 0 && peer.banned_until.is_none() && peer.strikes == 0 {
                 peers.remove(&ip);
             }
         }
     }
 
+    /// A connection from `ip` was closed for a protocol violation; true when this one
+    /// bans the address (`limits.ban_after_violations` within `limits.ban_secs`).
+    pub fn strike(&self, ip: IpAddr, now: Instant) -> bool {
+        let limits = &self.settings.limits;
+        if limits.ban_after_violations == 0 {
+            return false;
+        }
+        let window = Duration::from_secs(limits.ban_secs);
+        let mut peers = self.peers();
+        if peers.len() > PRUNE_ABOVE {
+            peers.retain(|_, p| p.live(now, window));
+        }
+        let peer = peers.entry(ip).or_default();
+        if peer
+            .strikes_since
+            .is_none_or(|since| now.saturating_duration_since(since) >= window)
+        {
+            peer.strikes = 0;
+            peer.strikes_since = Some(now);
+        }
+        peer.strikes += 1;
+        if peer.strikes < limits.ban_after_violations {
+            return false;
+        }
+        peer.strikes = 0;
+        peer.strikes_since = None;
+        peer.banned_until = Some(now + window);
+        drop(peers);
+        self.stats.banned();
+        true
+    }
+
     /// Bans `ip` for the configured time.
     pub fn ban(&self, ip: IpAddr, now: Instant) {
-        let until = now + Duration::from_secs(self.settings.limits.ban_secs);
-        self.peers().entry(ip).or_default().banned_until = Some(until);
+        let window = Duration::from_secs(self.settings.limits.ban_secs);
+        let mut peers = self.peers();
+        if peers.len() > PRUNE_ABOVE {
+            peers.retain(|_, p| p.live(now, window));
+        }
+        peers.entry(ip).or_default().banned_until = Some(now + window);
+        drop(peers);
         self.stats.banned();
     }
 }
