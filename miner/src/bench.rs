@@ -11,6 +11,9 @@ use crate::engine::{Engine, Work};
 use crate::hash::{Backend, select};
 use crate::selfcheck;
 
+/// The longest a bench waits for every worker's first batch before it starts the clock.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(60);
+
 /// What to benchmark.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -126,9 +129,24 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let (tx, _rx) = crate::engine::solution_channel();
     let engine = Engine::start_with(backend, opts.threads, gpus, tx)?;
     let workers = engine.worker_names().to_vec();
-    let start = Instant::now();
     engine.set_work(bench_work(opts.version_rolling));
-    let mut last: Vec<u64> = vec![0; workers.len()];
+    // The clock starts once every worker has finished a batch: an OpenCL device's first
+    // launch can take seconds (PoCL compiles per work-group size), which is start-up, not
+    // hash rate, and a short bench would otherwise end before the first batch.
+    let counts = |engine: &Engine| -> Vec<u64> {
+        engine
+            .stats()
+            .iter()
+            .map(|s| s.hashes.load(Ordering::Relaxed))
+            .collect()
+    };
+    let warm_up = Instant::now();
+    while counts(&engine).contains(&0) && warm_up.elapsed() < WARM_UP_LIMIT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let start = Instant::now();
+    let baseline = counts(&engine);
+    let mut last = baseline.clone();
     let mut last_time = start;
     let total = Duration::from_secs_f64(opts.seconds);
     while start.elapsed() < total {
@@ -136,11 +154,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         std::thread::sleep(left.min(Duration::from_secs_f64(opts.interval)));
         let now = Instant::now();
         let dt = now.duration_since(last_time).as_secs_f64();
-        let counts: Vec<u64> = engine
-            .stats()
-            .iter()
-            .map(|s| s.hashes.load(Ordering::Relaxed))
-            .collect();
+        let counts = counts(&engine);
         let rates: Vec<String> = counts
             .iter()
             .zip(&last)
@@ -159,12 +173,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     }
     let seconds = start.elapsed().as_secs_f64();
     engine.clear_work();
-    let per_thread: Vec<f64> = engine
-        .stats()
+    let done: Vec<u64> = counts(&engine)
         .iter()
-        .map(|s| s.hashes.load(Ordering::Relaxed) as f64 / seconds / 1e6)
+        .zip(&baseline)
+        .map(|(c, b)| c - b)
         .collect();
-    let hashes = engine.total_hashes();
+    let per_thread: Vec<f64> = done.iter().map(|h| *h as f64 / seconds / 1e6).collect();
+    let hashes: u64 = done.iter().sum();
     let report = BenchReport {
         backend: if opts.threads == 0 {
             "opencl".into()
