@@ -149,6 +149,10 @@ pub fn parse_v2(head: &[u8; 16], body: &[u8]) -> Result<Option<SocketAddr>, Prox
         1 => {}
         _ => return Err(ProxyError::Malformed("v2 command is not LOCAL or PROXY")),
     }
+    // Transport: unspecified or a stream; a datagram "connection" cannot be a miner's.
+    if head[13] & 0x0f > 1 {
+        return Err(ProxyError::Malformed("v2 transport is not a stream"));
+    }
     let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
     match head[13] >> 4 {
         0 => Ok(None), // AF_UNSPEC: no address to use
@@ -205,6 +209,14 @@ impl Trusted {
                     .ok()
                     .filter(|b| *b <= max)
                     .ok_or_else(|| format!("{entry:?} has a bad prefix length (0..={max})"))?,
+            };
+            // Peers are compared unmapped (::ffff:10.0.0.5 arrives as 10.0.0.5).
+            let (ip, bits) = match ip {
+                IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
+                    Some(v4) => (IpAddr::V4(v4), bits - 96),
+                    None => (ip, bits),
+                },
+                _ => (ip, bits),
             };
             nets.push((ip, bits));
         }
@@ -334,6 +346,7 @@ mod tests {
         );
         assert!(read(&v2(2, 0x11, &[0; 12])).await.0.is_err(), "command");
         assert!(read(&v2(1, 0x41, &[0; 12])).await.0.is_err(), "family");
+        assert!(read(&v2(1, 0x12, &[0; 12])).await.0.is_err(), "datagram");
         let mut wrong_version = v2(1, 0x11, &[0; 12]);
         wrong_version[12] = 0x11;
         assert!(read(&wrong_version).await.0.is_err(), "version");
@@ -355,6 +368,8 @@ mod tests {
         .unwrap();
         let yes = ["127.0.0.1", "10.200.3.4", "192.168.7.255", "fd12::5"];
         let no = ["127.0.0.2", "11.0.0.1", "192.168.8.0", "fe80::1", "::1"];
+        let mapped = Trusted::parse(&["::ffff:10.0.0.5".into()]).unwrap();
+        assert!(mapped.contains("10.0.0.5".parse().unwrap()));
         for ip in yes {
             assert!(t.contains(ip.parse().unwrap()), "{ip}");
         }

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -125,19 +125,19 @@ pub async fn start(
             e.to_string()
         },
     };
-    let local = |l: &TcpListener| {
+    // Ports are bound now (a port in use fails the start at once) but listened on only
+    // when everything else is up, so that during a rolling restart the kernel does not
+    // hand miners to this process before it can serve them.
+    let local = |l: &TcpSocket| {
         l.local_addr().map_err(|e| StartError::Io {
             what: "reading a listener's address".into(),
             detail: e.to_string(),
         })
     };
     let plain =
-        server::bind(s.bind, s.reuse_port).map_err(|e| bind_error("stratum.bind", s.bind, e))?;
+        server::reserve(s.bind, s.reuse_port).map_err(|e| bind_error("stratum.bind", s.bind, e))?;
     let stratum_addr = local(&plain)?;
-    let mut listeners = vec![Listener {
-        tcp: plain,
-        tls: None,
-    }];
+    let mut reserved = vec![(plain, None)];
     let mut tls_addr = None;
     let mut certificates = None;
     if let Some(tls) = &s.tls {
@@ -147,13 +147,10 @@ pub async fn start(
                 detail,
             },
         )?);
-        let tcp = server::bind(tls.bind, s.reuse_port)
+        let tcp = server::reserve(tls.bind, s.reuse_port)
             .map_err(|e| bind_error("stratum.tls.bind", tls.bind, e))?;
         tls_addr = Some(local(&tcp)?);
-        listeners.push(Listener {
-            tcp,
-            tls: Some(certs.clone()),
-        });
+        reserved.push((tcp, Some(certs.clone())));
         certificates = Some(certs);
     }
 
@@ -320,9 +317,19 @@ pub async fn start(
         api_addr = Some(addr);
         tasks.push(task);
     }
-    if let Some(certs) = certificates {
-        tasks.push(reload_on_sighup(certs, cancel.clone())?);
-    }
+    tasks.push(reload_on_sighup(certificates, cancel.clone())?);
+    let listeners = reserved
+        .into_iter()
+        .map(|(socket, tls)| {
+            let addr = socket.local_addr().ok();
+            server::listen(socket)
+                .map(|tcp| Listener { tcp, tls })
+                .map_err(|e| StartError::Io {
+                    what: format!("listening on {addr:?}"),
+                    detail: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     tasks.push(tokio::spawn(server::run(listeners, shared, cancel)));
     info!(
         stratum = %stratum_addr,
@@ -399,18 +406,19 @@ async fn check_pool_address(nodes: &[Node], address: &str) -> Result<(), StartEr
     Ok(())
 }
 
-/// Re-reads the TLS certificate and key on every SIGHUP until `cancel`.
+/// Re-reads the TLS certificate and key on every SIGHUP until `cancel`; without TLS,
+/// says there is nothing to reload. Installed in every pool, so that `systemctl reload`
+/// (or a stray SIGHUP) never ends one: SIGHUP's default action would, with no drain.
 ///
-/// The handler is installed before `start` returns (a SIGHUP that arrived before would
-/// otherwise end the process, SIGHUP's default).
+/// The handler is installed before `start` returns.
 #[cfg(unix)]
 fn reload_on_sighup(
-    certs: Arc<Certificates>,
+    certs: Option<Arc<Certificates>>,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| StartError::Io {
-        what: "listening for SIGHUP (TLS certificate reloads)".into(),
+        what: "listening for SIGHUP".into(),
         detail: e.to_string(),
     })?;
     Ok(tokio::spawn(async move {
@@ -419,9 +427,10 @@ fn reload_on_sighup(
                 _ = cancel.cancelled() => return,
                 got = hangup.recv() => if got.is_none() { return },
             }
-            match certs.reload() {
-                Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
-                Err(e) => {
+            match certs.as_ref().map(|c| c.reload()) {
+                None => info!("SIGHUP: nothing to reload (no [stratum.tls])"),
+                Some(Ok(())) => info!("SIGHUP: TLS certificate reloaded"),
+                Some(Err(e)) => {
                     error!(error = %e, "SIGHUP: TLS certificate not reloaded; the old one stays in use")
                 }
             }
@@ -432,7 +441,7 @@ fn reload_on_sighup(
 /// Without Unix signals the certificate is read at start only.
 #[cfg(not(unix))]
 fn reload_on_sighup(
-    _certs: Arc<Certificates>,
+    _certs: Option<Arc<Certificates>>,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>, StartError> {
     Ok(tokio::spawn(async move { cancel.cancelled().await }))

@@ -46,7 +46,7 @@ pub struct Shared {
     pub shutdown_message: String,
     /// Addresses whose connections start with a PROXY protocol header.
     pub proxies: Trusted,
-    peers: Mutex<HashMap<IpAddr, Peer>>,
+    peers: Mutex<PeerTable>,
 }
 
 /// Where connections send what they produce.
@@ -123,7 +123,7 @@ impl Peer {
     }
 }
 
-/// Beyond this many remembered addresses, forgotten ones are pruned (a scan of many
+/// From this many remembered addresses on, forgotten ones are pruned (a scan from many
 /// addresses must not grow the table without bound).
 const PRUNE_ABOVE: usize = 65_536;
 
@@ -158,41 +158,52 @@ impl Shared {
             jobs,
             shutdown_message,
             proxies: Trusted::default(),
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(PeerTable::new()),
         }
     }
 
-    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Peer>> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, PeerTable> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits a connection from `ip` or says why not.
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.settings.limits.ban_secs)
+    }
+
+    /// Admits a connection from `ip` or says why not. A refused address gets no entry it
+    /// did not already have.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         let limits = &self.settings.limits;
         let total = self.stats.snapshot().connections as usize;
-        let mut peers = self.peers();
-        let peer = peers.entry(ip).or_default();
-        if peer.banned_until.is_some_and(|until| until > now) {
-            return Err(Refusal::Banned);
-        }
-        peer.banned_until = None;
-        if limits.connections_per_ip > 0 && peer.connections >= limits.connections_per_ip {
-            return Err(Refusal::PerAddress(peer.connections));
+        let mut table = self.peers();
+        let open = match table.map.get_mut(&ip) {
+            Some(peer) => {
+                if peer.banned_until.is_some_and(|until| until > now) {
+                    return Err(Refusal::Banned);
+                }
+                peer.banned_until = None;
+                peer.connections
+            }
+            None => 0,
+        };
+        if limits.connections_per_ip > 0 && open >= limits.connections_per_ip {
+            return Err(Refusal::PerAddress(open));
         }
         if limits.max_connections > 0 && total >= limits.max_connections {
             return Err(Refusal::Total(total));
         }
-        peer.connections += 1;
+        table.prune(now, self.window());
+        table.map.entry(ip).or_default().connections += 1;
         Ok(())
     }
 
     /// A connection from `ip` ended.
     pub fn release(&self, ip: IpAddr) {
-        let mut peers = self.peers();
-        if let Some(peer) = peers.get_mut(&ip) {
+        let mut table = self.peers();
+        if let Some(peer) = table.map.get_mut(&ip) {
             peer.connections = peer.connections.saturating_sub(1);
             if peer.connections == 0 && peer.banned_until.is_none() && peer.strikes == 0 {
-                peers.remove(&ip);
+                table.map.remove(&ip);
             }
         }
     }
@@ -204,12 +215,10 @@ impl Shared {
         if limits.ban_after_violations == 0 {
             return false;
         }
-        let window = Duration::from_secs(limits.ban_secs);
-        let mut peers = self.peers();
-        if peers.len() > PRUNE_ABOVE {
-            peers.retain(|_, p| p.live(now, window));
-        }
-        let peer = peers.entry(ip).or_default();
+        let window = self.window();
+        let mut table = self.peers();
+        table.prune(now, window);
+        let peer = table.map.entry(ip).or_default();
         if peer
             .strikes_since
             .is_none_or(|since| now.saturating_duration_since(since) >= window)
@@ -224,21 +233,45 @@ impl Shared {
         peer.strikes = 0;
         peer.strikes_since = None;
         peer.banned_until = Some(now + window);
-        drop(peers);
+        drop(table);
         self.stats.banned();
         true
     }
 
     /// Bans `ip` for the configured time.
     pub fn ban(&self, ip: IpAddr, now: Instant) {
-        let window = Duration::from_secs(self.settings.limits.ban_secs);
-        let mut peers = self.peers();
-        if peers.len() > PRUNE_ABOVE {
-            peers.retain(|_, p| p.live(now, window));
-        }
-        peers.entry(ip).or_default().banned_until = Some(now + window);
-        drop(peers);
+        let window = self.window();
+        let mut table = self.peers();
+        table.prune(now, window);
+        table.map.entry(ip).or_default().banned_until = Some(now + window);
+        drop(table);
         self.stats.banned();
+    }
+}
+
+/// Addresses with connections, bans or strikes.
+#[derive(Debug)]
+struct PeerTable {
+    map: HashMap<IpAddr, Peer>,
+    /// Size at which forgotten entries are next pruned: doubles with the live entries, so
+    /// a big pool pays for a scan only as often as its table doubles.
+    prune_at: usize,
+}
+
+impl PeerTable {
+    fn new() -> PeerTable {
+        PeerTable {
+            map: HashMap::new(),
+            prune_at: PRUNE_ABOVE,
+        }
+    }
+
+    fn prune(&mut self, now: Instant, window: Duration) {
+        if self.map.len() < self.prune_at {
+            return;
+        }
+        self.map.retain(|_, p| p.live(now, window));
+        self.prune_at = PRUNE_ABOVE.max(self.map.len() * 2);
     }
 }
 
@@ -252,8 +285,10 @@ pub struct Listener {
 }
 
 /// Binds `addr` (with SO_REUSEPORT when `reuse_port`, so that a new pool process can bind
-/// the same port during a rolling restart).
-pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+/// the same port during a rolling restart) without listening yet: with SO_REUSEPORT the
+/// kernel sends connections to every listening socket, so a process listens only once it
+/// can serve ([`listen`]). A port in use is still found at once.
+pub fn reserve(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -265,9 +300,19 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> 
     #[cfg(not(unix))]
     let _ = reuse_port;
     socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Starts listening on a [`reserve`]d socket.
+pub fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
     // Deeper than tokio's default 1024: a whole farm reconnecting after a restart arrives
     // at once (the kernel caps it at net.core.somaxconn).
     socket.listen(4096)
+}
+
+/// [`reserve`] and [`listen`] in one step.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    listen(reserve(addr, reuse_port)?)
 }
 
 /// Accepts connections on every listener until `cancel` fires, then tells every miner to
@@ -335,14 +380,19 @@ async fn accept_loop(
                     return;
                 }
             }
-            let ip = peer_ip(&addr);
+            // From here the address's count is released however the task ends.
+            let mut slot = Slot {
+                shared: &shared,
+                ip: peer_ip(&addr),
+                connected: false,
+            };
             let Some(lease) = shared.extranonces.allocate() else {
-                shared.release(ip);
                 shared.stats.refused();
                 warn!(peer = %addr, "connection refused: extranonce1 space exhausted");
                 return;
             };
             shared.stats.connected();
+            slot.connected = true;
             match tls {
                 None => connection::serve(stream, addr, lease, &shared, cancel).await,
                 Some(tls) => {
@@ -355,9 +405,24 @@ async fn accept_loop(
                     }
                 }
             }
-            shared.stats.disconnected();
-            shared.release(ip);
         });
+    }
+}
+
+/// An admitted connection's place in the per-address and total counts, given back when
+/// its task ends, even by a panic.
+struct Slot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    connected: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.connected {
+            self.shared.stats.disconnected();
+        }
+        self.shared.release(self.ip);
     }
 }
 
@@ -409,5 +474,128 @@ fn log_refusal(addr: SocketAddr, refusal: &Refusal, shared: &Shared) {
             limit = limits.max_connections,
             "connection refused: connection limit reached (limits.max_connections)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LimitsConfig, Mode, VardiffConfig};
+    use crate::jobs::{CoinbaseSettings, JobMaker};
+    use protocol::address::Network;
+
+    fn shared(limits: LimitsConfig) -> Shared {
+        let coinbase = CoinbaseSettings {
+            pool_tag: b"/t/".to_vec(),
+            extranonce2_size: 8,
+        };
+        let settings = Arc::new(SessionSettings {
+            mode: Mode::Solo,
+            network: Network::Regtest,
+            version_mask: 0x1fffe000,
+            coinbase: coinbase.clone(),
+            vardiff: VardiffConfig::default(),
+            keep_jobs: 4,
+            max_ntime_ahead: 7000,
+            limits,
+            ack_when_stored: false,
+        });
+        Shared::new(
+            settings,
+            JobMaker::new(coinbase, None).ids(),
+            Extranonces::new(0),
+            Arc::new(PoolStats::default()),
+            Outlets {
+                blocks: mpsc::unbounded_channel().0,
+                shares: None,
+            },
+            watch::channel(None).1,
+            String::new(),
+        )
+    }
+
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    #[test]
+    fn per_address_cap_and_release() {
+        let s = shared(LimitsConfig {
+            connections_per_ip: 2,
+            ..LimitsConfig::default()
+        });
+        let now = Instant::now();
+        assert_eq!(s.admit(ip(1), now), Ok(()));
+        assert_eq!(s.admit(ip(1), now), Ok(()));
+        assert_eq!(s.admit(ip(1), now), Err(Refusal::PerAddress(2)));
+        assert_eq!(s.admit(ip(2), now), Ok(()));
+        s.release(ip(1));
+        assert_eq!(s.admit(ip(1), now), Ok(()));
+        for _ in 0..2 {
+            s.release(ip(1));
+        }
+        s.release(ip(2));
+        assert_eq!(s.peers().map.len(), 0, "nothing kept for idle addresses");
+    }
+
+    #[test]
+    fn refusals_for_the_total_leave_no_entry_behind() {
+        let s = shared(LimitsConfig {
+            max_connections: 1,
+            ..LimitsConfig::default()
+        });
+        let now = Instant::now();
+        assert_eq!(s.admit(ip(1), now), Ok(()));
+        s.stats.connected();
+        for i in 2..1000 {
+            assert_eq!(s.admit(ip(i), now), Err(Refusal::Total(1)));
+        }
+        assert_eq!(s.peers().map.len(), 1);
+    }
+
+    #[test]
+    fn repeated_violations_ban_within_the_window_only() {
+        let s = shared(LimitsConfig {
+            ban_after_violations: 3,
+            ban_secs: 60,
+            ..LimitsConfig::default()
+        });
+        let t0 = Instant::now();
+        assert!(!s.strike(ip(1), t0));
+        assert!(!s.strike(ip(1), t0));
+        // The window passes: counting starts again.
+        let later = t0 + Duration::from_secs(61);
+        assert!(!s.strike(ip(1), later));
+        assert!(!s.strike(ip(1), later));
+        assert_eq!(s.admit(ip(1), later), Ok(()));
+        assert!(s.strike(ip(1), later), "the third within the window bans");
+        assert_eq!(s.admit(ip(1), later), Err(Refusal::Banned));
+        assert_eq!(s.stats.snapshot().bans, 1);
+        let after_ban = later + Duration::from_secs(61);
+        assert_eq!(s.admit(ip(1), after_ban), Ok(()));
+        let off = shared(LimitsConfig {
+            ban_after_violations: 0,
+            ..LimitsConfig::default()
+        });
+        assert!((0..100).all(|_| !off.strike(ip(1), t0)));
+    }
+
+    #[test]
+    fn forgotten_addresses_are_pruned() {
+        let s = shared(LimitsConfig {
+            ban_secs: 1,
+            ..LimitsConfig::default()
+        });
+        let t0 = Instant::now();
+        let n = u32::try_from(PRUNE_ABOVE).unwrap() - 1;
+        for i in 0..n {
+            s.ban(ip(i), t0);
+        }
+        // Bans of two seconds ago are forgotten when the table reaches the threshold.
+        let later = t0 + Duration::from_secs(2);
+        s.ban(ip(n), later);
+        assert_eq!(s.peers().map.len(), PRUNE_ABOVE);
+        s.ban(ip(n + 1), later);
+        assert_eq!(s.peers().map.len(), 2);
     }
 }
