@@ -125,7 +125,7 @@ async fn idle_sockets_are_closed_at_the_authorize_timeout_with_bounded_memory() 
     // Both ends of every socket live in this process, plus the nodes' and PostgreSQL's.
     let sockets = 2000.min(fit.saturating_sub(400) / 2);
     assert!(
-        sockets >= 500,
+        sockets >= 200,
         "open-files limit {fit} too low for this test"
     );
     let s = start(|c| {
@@ -384,9 +384,11 @@ async fn an_invalid_share_flood_is_banned_and_good_miners_keep_their_latency() {
         amax as f64 / 1e3,
     );
     assert_eq!(attacked.accepted, attacked.submitted, "{attacked:?}");
+    // Every flooding address is banned: 10 for invalid shares (both of their flooders
+    // count), 20 for repeated protocol violations (oversize or malformed lines).
     assert!(
-        stats.bans >= 10,
-        "the invalid-share flooders' addresses are banned: {stats:?}"
+        stats.bans >= 30,
+        "the flooders' addresses are banned: {stats:?}"
     );
     assert!(
         stats.refused > 0,
