@@ -174,8 +174,11 @@ impl Shared {
     /// did not already have.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         let limits = &self.settings.limits;
-        let total = self.stats.snapshot().connections as usize;
         let mut table = self.peers();
+        // Counted here rather than by the connected counter, which moves only once a
+        // connection is served: a burst of accepts (or proxies still sending their
+        // headers) must not slip past the cap.
+        let total = table.admitted;
         let open = match table.map.get_mut(&ip) {
             Some(peer) => {
                 if peer.banned_until.is_some_and(|until| until > now) {
@@ -194,18 +197,24 @@ impl Shared {
         }
         table.prune(now, self.window());
         table.map.entry(ip).or_default().connections += 1;
+        table.admitted += 1;
         Ok(())
     }
 
     /// A connection from `ip` ended.
     pub fn release(&self, ip: IpAddr) {
         let mut table = self.peers();
-        if let Some(peer) = table.map.get_mut(&ip) {
-            peer.connections = peer.connections.saturating_sub(1);
-            if peer.connections == 0 && peer.banned_until.is_none() && peer.strikes == 0 {
-                table.map.remove(&ip);
-            }
+        let Some(peer) = table.map.get_mut(&ip) else {
+            return;
+        };
+        if peer.connections == 0 {
+            return;
         }
+        peer.connections -= 1;
+        if peer.connections == 0 && peer.banned_until.is_none() && peer.strikes == 0 {
+            table.map.remove(&ip);
+        }
+        table.admitted = table.admitted.saturating_sub(1);
     }
 
     /// A connection from `ip` was closed for a protocol violation; true when this one
@@ -256,6 +265,8 @@ struct PeerTable {
     /// Size at which forgotten entries are next pruned: doubles with the live entries, so
     /// a big pool pays for a scan only as often as its table doubles.
     prune_at: usize,
+    /// Admitted connections not yet released, all addresses together.
+    admitted: usize,
 }
 
 impl PeerTable {
@@ -263,6 +274,7 @@ impl PeerTable {
         PeerTable {
             map: HashMap::new(),
             prune_at: PRUNE_ABOVE,
+            admitted: 0,
         }
     }
 
@@ -545,12 +557,14 @@ mod tests {
             ..LimitsConfig::default()
         });
         let now = Instant::now();
+        // Counted at admission, before the connection is served.
         assert_eq!(s.admit(ip(1), now), Ok(()));
-        s.stats.connected();
         for i in 2..1000 {
             assert_eq!(s.admit(ip(i), now), Err(Refusal::Total(1)));
         }
         assert_eq!(s.peers().map.len(), 1);
+        s.release(ip(1));
+        assert_eq!(s.admit(ip(2), now), Ok(()));
     }
 
     #[test]
