@@ -72,13 +72,7 @@ async fn start(tune: impl FnOnce(&mut PoolConfig)) -> Setup {
         network: "regtest".into(),
         pool_address: Some(node.new_address().unwrap()),
         data_dir: dir.path().to_path_buf(),
-        nodes: vec![NodeConfig {
-            url: node.rpc_url().to_string(),
-            user: Some(user.into()),
-            password: Some(password.into()),
-            cookie_file: None,
-            zmq_hashblock: None,
-        }],
+        nodes: vec![NodeConfig::with_password(node.rpc_url(), user, password)],
         ..PoolConfig::default()
     };
     cfg.database.url = Some(pg.url());

@@ -22,13 +22,7 @@ async fn simulated_miners_submit_valid_shares_and_hold_connections() {
         mode: PoolMode::Solo,
         network: "regtest".into(),
         data_dir: dir.path().to_path_buf(),
-        nodes: vec![NodeConfig {
-            url: node.rpc_url().to_string(),
-            user: Some(user.into()),
-            password: Some(password.into()),
-            cookie_file: None,
-            zmq_hashblock: None,
-        }],
+        nodes: vec![NodeConfig::with_password(node.rpc_url(), user, password)],
         ..PoolConfig::default()
     };
     cfg.stratum.bind = SocketAddr::from(([127, 0, 0, 1], 0));

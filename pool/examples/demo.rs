@@ -99,13 +99,7 @@ pub async fn run(
         network: "regtest".into(),
         pool_address: Some(pool_address.clone()),
         data_dir: data.path().to_path_buf(),
-        nodes: vec![NodeConfig {
-            url: wallet.rpc_url().to_string(),
-            user: Some(user.into()),
-            password: Some(password.into()),
-            cookie_file: None,
-            zmq_hashblock: None,
-        }],
+        nodes: vec![NodeConfig::with_password(wallet.rpc_url(), user, password)],
         ..PoolConfig::default()
     };
     cfg.stratum.bind = stratum;

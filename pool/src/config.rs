@@ -109,6 +109,19 @@ pub struct NodeConfig {
     pub zmq_hashblock: Option<String>,
 }
 
+impl NodeConfig {
+    /// A node reached with a user and password (no cookie, no ZMQ).
+    pub fn with_password(url: &str, user: &str, password: &str) -> NodeConfig {
+        NodeConfig {
+            url: url.into(),
+            user: Some(user.into()),
+            password: Some(password.into()),
+            cookie_file: None,
+            zmq_hashblock: None,
+        }
+    }
+}
+
 /// How templates are fetched and turned into jobs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

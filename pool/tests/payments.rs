@@ -4,30 +4,25 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::write_pool_toml;
 use pool::store::Store;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use testkit::{Node, RegtestPair, TempPostgres};
 
 fn write_config(dir: &Path, node: &Node, pool_address: &str, db: &str) -> std::path::PathBuf {
-    let (user, password) = node.rpc_credentials();
-    let text = format!(
-        r#"
-mode = "pplns"
-network = "regtest"
-pool_address = "{pool_address}"
-data_dir = "{data}"
-
-[[nodes]]
-url = "{url}"
-user = "{user}"
-password = "{password}"
-
-[stratum]
+    write_pool_toml(
+        dir,
+        node,
+        pool_address,
+        &format!(
+            r#"[stratum]
 bind = "127.0.0.1:0"
 
 [api]
@@ -40,13 +35,9 @@ url = "{db}"
 check_secs = 1
 payment_interval_secs = 1
 threshold = 1000000
-"#,
-        data = dir.join("data").display(),
-        url = node.rpc_url(),
-    );
-    let path = dir.join("pool.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+"#
+        ),
+    )
 }
 
 fn start_pool(config: &Path, log: &Path, crash_at: Option<&str>) -> Child {

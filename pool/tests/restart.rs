@@ -22,20 +22,12 @@ fn write_config(
     db: &str,
     (port, api_port): (u16, u16),
 ) -> PathBuf {
-    let (user, password) = node.rpc_credentials();
-    let text = format!(
-        r#"
-mode = "pplns"
-network = "regtest"
-pool_address = "{pool_address}"
-data_dir = "{data}"
-
-[[nodes]]
-url = "{url}"
-user = "{user}"
-password = "{password}"
-
-[stratum]
+    write_pool_toml(
+        dir,
+        node,
+        pool_address,
+        &format!(
+            r#"[stratum]
 bind = "127.0.0.1:{port}"
 reuse_port = true
 shutdown_message = "restarting"
@@ -54,13 +46,9 @@ url = "{db}"
 
 [payouts]
 payments = false
-"#,
-        data = dir.join("data").display(),
-        url = node.rpc_url(),
-    );
-    let path = dir.join("pool.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+"#
+        ),
+    )
 }
 
 /// A `pool` process; killed if the test fails while it runs.

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,7 @@ use tokio_util::sync::CancellationToken;
 /// The RPC settings of a testkit node.
 pub fn node_config(node: &Node) -> NodeConfig {
     let (user, password) = node.rpc_credentials();
-    NodeConfig {
-        url: node.rpc_url().to_string(),
-        user: Some(user.into()),
-        password: Some(password.into()),
-        cookie_file: None,
-        zmq_hashblock: None,
-    }
+    NodeConfig::with_password(node.rpc_url(), user, password)
 }
 
 /// A pool on loopback with test-friendly timings.
@@ -229,4 +223,28 @@ pub async fn http_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value)
     let (status, body) = http_get(addr, path).await;
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
     (status, value)
+}
+
+/// Writes `dir/pool.toml` for the `pool` binary: PPLNS on regtest paying `pool_address`,
+/// with `node` as its node and its data in `dir/data`, then the test's own `sections`.
+pub fn write_pool_toml(dir: &Path, node: &Node, pool_address: &str, sections: &str) -> PathBuf {
+    let (user, password) = node.rpc_credentials();
+    let text = format!(
+        r#"mode = "pplns"
+network = "regtest"
+pool_address = "{pool_address}"
+data_dir = "{data}"
+
+[[nodes]]
+url = "{url}"
+user = "{user}"
+password = "{password}"
+
+{sections}"#,
+        data = dir.join("data").display(),
+        url = node.rpc_url(),
+    );
+    let path = dir.join("pool.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
