@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use benches::load::{self, LoadOptions, Mode, Report};
+use benches::load::{self, LoadOptions, Mode, Report, rss_kib};
 use pool::config::{Mode as PoolMode, NodeConfig, PoolConfig};
 use pool::run::RunningPool;
 use serde_json::{Value, json};
@@ -44,12 +44,6 @@ fn raise_fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 struct Setup {
@@ -128,7 +122,7 @@ async fn idle_sockets_are_closed_at_the_authorize_timeout_with_bounded_memory() 
     })
     .await;
     let addr = s.pool.stratum_addr;
-    let before = rss_kib();
+    let before = rss_kib(std::process::id()).unwrap();
     let opened = Instant::now();
     let mut held = Vec::with_capacity(sockets);
     for i in 0..sockets {
@@ -141,7 +135,7 @@ async fn idle_sockets_are_closed_at_the_authorize_timeout_with_bounded_memory() 
         assert!(Instant::now() < deadline, "{:?}", s.pool.stats.snapshot());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let during = rss_kib();
+    let during = rss_kib(std::process::id()).unwrap();
     let per_socket = (during.saturating_sub(before)) as f64 / sockets as f64;
 
     // Every one is closed by the pool once the authorize timeout has passed.

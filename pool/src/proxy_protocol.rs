@@ -97,30 +97,27 @@ pub fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
         }
         p.parse().map_err(|_| ProxyError::Malformed("v1 port"))
     };
-    let (src_ip, dst_ip): (IpAddr, IpAddr) = match family {
-        "TCP4" => (
-            src.parse::<Ipv4Addr>()
-                .map_err(|_| ProxyError::Malformed("v1 TCP4 source address"))?
-                .into(),
-            dst.parse::<Ipv4Addr>()
-                .map_err(|_| ProxyError::Malformed("v1 TCP4 destination address"))?
-                .into(),
-        ),
-        "TCP6" => (
-            src.parse::<Ipv6Addr>()
-                .map_err(|_| ProxyError::Malformed("v1 TCP6 source address"))?
-                .into(),
-            dst.parse::<Ipv6Addr>()
-                .map_err(|_| ProxyError::Malformed("v1 TCP6 destination address"))?
-                .into(),
-        ),
+    let v4 = match family {
+        "TCP4" => true,
+        "TCP6" => false,
         _ => {
             return Err(ProxyError::Malformed(
                 "v1 family is not TCP4, TCP6 or UNKNOWN",
             ));
         }
     };
-    let _ = (dst_ip, port(dport)?);
+    // Both addresses must be of the announced family.
+    let address = |a: &str| {
+        a.parse::<IpAddr>()
+            .ok()
+            .filter(|ip| ip.is_ipv4() == v4)
+            .ok_or(ProxyError::Malformed(
+                "v1 address not of the header's family",
+            ))
+    };
+    let src_ip = address(src)?;
+    address(dst)?;
+    port(dport)?;
     Ok(Some(SocketAddr::new(src_ip, port(sport)?)))
 }
 
@@ -221,11 +218,6 @@ impl Trusted {
             nets.push((ip, bits));
         }
         Ok(Trusted { nets })
-    }
-
-    /// No proxies configured.
-    pub fn is_empty(&self) -> bool {
-        self.nets.is_empty()
     }
 
     /// Whether `ip` (IPv4-mapped IPv6 already unmapped) is a configured proxy.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode, NodeRpc};
+use benches::load::{self, LoadOptions, Mode, NodeRpc, rss_kib};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -68,13 +68,6 @@ fn parse_node(url: &str) -> Result<NodeRpc, String> {
         user: user.into(),
         password: password.into(),
     })
-}
-
-/// Resident memory of a process, KiB, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn main() -> ExitCode {
