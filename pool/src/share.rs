@@ -8,7 +8,8 @@ use std::collections::HashSet;
 
 use protocol::coinbase::Coinbase;
 use protocol::stratum::{StratumError, Submit};
-use protocol::{BlockHeader, Hash256, Target, merkle, sha256d, target::hash_difficulty};
+use protocol::target::{format_difficulty_pair, hash_difficulty};
+use protocol::{BlockHeader, Hash256, Target, merkle, sha256d};
 
 use crate::jobs::Job;
 
@@ -99,10 +100,13 @@ impl Reject {
             Reject::Duplicate => {
                 StratumError::new(StratumError::DUPLICATE_SHARE, "Duplicate share")
             }
-            Reject::LowDifficulty { got, want } => StratumError::new(
-                StratumError::LOW_DIFFICULTY,
-                format!("Low difficulty share ({got:.6} < {want})"),
-            ),
+            Reject::LowDifficulty { got, want } => {
+                let (got, want) = format_difficulty_pair(*got, *want);
+                StratumError::new(
+                    StratumError::LOW_DIFFICULTY,
+                    format!("Low difficulty share ({got} < {want})"),
+                )
+            }
             Reject::Unauthorized => {
                 StratumError::new(StratumError::UNAUTHORIZED, "Unauthorized worker")
             }

@@ -181,6 +181,50 @@ pub fn hash_difficulty(hash: &Hash256) -> f64 {
     Target::from_hash(hash).difficulty()
 }
 
+/// A difficulty for people: six significant digits at every magnitude, plain below 10^15
+/// and above 10^-4, in exponent form outside (`4.65654e-10`, never `0.000000`). Logs, errors
+/// and the console all print difficulties through this, so they read the same everywhere.
+pub fn format_difficulty(difficulty: f64) -> String {
+    format_significant(difficulty, 6)
+}
+
+/// Two difficulties printed with as many significant digits as it takes to tell them
+/// apart (six at least, seventeen at most), for messages such as "`got` < `want`".
+pub fn format_difficulty_pair(a: f64, b: f64) -> (String, String) {
+    let mut digits = 6;
+    loop {
+        let (x, y) = (format_significant(a, digits), format_significant(b, digits));
+        if x != y || digits >= 17 || a == b {
+            return (x, y);
+        }
+        digits += 1;
+    }
+}
+
+fn format_significant(d: f64, digits: usize) -> String {
+    if !d.is_finite() || d == 0.0 {
+        return d.to_string();
+    }
+    let exponent = d.abs().log10().floor() as i32;
+    let trim = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if (-4..15).contains(&exponent) {
+        let decimals = usize::try_from(digits as i32 - 1 - exponent).unwrap_or(0);
+        trim(format!("{d:.decimals$}"))
+    } else {
+        let text = format!("{:.*e}", digits.saturating_sub(1), d);
+        match text.split_once('e') {
+            Some((mantissa, exp)) => format!("{}e{exp}", trim(mantissa.to_string())),
+            None => text,
+        }
+    }
+}
+
 impl PartialOrd for Target {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -328,6 +372,25 @@ fn div_limbs_u64(limbs: &mut [u64], divisor: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn difficulties_print_with_significant_digits_at_every_magnitude() {
+        let regtest = Target::from_compact(CompactTarget(0x207fffff))
+            .unwrap()
+            .difficulty();
+        assert_eq!(format_difficulty(regtest), "4.65654e-10");
+        assert_eq!(format_difficulty(1.0), "1");
+        assert_eq!(format_difficulty(1024.5), "1024.5");
+        assert_eq!(format_difficulty(0.001234567), "0.00123457");
+        assert_eq!(format_difficulty(123_456_789.0), "123456789");
+        assert_eq!(format_difficulty(1.2345678e15), "1.23457e15");
+        assert_eq!(format_difficulty(0.0), "0");
+        // A reject message must show two different numbers, however close they are.
+        let (got, want) = format_difficulty_pair(regtest * 0.9999999, regtest);
+        assert_ne!(got, want);
+        assert_eq!(want, "4.6565424e-10");
+        assert_eq!(format_difficulty_pair(2.0, 2.0), ("2".into(), "2".into()));
+    }
 
     fn t(hex_be: &str) -> Target {
         let padded = format!("{hex_be:0>64}");
