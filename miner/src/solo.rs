@@ -1,8 +1,11 @@
 //! Solo mining: work straight from a node's getblocktemplate, blocks straight to its
 //! submitblock.
 //!
-//! Two threads, both blocking (no async runtime needed): the template thread long-polls
-//! getblocktemplate (`rules: ["segwit"]`) and turns each template into engine work with a
+//! Two threads, both blocking (no async runtime needed): the template thread fetches
+//! getblocktemplate (`rules: ["segwit"]`), long-polling as the node's
+//! [`LongPollGate`] allows (one long poll at most; never on a tip where an abandoned one may
+//! still hold a node thread) and otherwise polling `getbestblockhash` every 250 ms, and
+//! turns each template into engine work with a
 //! coinbase built by the protocol crate (BIP 34 height, our payout, the witness commitment
 //! when the template has one); the submit thread assembles each solution into a full block
 //! and submits it, reading the node's answer ("inconclusive": another block won the race at
@@ -17,8 +20,9 @@ use std::time::{Duration, Instant};
 use protocol::address::{self, Network, PayoutAddress};
 use protocol::block::{self, Solution};
 use protocol::coinbase::{Coinbase, CoinbaseOutput, CoinbaseSpec, template_witness_commitment};
-use protocol::merkle;
+use protocol::longpoll::LongPollGate;
 use protocol::template::{BlockTemplate, CheckedTemplate, TemplateRequest};
+use protocol::{Hash256, merkle};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -114,7 +118,7 @@ pub struct SoloOptions {
     pub tag: Vec<u8>,
     /// Roll version bits (BIP 320).
     pub version_rolling: bool,
-    /// Template refresh when the node has no long poll.
+    /// Fresh template (new transactions) when not long-polling.
     pub poll: Duration,
 }
 
@@ -153,41 +157,93 @@ struct Job {
 
 type Jobs = Arc<Mutex<HashMap<String, Arc<Job>>>>;
 
+/// How often the template thread asks `getbestblockhash` while it is not long-polling.
+const BLOCK_POLL: Duration = Duration::from_millis(250);
+
 /// Starts the template and submit threads. They run for the life of the process.
 pub fn start(opts: SoloOptions, engine: Arc<Engine>, found: Receiver<Found>, stats: Arc<Stats>) {
     let jobs: Jobs = Arc::new(Mutex::new(HashMap::new()));
     let (o, e, j, s) = (opts.clone(), engine.clone(), jobs.clone(), stats.clone());
     let engine_for_submit = engine;
+    // The submit thread wakes the template thread when the node took a block.
+    let (kick_tx, kick_rx) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("solo-templates".into())
-        .spawn(move || template_loop(&o, &e, &j, &s))
+        .spawn(move || template_loop(&o, &e, &j, &s, &kick_rx))
         .map_err(|e| warn!(error = %e, "cannot start the template thread"))
         .ok();
     std::thread::Builder::new()
         .name("solo-submit".into())
-        .spawn(move || submit_loop(&opts, &engine_for_submit, &found, &jobs, &stats))
+        .spawn(move || submit_loop(&opts, &engine_for_submit, &found, &jobs, &stats, &kick_tx))
         .map_err(|e| warn!(error = %e, "cannot start the submit thread"))
         .ok();
 }
 
-fn template_loop(opts: &SoloOptions, engine: &Engine, jobs: &Jobs, stats: &Stats) {
+/// Fetches templates: by long poll when the node's [`LongPollGate`] allows one (at most one
+/// of ours waits on the node, and none on a tip where an abandoned one may still wait),
+/// otherwise by a `getbestblockhash` poll every [`BLOCK_POLL`] with a fresh template on a
+/// new tip, on a kick, and every `opts.poll` for new transactions.
+fn template_loop(
+    opts: &SoloOptions,
+    engine: &Engine,
+    jobs: &Jobs,
+    stats: &Stats,
+    kick: &Receiver<()>,
+) {
+    let rpc = RpcClient::new(&opts.node.url, &opts.node.user, &opts.node.password);
     // Long polls can last as long as a block interval.
-    let rpc = RpcClient::with_timeout(
+    let long_rpc = RpcClient::with_timeout(
         &opts.node.url,
         &opts.node.user,
         &opts.node.password,
         Duration::from_secs(1800),
     );
-    let mut longpoll: Option<String> = None;
+    let mut gate = LongPollGate::new();
+    // The tip and long-poll id of the work being mined, and when it was fetched.
+    let mut current: Option<(Hash256, Option<String>)> = None;
+    let mut fetched = Instant::now();
     let mut backoff = Duration::from_secs(1);
     let mut serial = 0u64;
     loop {
-        let request = match &longpoll {
-            Some(id) => TemplateRequest::longpoll(id.clone()),
-            None => TemplateRequest::default(),
+        let longpoll = current
+            .as_ref()
+            .and_then(|(_, id)| id.clone())
+            .filter(|_| gate.may_start());
+        let reply = if let Some(id) = longpoll {
+            gate.started();
+            let reply = long_rpc.call(
+                "getblocktemplate",
+                TemplateRequest::longpoll(id).to_params(),
+            );
+            match &reply {
+                Err(RpcError::Transport { .. }) => {
+                    gate.abandoned(current.as_ref().map(|(tip, _)| *tip));
+                }
+                _ => gate.answered(),
+            }
+            reply
+        } else {
+            if current.is_some() {
+                // Sleep until the next poll, or until the submit thread says a block went in.
+                let _ = kick.recv_timeout(BLOCK_POLL);
+                let due = fetched.elapsed() >= opts.poll;
+                let best = rpc.call("getbestblockhash", json!([]));
+                let tip = best
+                    .as_ref()
+                    .ok()
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<Hash256>().ok());
+                if let Some(tip) = tip {
+                    gate.tip_seen(tip);
+                }
+                let same = tip.is_some() && tip == current.as_ref().map(|(t, _)| *t);
+                if same && !due {
+                    continue;
+                }
+            }
+            rpc.call("getblocktemplate", TemplateRequest::default().to_params())
         };
-        let template = rpc
-            .call("getblocktemplate", request.to_params())
+        let template = reply
             .map_err(|e| e.to_string())
             .and_then(|v| {
                 BlockTemplate::from_json(&v).map_err(|e| format!("unreadable template: {e}"))
@@ -201,13 +257,14 @@ fn template_loop(opts: &SoloOptions, engine: &Engine, jobs: &Jobs, stats: &Stats
                 stats.failure();
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
-                longpoll = None;
                 continue;
             }
         };
         backoff = Duration::from_secs(1);
+        fetched = Instant::now();
+        gate.tip_seen(template.prev_hash);
         stats.set_pool(Some(format!("solo {}", opts.node.url)), Instant::now());
-        longpoll = template.longpollid.clone();
+        current = Some((template.prev_hash, template.longpollid.clone()));
         match build_job(opts, template) {
             Ok((work, job)) => {
                 serial += 1;
@@ -227,10 +284,6 @@ fn template_loop(opts: &SoloOptions, engine: &Engine, jobs: &Jobs, stats: &Stats
                 engine.set_work(Work { job_id, ..work });
             }
             Err(e) => warn!(error = %e, "cannot build a coinbase for this template"),
-        }
-        // A node without long poll is asked again after a pause.
-        if longpoll.is_none() {
-            std::thread::sleep(opts.poll);
         }
     }
 }
@@ -319,6 +372,7 @@ fn submit_loop(
     found: &Receiver<Found>,
     jobs: &Jobs,
     stats: &Stats,
+    kick: &std::sync::mpsc::Sender<()>,
 ) {
     let rpc = RpcClient::new(&opts.node.url, &opts.node.user, &opts.node.password);
     while let Ok(f) = found.recv() {
@@ -353,6 +407,7 @@ fn submit_loop(
             warn!(ours = %assembled.hash(), engine = %f.hash, "assembled block hash differs from the engine's; not submitted");
             continue;
         }
+        stats.block_candidate();
         let outcome = classify(&rpc.call("submitblock", json!([assembled.to_hex()])));
         let height = job.template.height;
         engine.record_verdict(f.worker, outcome == BlockOutcome::Accepted);
@@ -360,6 +415,7 @@ fn submit_loop(
             BlockOutcome::Accepted => {
                 stats.accepted(job.template.target.difficulty());
                 stats.block();
+                let _ = kick.send(());
                 info!(height, hash = %assembled.hash(), "BLOCK FOUND and accepted by the node");
             }
             BlockOutcome::Inconclusive => {

@@ -130,9 +130,11 @@ pub struct JobsConfig {
     pub block_poll_ms: u64,
     /// Fetch a fresh template with new transactions this often (seconds).
     pub refresh_secs: u64,
-    /// Use `getblocktemplate` long polling when the node offers it.
+    /// Use `getblocktemplate` long polling when the node offers it: at most one long poll
+    /// per node at a time, none on a node with `zmq_hashblock` (see `templates.rs`).
     pub longpoll: bool,
-    /// Long-poll timeout (seconds); the node answers earlier on a new block.
+    /// How long the pool waits for a long poll's answer (seconds); the node answers
+    /// earlier on a new block. After a timeout the next long poll waits for a new tip.
     pub longpoll_timeout_secs: u64,
     /// Jobs of the current block kept for late shares.
     pub keep_jobs: usize,
@@ -209,7 +211,9 @@ pub struct LimitsConfig {
     pub connections_per_ip: usize,
     /// Connections at once in all (0: no limit).
     pub max_connections: usize,
-    /// Messages per second a connection may send (burst of twice that).
+    /// Junk messages per second a connection may send (burst of twice that): malformed
+    /// lines, requests other than `mining.submit`, and submits refused for a reason other
+    /// than a block change. Valid and stale shares never count (see docs/pool.md).
     pub messages_per_sec: u32,
     /// Seconds a socket may stay connected without authorizing.
     pub authorize_timeout_secs: u64,

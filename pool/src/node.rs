@@ -108,8 +108,9 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 impl Node {
-    /// A node from its settings; `longpoll_timeout` bounds long polls, ordinary calls
-    /// get 30 seconds.
+    /// A node from its settings; `longpoll_timeout` bounds how long we wait for a long
+    /// poll (the node holds it until its tip changes whatever we do), ordinary calls get
+    /// 30 seconds.
     pub fn new(config: &NodeConfig, longpoll_timeout: Duration) -> Node {
         let auth = match (&config.user, &config.password, &config.cookie_file) {
             (Some(user), Some(password), _) => Auth::Basic(basic(&format!("{user}:{password}"))),
@@ -129,7 +130,7 @@ impl Node {
                 url,
                 auth,
                 agent: agent(Duration::from_secs(30)),
-                long_agent: agent(longpoll_timeout + Duration::from_secs(10)),
+                long_agent: agent(longpoll_timeout),
             }),
         }
     }

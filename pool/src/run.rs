@@ -199,7 +199,12 @@ pub async fn start(
     let feed_options = FeedOptions {
         block_poll: Duration::from_millis(config.jobs.block_poll_ms),
         refresh: Duration::from_secs(config.jobs.refresh_secs),
-        longpoll: config.jobs.longpoll,
+        // ZMQ is the better word of a new block: it costs the node no RPC thread.
+        longpoll: config
+            .nodes
+            .iter()
+            .map(|n| config.jobs.longpoll && n.zmq_hashblock.is_none())
+            .collect(),
         longpoll_timeout: longpoll,
         max_retry: Duration::from_secs(config.jobs.max_retry_secs.max(1)),
     };
@@ -215,6 +220,7 @@ pub async fn start(
             feed_options,
             template_tx,
             kick.clone(),
+            stats.clone(),
             cancel.clone(),
         )),
         tokio::spawn(make_jobs(maker, template_rx, job_tx, stats.clone())),

@@ -28,6 +28,9 @@ pub struct PoolStats {
     job_unix: AtomicU64,
     height: AtomicU64,
     network_difficulty_bits: AtomicU64,
+    longpolls: AtomicU64,
+    longpolls_abandoned: AtomicU64,
+    longpolls_in_flight: AtomicU64,
     /// Connected workers and their hashrates.
     pub live: Live,
     /// `getblocktemplate` round trips (long polls excluded: they wait on purpose).
@@ -67,6 +70,13 @@ pub struct Snapshot {
     pub height: u64,
     /// Its network difficulty.
     pub network_difficulty: f64,
+    /// `getblocktemplate` long polls sent.
+    pub longpolls: u64,
+    /// Of those, given up on before the node answered (each may hold a node RPC thread
+    /// until the next block).
+    pub longpolls_abandoned: u64,
+    /// Long polls of this process waiting on a node now (one per node at most).
+    pub longpolls_in_flight: u64,
 }
 
 impl PoolStats {
@@ -128,6 +138,22 @@ impl PoolStats {
         self.job_unix.store(now, Relaxed);
     }
 
+    /// A long poll was sent to a node.
+    pub fn longpoll_sent(&self) {
+        self.longpolls.fetch_add(1, Relaxed);
+        self.longpolls_in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// A long poll ended: answered by the node, or given up on.
+    pub fn longpoll_ended(&self, answered: bool) {
+        if !answered {
+            self.longpolls_abandoned.fetch_add(1, Relaxed);
+        }
+        let _ = self
+            .longpolls_in_flight
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -148,6 +174,9 @@ impl PoolStats {
             job_unix: self.job_unix.load(Relaxed),
             height: self.height.load(Relaxed),
             network_difficulty: f64::from_bits(self.network_difficulty_bits.load(Relaxed)),
+            longpolls: self.longpolls.load(Relaxed),
+            longpolls_abandoned: self.longpolls_abandoned.load(Relaxed),
+            longpolls_in_flight: self.longpolls_in_flight.load(Relaxed),
         }
     }
 }

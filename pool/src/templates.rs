@@ -4,7 +4,13 @@
 //! Three triggers fetch a template: the node's long poll (answers on a new block or new
 //! transactions), a `getbestblockhash` poll every `block_poll_ms` (fast even where long
 //! polling is slow or missing), and a refresh every `refresh_secs` that picks up new
-//! transactions. A block the pool submits kicks an immediate fetch.
+//! transactions. A block the pool submits, and a ZMQ `hashblock`, kick an immediate fetch.
+//!
+//! A long poll holds one of the node's few RPC threads until the node answers, even after
+//! we stop waiting, so the feed never has more than one per node
+//! ([`protocol::longpoll::LongPollGate`]): after a timeout or a failover it waits for the
+//! tip to change before it opens another, and it starts parked, in case a pool process
+//! before it left one waiting. A node with ZMQ configured is not long-polled at all.
 //!
 //! When a node fails, the feed logs it once, moves to the next configured node and retries
 //! with backoff; nothing is published meanwhile, so miners keep hashing on the last job.
@@ -12,6 +18,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::Hash256;
+use protocol::longpoll::LongPollGate;
 use protocol::template::{BlockTemplate, CheckedTemplate, TemplateRequest};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -20,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::node::{Node, NodeError};
+use crate::stats::PoolStats;
 
 /// A template and where it came from.
 #[derive(Debug)]
@@ -39,8 +48,9 @@ pub struct FeedOptions {
     pub block_poll: Duration,
     /// Fresh template interval.
     pub refresh: Duration,
-    /// Use long polling when the node offers it.
-    pub longpoll: bool,
+    /// Use long polling when the node offers it, per node in the order given to [`run`]
+    /// (off for a node whose blocks come by ZMQ).
+    pub longpoll: Vec<bool>,
     /// Long-poll timeout.
     pub longpoll_timeout: Duration,
     /// Longest backoff between retries.
@@ -97,9 +107,12 @@ pub async fn run(
     options: FeedOptions,
     tx: watch::Sender<Option<Arc<Template>>>,
     kick: Arc<Notify>,
+    stats: Arc<PoolStats>,
     cancel: CancellationToken,
 ) {
     let mut feed = Feed {
+        stats,
+        gates: vec![LongPollGate::new(); nodes.len()],
         nodes,
         index: 0,
         options,
@@ -111,7 +124,10 @@ pub async fn run(
 }
 
 struct Feed {
+    stats: Arc<PoolStats>,
     nodes: Vec<Node>,
+    /// Per node: whether a long poll of ours may be waiting there.
+    gates: Vec<LongPollGate>,
     index: usize,
     options: FeedOptions,
     tx: watch::Sender<Option<Arc<Template>>>,
@@ -162,27 +178,58 @@ impl Feed {
         }
     }
 
-    /// Starts a long poll on the current node when the template has a long-poll id and
-    /// none is in flight.
+    /// Starts a long poll on the current node when the template has a long-poll id, the
+    /// node is long-polled at all, and its gate allows one.
     fn start_longpoll(&mut self) {
-        if self.longpoll.is_some() || !self.options.longpoll {
+        let index = self.index % self.nodes.len();
+        if self.longpoll.is_some()
+            || !self.options.longpoll.get(index).copied().unwrap_or(false)
+            || !self.gates[index].may_start()
+        {
             return;
         }
         let Some(id) = self.current().and_then(|t| t.checked.longpollid.clone()) else {
             return;
         };
         let node = self.node().clone();
-        let index = self.index;
         let handle = tokio::spawn(async move {
             node.call_long("getblocktemplate", request_params(Some(&id)))
                 .await
         });
+        self.gates[index].started();
+        self.stats.longpoll_sent();
+        debug!(node = %self.node().url(), "long poll sent");
         self.longpoll = Some((index, handle));
+    }
+
+    fn current_tip(&self) -> Option<Hash256> {
+        self.current().map(|t| t.checked.prev_hash)
+    }
+
+    /// The current node's tip as just seen.
+    fn tip_seen(&mut self, tip: Hash256) {
+        let index = self.index % self.nodes.len();
+        self.gates[index].tip_seen(tip);
     }
 
     fn longpoll_done(&mut self, result: (usize, Result<Value, NodeError>)) {
         let (index, result) = result;
-        if index != self.index {
+        match &result {
+            // The node answered (a template or an error of its own): its thread is free.
+            Ok(_) | Err(NodeError::Rpc { .. }) | Err(NodeError::BadReply { .. }) => {
+                self.gates[index].answered();
+                self.stats.longpoll_ended(true);
+            }
+            // Our side gave up (timeout) or lost the connection: the node may still hold
+            // the request until its tip changes.
+            Err(NodeError::Transport { .. }) => {
+                let tip = self.current_tip();
+                self.gates[index].abandoned(tip);
+                self.stats.longpoll_ended(false);
+                debug!(node = %self.nodes[index].url(), "long poll abandoned; the next waits for a new tip");
+            }
+        }
+        if index != self.index % self.nodes.len() {
             return; // from a node we have left
         }
         let node = self.node().clone();
@@ -210,6 +257,12 @@ impl Feed {
         };
         match self.node().call("getbestblockhash", json!([])).await {
             Ok(Value::String(best)) if best == current.checked.prev_hash.to_string() => {}
+            Ok(Value::String(best)) => {
+                if let Ok(tip) = best.parse::<Hash256>() {
+                    self.tip_seen(tip);
+                }
+                self.refresh_now().await;
+            }
             Ok(_) => self.refresh_now().await,
             Err(e) => self.failed(e.into()),
         }
@@ -230,6 +283,7 @@ impl Feed {
     }
 
     fn publish(&mut self, template: Template, why: &str) {
+        self.tip_seen(template.checked.prev_hash);
         let new_block = self
             .current()
             .is_none_or(|c| c.checked.prev_hash != template.checked.prev_hash);
@@ -254,8 +308,11 @@ impl Feed {
 
     fn failed(&mut self, error: FetchError) {
         self.failures += 1;
-        if let Some((_, handle)) = self.longpoll.take() {
-            handle.abort();
+        // Stop waiting for the long poll; the node may hold it until its tip changes.
+        if let Some((index, _)) = self.longpoll.take() {
+            let tip = self.current_tip();
+            self.gates[index].abandoned(tip);
+            self.stats.longpoll_ended(false);
         }
         let from = self.node().url().to_string();
         if self.nodes.len() > 1 {

@@ -1,7 +1,7 @@
 //! Optional ZMQ `hashblock` subscription (a node's `-zmqpubhashblock`): the fastest word of
-//! a new block. Each message kicks the template feed to fetch at once; the long poll and
-//! the `getbestblockhash` poll stay as they are, so a lost ZMQ connection costs at most
-//! `block_poll_ms`.
+//! a new block. Each message kicks the template feed to fetch at once. A node with ZMQ is
+//! not long-polled (a long poll holds one of its RPC threads); the `getbestblockhash` poll
+//! stays, so a lost ZMQ connection costs at most `block_poll_ms`.
 
 use std::sync::Arc;
 use std::time::Duration;

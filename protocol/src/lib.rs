@@ -12,6 +12,7 @@
 //! - [`merkle`]: merkle roots, the Stratum coinbase branch, and the witness root.
 //! - [`address`]: payout addresses to scriptPubKeys (through rust-bitcoin).
 //! - [`template`]: getblocktemplate request and response types (BIP 22/23/145).
+//! - [`longpoll`]: when a getblocktemplate long poll may be opened (one per node).
 //! - [`coinbase`]: coinb1/coinb2 around the extranonces, BIP34 height, outputs and the
 //!   witness commitment.
 //! - [`block`]: the full block for `submitblock`.
@@ -25,6 +26,7 @@ pub mod hash;
 pub mod header;
 mod hexfmt;
 pub use hexfmt::HexError;
+pub mod longpoll;
 pub mod merkle;
 pub mod stratum;
 pub mod target;

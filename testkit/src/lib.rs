@@ -16,7 +16,7 @@ mod util;
 pub use util::{free_port, workspace_root};
 
 pub use miner::rpc::{RpcClient, RpcError};
-pub use node::{Node, RegtestPair};
+pub use node::{Node, PairOptions, RegtestPair};
 pub use postgres::TempPostgres;
 
 use std::path::PathBuf;

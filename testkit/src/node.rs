@@ -52,6 +52,8 @@ pub struct Node {
     bitcoind: PathBuf,
     connect: Option<u16>,
     zmq_port: Option<u16>,
+    /// Extra `bitcoind` arguments ([`PairOptions::node_args`]).
+    args: Vec<String>,
     child: Child,
     datadir: PathBuf,
     p2p_port: u16,
@@ -75,19 +77,23 @@ impl Node {
         dir: &Path,
         name: &str,
         connect: Option<u16>,
-        zmq: bool,
+        options: &PairOptions,
     ) -> Result<Node, Error> {
         let datadir = dir.join(name);
         std::fs::create_dir_all(&datadir).map_err(Error::io("creating the node's data dir"))?;
         let (p2p_port, rpc_port) = (free_port()?, free_port()?);
-        let zmq_port = if zmq { Some(free_port()?) } else { None };
+        let zmq_port = if options.zmq {
+            Some(free_port()?)
+        } else {
+            None
+        };
         let ports = Ports {
             p2p: p2p_port,
             rpc: rpc_port,
             connect,
             zmq: zmq_port,
         };
-        let child = launch(bitcoind, &datadir, &ports)?;
+        let child = launch(bitcoind, &datadir, &ports, &options.node_args)?;
         let rpc = RpcClient::new(
             format!("http://127.0.0.1:{rpc_port}/"),
             RPC_USER,
@@ -98,6 +104,7 @@ impl Node {
             bitcoind: bitcoind.to_path_buf(),
             connect,
             zmq_port,
+            args: options.node_args.clone(),
             child,
             datadir,
             p2p_port,
@@ -134,7 +141,7 @@ impl Node {
             connect: self.connect,
             zmq: self.zmq_port,
         };
-        self.child = launch(&self.bitcoind, &self.datadir, &ports)?;
+        self.child = launch(&self.bitcoind, &self.datadir, &ports, &self.args)?;
         self.wait_ready()
     }
 
@@ -255,7 +262,7 @@ struct Ports {
 }
 
 /// Starts `bitcoind` on `datadir` with the options this node needs.
-fn launch(bitcoind: &Path, datadir: &Path, ports: &Ports) -> Result<Child, Error> {
+fn launch(bitcoind: &Path, datadir: &Path, ports: &Ports, args: &[String]) -> Result<Child, Error> {
     let (p2p_port, rpc_port) = (ports.p2p, ports.rpc);
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -284,6 +291,7 @@ fn launch(bitcoind: &Path, datadir: &Path, ports: &Ports) -> Result<Child, Error
         ])
         .args(["-excessiveblocksize=0", "-maxstackmemoryusageconsensus=0"])
         .arg("-minminingtxfee=0.00000500")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -317,6 +325,15 @@ impl Drop for Node {
     }
 }
 
+/// How to start a [`RegtestPair`].
+#[derive(Clone, Debug, Default)]
+pub struct PairOptions {
+    /// Each node publishes ZMQ `hashblock` ([`Node::zmq_hashblock`]).
+    pub zmq: bool,
+    /// More `bitcoind` arguments for both nodes, e.g. `-rpcthreads=2`.
+    pub node_args: Vec<String>,
+}
+
 /// Two regtest nodes connected to each other, with one block mined so that
 /// `getblocktemplate` answers on both.
 #[derive(Debug)]
@@ -329,22 +346,32 @@ pub struct RegtestPair {
 impl RegtestPair {
     /// Starts the pair and waits until it is ready to mine on.
     pub fn start() -> Result<RegtestPair, Error> {
-        Self::start_inner(false)
+        Self::start_with(&PairOptions::default())
     }
 
     /// The same, with each node publishing ZMQ `hashblock` ([`Node::zmq_hashblock`]).
     pub fn start_with_zmq() -> Result<RegtestPair, Error> {
-        Self::start_inner(true)
+        Self::start_with(&PairOptions {
+            zmq: true,
+            ..PairOptions::default()
+        })
     }
 
-    fn start_inner(zmq: bool) -> Result<RegtestPair, Error> {
+    /// The same, with `options`.
+    pub fn start_with(options: &PairOptions) -> Result<RegtestPair, Error> {
         let bitcoind = locate_bitcoind()?;
         let dir = tempfile::Builder::new()
             .prefix("testkit-regtest-")
             .tempdir()
             .map_err(Error::io("creating a temp dir"))?;
-        let mut first = Node::spawn(&bitcoind, dir.path(), "node0", None, zmq)?;
-        let mut second = Node::spawn(&bitcoind, dir.path(), "node1", Some(first.p2p_port), zmq)?;
+        let mut first = Node::spawn(&bitcoind, dir.path(), "node0", None, options)?;
+        let mut second = Node::spawn(
+            &bitcoind,
+            dir.path(),
+            "node1",
+            Some(first.p2p_port),
+            options,
+        )?;
         first.wait_ready()?;
         second.wait_ready()?;
         let pair = RegtestPair {

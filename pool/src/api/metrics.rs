@@ -179,6 +179,24 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
         "result=\"accepted\"",
         s.blocks_accepted as f64,
     );
+    o.one(
+        "pool_node_longpolls_total",
+        "counter",
+        "getblocktemplate long polls sent to nodes.",
+        s.longpolls as f64,
+    );
+    o.one(
+        "pool_node_longpolls_abandoned_total",
+        "counter",
+        "Long polls given up on before the node answered (each may hold a node RPC thread until the next block).",
+        s.longpolls_abandoned as f64,
+    );
+    o.one(
+        "pool_node_longpolls_in_flight",
+        "gauge",
+        "Long polls of this process waiting on a node (one per node at most).",
+        s.longpolls_in_flight as f64,
+    );
     if let Some(statuses) = blocks_by_status {
         o.head(
             "pool_blocks",
