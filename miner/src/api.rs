@@ -87,6 +87,7 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
             "hashes_total": s.hashes,
             "reject_reasons": s.reject_reasons,
             "blocks": s.blocks,
+            "block_candidates": s.block_candidates,
         },
         "connection": {
             "pool": s.pool,

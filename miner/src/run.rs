@@ -47,6 +47,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         return Err("--threads 0 needs --gpu or --gpu-devices".into());
     }
     let version_rolling = !args.no_version_rolling;
+    let solo_mode = args.solo;
 
     // Validate the work source before starting anything.
     enum Source {
@@ -180,7 +181,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         Ok::<(), String>(())
     })?;
     let snap = stats.snapshot(Instant::now());
-    print_summary(&snap);
+    print_summary(&snap, solo_mode);
     Ok(snap)
 }
 
@@ -272,7 +273,7 @@ pub fn status_line(s: &Snapshot, hardware_errors: u64, dropped: u64) -> String {
         s.accepted,
         s.rejected,
         s.stale,
-        s.difficulty,
+        protocol::target::format_difficulty(s.difficulty),
         s.pool.as_deref().unwrap_or("not connected"),
         if hardware_errors > 0 {
             format!(" | HW errors {hardware_errors}")
@@ -287,16 +288,22 @@ pub fn status_line(s: &Snapshot, hardware_errors: u64, dropped: u64) -> String {
     )
 }
 
-fn print_summary(s: &Snapshot) {
+fn print_summary(s: &Snapshot, solo: bool) {
+    // Solo: the node's verdict is known. Pool mode: the pool decides, so the miner counts
+    // what it sent.
+    let blocks = if solo {
+        format!("blocks {} (candidates {})", s.blocks, s.block_candidates)
+    } else {
+        format!("block candidates {}", s.block_candidates)
+    };
     println!(
-        "summary: {:.0} s, {} hashes, {} 60s, accepted {}, rejected {} (stale {}), blocks {}",
+        "summary: {:.0} s, {} hashes, {} 60s, accepted {}, rejected {} (stale {}), {blocks}",
         s.uptime,
         s.hashes,
         show(s.total[1]),
         s.accepted,
         s.rejected,
         s.stale,
-        s.blocks
     );
     for (reason, n) in &s.reject_reasons {
         println!("  rejected {n} x {reason}");

@@ -45,7 +45,10 @@ pub struct Snapshot {
     pub connected_for: f64,
     /// Connection failures so far.
     pub failures: u64,
-    /// Blocks found (solo mode: accepted by the node).
+    /// Block candidates submitted: solutions that meet the network target, sent to the
+    /// node (solo) or to the pool, which decides (pool mode).
+    pub block_candidates: u64,
+    /// Blocks the node accepted (solo mode; in pool mode the pool knows, not the miner).
     pub blocks: u64,
     /// The backend in use.
     pub backend: String,
@@ -64,6 +67,7 @@ struct Inner {
     difficulty: f64,
     pool: Option<(String, Instant)>,
     failures: u64,
+    block_candidates: u64,
     blocks: u64,
     backend: String,
 }
@@ -91,6 +95,7 @@ impl Stats {
                 difficulty: 0.0,
                 pool: None,
                 failures: 0,
+                block_candidates: 0,
                 blocks: 0,
                 backend: backend.to_string(),
             }),
@@ -133,6 +138,11 @@ impl Stats {
             s.stale += 1;
         }
         *s.reject_reasons.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// A block candidate submitted (to the node when solo, to the pool otherwise).
+    pub fn block_candidate(&self) {
+        self.lock().block_candidates += 1;
     }
 
     /// A block accepted by the node (solo mode).
@@ -189,6 +199,7 @@ impl Stats {
                 .as_ref()
                 .map_or(0.0, |(_, t)| now.duration_since(*t).as_secs_f64()),
             failures: s.failures,
+            block_candidates: s.block_candidates,
             blocks: s.blocks,
             backend: s.backend.clone(),
         }

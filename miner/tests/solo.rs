@@ -70,6 +70,11 @@ fn solo_mining_finds_blocks_paying_the_coinbase_address() {
         out.status
     );
     assert!(stdout.contains("summary:"), "{stdout}");
+    // The summary counts the blocks the node took and the candidates sent, as the log did.
+    let (accepted, candidates) = summary_blocks(&stdout);
+    let logged = stderr.matches("BLOCK FOUND").count() as u64;
+    assert_eq!(accepted, logged, "{stdout}");
+    assert!(accepted >= 1 && candidates >= accepted, "{stdout}");
     assert!(stderr.contains("BLOCK FOUND"), "{stderr}");
 
     // Every block the miner made pays the address (node 1 says it is its own).
@@ -125,4 +130,22 @@ fn solo_settings_errors_are_one_clear_line() {
     assert!(run(&[]).contains("no pool"));
     assert!(run(&["-o", "stratum+tcp://127.0.0.1:1"]).contains("-u USER"));
     assert!(run(&["-o", "stratum+tcp://nope", "-u", "x"]).contains("bad pool URL"));
+}
+
+/// `blocks N (candidates M)` from the summary line.
+fn summary_blocks(stdout: &str) -> (u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .expect("a summary line");
+    let rest = line.split("blocks ").nth(1).expect("blocks in the summary");
+    let number = |s: &str| -> u64 {
+        s.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let candidates = rest.split("candidates ").nth(1).expect("candidates");
+    (number(rest), number(candidates))
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use protocol::stratum::codec::MAX_LINE_FROM_POOL;
 use protocol::stratum::{FrameError, StratumCodec};
+use protocol::target::format_difficulty;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::codec::Framed;
@@ -307,7 +308,8 @@ async fn connection(
                 match session.submit(&f) {
                     Submitted::Share | Submitted::AfterBlock => {}
                     Submitted::Block => {
-                        info!(job = %f.job_id, hash = %f.hash, "block found; submitted");
+                        stats.block_candidate();
+                        info!(job = %f.job_id, hash = %f.hash, "block candidate found; submitted to the pool");
                         engine.withdraw(&f.job_id);
                     }
                     Submitted::UnknownJob => {
@@ -366,7 +368,10 @@ fn on_event(
                 false,
             ));
         }
-        Event::Difficulty(d) => info!(difficulty = d, "new difficulty (from the next job)"),
+        Event::Difficulty(d) => info!(
+            difficulty = %format_difficulty(d),
+            "new difficulty (from the next job)"
+        ),
         Event::VersionRolling(mask) => {
             info!(mask = %format!("{mask:08x}"), "version rolling granted")
         }
@@ -377,7 +382,7 @@ fn on_event(
         } => {
             stats.accepted(difficulty);
             engine.record_verdict(worker, true);
-            info!(job = %job_id, difficulty, "share accepted");
+            info!(job = %job_id, difficulty = %format_difficulty(difficulty), "share accepted");
         }
         Event::Rejected {
             job_id,
