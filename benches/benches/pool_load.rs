@@ -171,7 +171,6 @@ min = 1e-12
 [limits]
 connections_per_ip = 0
 max_connections = 0
-messages_per_sec = 100000
 
 [database]
 url = "{database}"

@@ -108,8 +108,6 @@ pub async fn run(
     cfg.database.url = Some(pg.url());
     cfg.database.stats_interval_secs = 5;
     cfg.vardiff.min = 1e-12;
-    // Our miners submit far more than 50 shares a second at regtest difficulties.
-    cfg.limits.messages_per_sec = 2000;
     cfg.jobs.refresh_secs = 5;
     cfg.payouts.check_secs = 2;
     cfg.payouts.freeze_delay_secs = 1;

@@ -52,9 +52,11 @@ pub async fn run(
     store: Option<mpsc::UnboundedSender<Submission>>,
 ) {
     let mut done: HashSet<Hash256> = HashSet::new();
+    let mut unsent = Unsent::default();
     while let Some(block) = candidates.recv().await {
         if done.contains(&block.prev_hash) {
             debug!(height = block.height, hash = %block.hash, "another solution for a height already submitted; not sent");
+            unsent.add(std::time::Instant::now());
             continue;
         }
         stats.block_found();
@@ -86,6 +88,32 @@ pub async fn run(
             error!(hex = %block.hex, "block hex");
         }
         let _ = found.send(record);
+    }
+}
+
+/// Solutions for heights already solved: counted, and summed up in one INFO line a
+/// minute at most (on regtest nearly every share is one).
+#[derive(Debug, Default)]
+struct Unsent {
+    count: u64,
+    since: Option<std::time::Instant>,
+}
+
+impl Unsent {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn add(&mut self, now: std::time::Instant) {
+        self.count += 1;
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) >= Self::EVERY {
+            info!(
+                solutions = self.count,
+                secs = now.duration_since(since).as_secs(),
+                "solutions for heights already solved were not submitted (regtest-like difficulty)"
+            );
+            self.count = 0;
+            self.since = Some(now);
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! One connection: moves lines between the socket and the [`Session`] state machine, feeds
 //! it jobs and a one-second tick, and routes its events (shares, blocks, bans).
 //!
-//! Writes are bounded by a timeout, so a miner that stops reading cannot hold the task.
+//! Writes are bounded by a timeout, so a miner that stops reading cannot hold the task;
+//! reads stop while [`MAX_ACKS_IN_FLIGHT`] shares wait for the store, so a miner that
+//! submits faster than the store commits is slowed down, never queued without bound.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use protocol::stratum::{Id, Message, Method, StratumCodec};
+use protocol::target::format_difficulty;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,11 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shares waiting for the store, oldest first: each ends as (submit id, stored?).
 type Acks = FuturesOrdered<BoxFuture<'static, (Id, bool)>>;
+
+/// Shares of one connection waiting for the store at most: beyond this the connection
+/// stops reading until the store catches up, so a miner that submits faster than the
+/// database commits is slowed by TCP, not queued in memory or closed.
+const MAX_ACKS_IN_FLIGHT: usize = 256;
 
 /// The wall clock in unix seconds (the session itself never reads a clock).
 pub fn unix_now() -> u32 {
@@ -102,7 +110,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Some((id, stored)) = acks.next(), if !acks.is_empty() => {
                 session.share_stored(id, stored);
             }
-            item = framed.next() => match item {
+            item = framed.next(), if acks.len() < MAX_ACKS_IN_FLIGHT => match item {
                 None => break "closed by the miner".to_string(),
                 Some(Err(e)) => break format!("read failed: {e}"),
                 Some(Ok(line)) => {
@@ -226,10 +234,14 @@ fn route_events(
             }
             Event::Block(mut block) => {
                 block.found_us = now;
-                info!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
+                // On an easy chain every share is a candidate: the submitter logs what the
+                // node made of them at INFO, once per block.
+                debug!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
                 let _ = shared.outlets.blocks.send(*block);
             }
-            Event::Difficulty(d) => debug!(%peer, difficulty = d, "difficulty"),
+            Event::Difficulty(d) => {
+                debug!(%peer, difficulty = %format_difficulty(d), "difficulty")
+            }
             Event::Close(reason) => {
                 match &reason {
                     CloseReason::Banned(n) => {

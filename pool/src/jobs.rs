@@ -182,6 +182,15 @@ impl JobIds {
     pub fn next(&self) -> String {
         format!("{:x}", self.0.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// The counter value behind an id of ours (`None` for ids we never make): ids grow
+    /// with time, so a lower number is an older job.
+    pub fn number(id: &str) -> Option<u64> {
+        if id.is_empty() || id.len() > 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(id, 16).ok()
+    }
 }
 
 #[cfg(test)]

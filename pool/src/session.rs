@@ -14,6 +14,15 @@
 //! - Each job keeps the set of shares accepted on it, so duplicates are caught; jobs of an
 //!   older block answer "stale", forgotten ones "job not found".
 //! - Every reply carries `"error": null` or an error triple.
+//! - The message rate limit (`limits.messages_per_sec`) counts junk only: malformed lines,
+//!   requests other than submits, and submits refused for a reason the miner could have
+//!   avoided (unknown job, duplicate, low difficulty, unauthorized...). Valid shares, and
+//!   stale ones, are never counted: on an easy chain a real miner submits every hash it
+//!   finds, as fast as it finds them, and that is vardiff's and backpressure's business.
+//! - A submit that arrives before the connection is subscribed and authorized (a miner
+//!   flushing shares of its last connection as it reconnects) is held and answered after
+//!   the authorize reply, so that a miner which takes the first reply for the answer to
+//!   its authorize reads the right one. Its refusal does not count against it.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -156,6 +165,9 @@ pub enum Event {
     Close(CloseReason),
 }
 
+/// Submits held until the connection is subscribed and authorized; more are refused.
+const HELD_SUBMITS: usize = 32;
+
 /// A job as sent on this connection.
 #[derive(Debug)]
 struct SentJob {
@@ -205,7 +217,13 @@ pub struct Session {
     jobs: VecDeque<SentJob>,
     invalid_in_row: u32,
     bad_lines_in_row: u32,
+    /// Junk messages (see the module docs), not all messages.
     bucket: Bucket,
+    /// Submits that came before subscribe and authorize (at most [`HELD_SUBMITS`]).
+    held: VecDeque<(Id, Submit)>,
+    /// The number of the first job of the current block this connection was given: a job
+    /// id below it names a job of an older block.
+    block_first_job: Option<u64>,
     connected: Instant,
     /// Unix time at `connected`: with `Instant`s this gives the wall clock for ntime
     /// checks without reading it.
@@ -260,6 +278,8 @@ impl Session {
                 rate,
                 last: now,
             },
+            held: VecDeque::new(),
+            block_first_job: None,
             connected: now,
             connected_unix: now_unix,
             last_message: now,
@@ -334,15 +354,31 @@ impl Session {
         self.out.push_back(Message::error(id, error));
     }
 
+    /// Counts a junk message against the rate limit; closes the connection when over it.
+    fn charge(&mut self, now: Instant) {
+        if !self.bucket.take(now) {
+            self.close(CloseReason::Flood);
+        }
+    }
+
     /// Handles one decoded line (or why it could not be decoded).
     pub fn handle(&mut self, now: Instant, line: Result<Message, FrameError>) {
         if self.closing {
             return;
         }
         self.last_message = now;
-        if !self.bucket.take(now) {
-            self.close(CloseReason::Flood);
-            return;
+        // Submits are charged by their outcome (in `submit`), everything else here.
+        if !matches!(
+            line,
+            Ok(Message::Request {
+                method: Method::Submit(_),
+                ..
+            })
+        ) {
+            self.charge(now);
+            if self.closing {
+                return;
+            }
         }
         let message = match line {
             Ok(m) => m,
@@ -398,10 +434,19 @@ impl Session {
                 self.reply(id, result.to_value());
                 if first {
                     self.start_work();
+                    self.release_held(now);
                 }
             }
-            Method::Authorize(a) => self.authorize(id, &a.user, a.password.as_deref()),
-            Method::Submit(s) => self.submit(now, id, &s),
+            Method::Authorize(a) => self.authorize(now, id, &a.user, a.password.as_deref()),
+            Method::Submit(s) => {
+                if self.subscribed && self.is_authorized() {
+                    self.submit(now, id, &s, false);
+                } else if self.held.len() < HELD_SUBMITS {
+                    self.held.push_back((id, s));
+                } else {
+                    self.submit(now, id, &s, false);
+                }
+            }
             Method::ExtranonceSubscribe => {
                 self.extranonce_subscribed = true;
                 self.reply(id, json!(true));
@@ -429,7 +474,7 @@ impl Session {
         }
     }
 
-    fn authorize(&mut self, id: Id, user: &str, password: Option<&str>) {
+    fn authorize(&mut self, now: Instant, id: Id, user: &str, password: Option<&str>) {
         let (addr, _) = split_user(user);
         let payout = match address::parse(addr, self.settings.network) {
             Ok(p) => p,
@@ -478,6 +523,17 @@ impl Session {
         });
         if first {
             self.start_work();
+            self.release_held(now);
+        }
+    }
+
+    /// Answers the submits held for subscribe and authorize, now that both are done.
+    fn release_held(&mut self, now: Instant) {
+        if !(self.subscribed && self.is_authorized()) {
+            return;
+        }
+        while let Some((id, submit)) = self.held.pop_front() {
+            self.submit(now, id, &submit, true);
         }
     }
 
@@ -563,6 +619,13 @@ impl Session {
         if let Some(d) = capped {
             self.events.push_back(Event::Difficulty(d));
         }
+        let new_block = self
+            .current
+            .as_ref()
+            .is_none_or(|c| c.checked().prev_hash != job.checked().prev_hash);
+        if new_block {
+            self.block_first_job = JobIds::number(&job.id);
+        }
         self.current = Some(job.clone());
         if self.subscribed && self.is_authorized() {
             self.send_current(false);
@@ -578,6 +641,9 @@ impl Session {
         if !self.is_authorized()
             && now.saturating_duration_since(self.connected) >= limits.authorize_timeout()
         {
+            while let Some((id, _)) = self.held.pop_front() {
+                self.reply_error(id, Reject::Unauthorized.to_error());
+            }
             self.close(CloseReason::AuthorizeTimeout);
             return;
         }
@@ -645,7 +711,9 @@ impl Session {
         self.close(CloseReason::Shutdown);
     }
 
-    fn submit(&mut self, now: Instant, id: Id, s: &Submit) {
+    /// Checks a submit and answers it. `held`: it waited for subscribe and authorize, so it
+    /// was made for an earlier connection and a refusal does not count against the miner.
+    fn submit(&mut self, now: Instant, id: Id, s: &Submit, held: bool) {
         let result = self.check(now, s);
         match result {
             Ok((accepted, job, coinbase)) => {
@@ -694,7 +762,8 @@ impl Session {
             }
             Err(reason) => {
                 self.reply_error(id, reason.to_error());
-                if !reason.is_honest() {
+                let counts = !reason.is_honest() && !held;
+                if counts {
                     self.invalid_in_row += 1;
                 }
                 self.events.push_back(Event::Rejected {
@@ -704,6 +773,8 @@ impl Session {
                 let ban = self.settings.limits.ban_after_invalid;
                 if ban > 0 && self.invalid_in_row >= ban {
                     self.close(CloseReason::Banned(self.invalid_in_row));
+                } else if counts {
+                    self.charge(now);
                 }
             }
         }
@@ -727,12 +798,19 @@ impl Session {
         let extranonce1 = self.extranonce1;
         let version_mask = self.version_mask;
         let max_ahead = self.settings.max_ntime_ahead;
-        let sent = self
-            .jobs
-            .iter_mut()
-            .rev()
-            .find(|j| j.job.id == s.job_id)
-            .ok_or(Reject::UnknownJob)?;
+        let block_first_job = self.block_first_job;
+        let Some(sent) = self.jobs.iter_mut().rev().find(|j| j.job.id == s.job_id) else {
+            // A job of an older block (of this connection, forgotten, or of the miner's
+            // last connection) is stale, which is no fault of the miner's.
+            let older = JobIds::number(&s.job_id)
+                .zip(block_first_job)
+                .is_some_and(|(n, first)| n < first);
+            return Err(if older {
+                Reject::Stale
+            } else {
+                Reject::UnknownJob
+            });
+        };
         if Some(sent.job.checked().prev_hash) != current_prev {
             return Err(Reject::Stale);
         }

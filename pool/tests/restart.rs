@@ -35,9 +35,6 @@ shutdown_message = "restarting"
 [vardiff]
 min = 1e-12
 
-[limits]
-messages_per_sec = 2000
-
 [api]
 bind = "127.0.0.1:{api_port}"
 

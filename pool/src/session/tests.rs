@@ -491,3 +491,192 @@ fn with_a_store_the_answer_waits_until_the_share_is_durable() {
     h.session.share_stored(id, false);
     assert_eq!(error_code(&h.drain()), Some(StratumError::OTHER));
 }
+
+/// The first `count` nonces whose hashes meet `difficulty` on `n` (blocks included).
+fn shares(n: &Notify, difficulty: f64, count: usize) -> Vec<u32> {
+    let share = Target::from_difficulty(difficulty).unwrap();
+    (0..)
+        .filter(|&x| share.is_met_by(&hash(n, x, None)))
+        .take(count)
+        .collect()
+}
+
+/// Feeds `lines` all at the same instant, as a miner's burst arrives.
+fn burst(h: &mut Harness, lines: &[String]) -> Vec<Message> {
+    for line in lines {
+        h.session.handle(h.now, parse_line(line.as_bytes()));
+    }
+    h.drain()
+}
+
+fn closes(events: &[Event]) -> Vec<CloseReason> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Close(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_valid_shares_is_never_closed_and_stale_ones_are_free_too() {
+    // Default limits: 50 messages/s with a burst of 100.
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    let nonces = shares(&n, 3e-10, 1000);
+    let lines: Vec<String> = nonces
+        .iter()
+        .map(|&x| submit(&user, &n, x, n.ntime, ""))
+        .collect();
+    let out = burst(&mut h, &lines);
+    let ok = out
+        .iter()
+        .filter(|m| matches!(m, Message::Response(r) if r.error.is_none()))
+        .count();
+    assert_eq!(ok, 1000, "every valid share accepted at once");
+    assert!(closes(&h.events()).is_empty());
+    // A new block: the same burst is now stale, and still costs nothing.
+    h.job(PREV_B, 3);
+    let out = burst(&mut h, &lines);
+    assert!(
+        out.iter()
+            .filter(|m| matches!(m, Message::Response(_)))
+            .all(|m| m.to_value()["error"][1] == json!("Stale share"))
+    );
+    assert!(closes(&h.events()).is_empty());
+}
+
+#[test]
+fn junk_floods_are_still_closed_and_invalid_runs_banned() {
+    let no_ban = Arc::new(SessionSettings {
+        limits: LimitsConfig {
+            ban_after_invalid: 0,
+            ..LimitsConfig::default()
+        },
+        ..(*settings(Mode::Pplns)).clone()
+    });
+    let mut h = Harness::with(no_ban);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    let x = shares(&n, 3e-10, 1)[0];
+    let line = submit(&user, &n, x, n.ntime, "");
+    // One accepted, then duplicates: junk, over the burst of 100 the connection closes.
+    let lines = vec![line; 150];
+    burst(&mut h, &lines);
+    assert_eq!(closes(&h.events()), [CloseReason::Flood]);
+
+    // Garbage lines at once close it too (before max_bad_lines when that is higher).
+    let mut h = Harness::with(Arc::new(SessionSettings {
+        limits: LimitsConfig {
+            max_bad_lines: 1000,
+            ..LimitsConfig::default()
+        },
+        ..(*settings(Mode::Pplns)).clone()
+    }));
+    let lines: Vec<String> = (0..150).map(|i| format!("junk {i}")).collect();
+    burst(&mut h, &lines);
+    assert_eq!(closes(&h.events()), [CloseReason::Flood]);
+
+    // With the default settings of the harness (ban after 10), low-difficulty shares ban.
+    let mut h = Harness::new(Mode::Pplns);
+    let n = h.open(&user);
+    let low = nonce(&n, 3e-10, false);
+    let lines = vec![submit(&user, &n, low, n.ntime, ""); 10];
+    burst(&mut h, &lines);
+    assert_eq!(closes(&h.events()), [CloseReason::Banned(10)]);
+}
+
+/// The notify a fresh PPLNS harness sends for its first job on PREV_A: what a miner got on
+/// its last connection when the pool sends the same job again.
+fn first_notify() -> Notify {
+    let mut h = Harness::new(Mode::Pplns);
+    h.open(&format!("{ADDR}.rig1"))
+}
+
+#[test]
+fn submits_before_authorize_are_answered_after_it() {
+    let user = format!("{ADDR}.rig1");
+    let n = first_notify();
+    let good = shares(&n, 3e-10, 3);
+    let low = nonce(&n, 3e-10, false);
+    let mut h = Harness::new(Mode::Pplns);
+    h.job(PREV_A, 2);
+    // As pooler's cpuminer does after a reconnect: subscribe, the shares it still had,
+    // then authorize, all in one write.
+    let mut lines =
+        vec![r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#.to_string()];
+    for &x in &good {
+        lines.push(submit(&user, &n, x, n.ntime, "").replace(r#""id":9"#, r#""id":4"#));
+    }
+    // Bad ones too: they were made for another connection, so they do not count.
+    for _ in 0..12 {
+        lines.push(submit(&user, &n, low, n.ntime, "").replace(r#""id":9"#, r#""id":4"#));
+    }
+    lines.push(format!(
+        r#"{{"id":2,"method":"mining.authorize","params":["{user}","x"]}}"#
+    ));
+    let out = burst(&mut h, &lines);
+    let replies: Vec<Value> = out
+        .iter()
+        .filter(|m| matches!(m, Message::Response(_)))
+        .map(Message::to_value)
+        .collect();
+    assert_eq!(replies[0]["id"], json!(1), "subscribe first");
+    assert_eq!(
+        (replies[1]["id"].clone(), replies[1]["result"].clone()),
+        (json!(2), json!(true)),
+        "the authorize reply comes before any submit's: {replies:?}"
+    );
+    assert!(replies[2..5].iter().all(|r| r["result"] == json!(true)));
+    assert!(
+        replies[5..]
+            .iter()
+            .all(|r| r["error"][0] == json!(StratumError::LOW_DIFFICULTY))
+    );
+    assert_eq!(replies.len(), 2 + 3 + 12);
+    assert!(
+        closes(&h.events()).is_empty(),
+        "held refusals do not ban (the limit is 10)"
+    );
+
+    // More than the session holds: the rest are refused at once, and never authorized,
+    // the held ones are refused at the authorize timeout.
+    let mut h = Harness::new(Mode::Pplns);
+    h.job(PREV_A, 2);
+    let lines: Vec<String> = (0..40).map(|i| submit(&user, &n, i, n.ntime, "")).collect();
+    let out = burst(&mut h, &lines);
+    assert_eq!(out.len(), 40 - HELD_SUBMITS);
+    assert!(
+        out.iter()
+            .all(|m| m.to_value()["error"][0] == json!(StratumError::NOT_SUBSCRIBED))
+    );
+    h.session.on_tick(h.t0 + Duration::from_secs(31));
+    assert_eq!(h.drain().len(), HELD_SUBMITS);
+    assert_eq!(closes(&h.events()), [CloseReason::AuthorizeTimeout]);
+}
+
+#[test]
+fn jobs_of_older_blocks_are_stale_even_when_forgotten() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    let x = shares(&n, 3e-10, 1)[0];
+    // A new block, then more jobs than the session keeps (4): the first job is gone.
+    for _ in 0..6 {
+        h.job(PREV_B, 3);
+    }
+    let out = h.line(&submit(&user, &n, x, n.ntime, ""));
+    assert_eq!(out[0].to_value()["error"][1], json!("Stale share"));
+    let mut unknown = n.clone();
+    for id in ["ffff", "zz", "+1", ""] {
+        unknown.job_id = id.into();
+        let out = h.line(&submit(&user, &unknown, x, n.ntime, ""));
+        assert_eq!(
+            out[0].to_value()["error"][1],
+            json!("Job not found"),
+            "{id}"
+        );
+    }
+}
