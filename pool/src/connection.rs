@@ -13,7 +13,7 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use protocol::stratum::{Id, Message, Method, StratumCodec};
 use protocol::target::format_difficulty;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -93,6 +93,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if let Some(reason) = route_events(&mut session, peer, shared, &mut acks, &mut presence) {
+            if reason == CloseReason::Shutdown {
+                // The miner must read our reconnect request before the socket goes.
+                close_gently(framed).await;
+            }
             break reason.to_string();
         }
         tokio::select! {
@@ -133,6 +137,22 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     debug!(%peer, user = session.user().unwrap_or("-"), reason = %end, "disconnected");
+}
+
+/// How long a gentle close waits for the miner to read our last lines and close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Sends our FIN, then reads and drops what the miner still sends until it closes too (at
+/// most [`LINGER`]): a socket closed with unread input is reset, and a reset can destroy the
+/// `client.reconnect` we just sent before the miner reads it.
+async fn close_gently<S: AsyncRead + AsyncWrite + Unpin>(framed: Framed<S, StratumCodec>) {
+    let mut stream = framed.into_inner();
+    let _ = tokio::time::timeout(LINGER, async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 4096];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// A miner that subscribes with the session id it had (our extranonce1 hex) gets the same

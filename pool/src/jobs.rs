@@ -38,6 +38,9 @@ pub struct CoinbaseSettings {
 pub struct Job {
     /// The job id (hex), unique within this process.
     pub id: String,
+    /// The number of the job this work was first sent as: a job reissued under a new id
+    /// (a new difficulty) is the same work, and a share is a duplicate across both.
+    pub work: u64,
     /// The template it came from.
     pub template: Arc<Template>,
     /// The merkle branch from the coinbase to the root.
@@ -66,16 +69,36 @@ impl Job {
         self.template.checked.target.difficulty()
     }
 
-    /// The same work under a new id, e.g. to start a new difficulty on it.
-    pub fn reissue(&self, id: String, clean: bool) -> Job {
+    /// The same work under a new id with `ntime`, e.g. to start a new difficulty on it.
+    /// The ntime must differ from every ntime the work was sent with on the connection: a
+    /// miner that starts its nonces again on a new job would otherwise find the same
+    /// headers again, and they would be duplicates.
+    pub fn reissue(&self, id: String, clean: bool, ntime: u32) -> Job {
         Job {
             id,
+            work: self.work,
             template: self.template.clone(),
             branch: self.branch.clone(),
             clean,
             coinbase: self.coinbase.clone(),
-            ntime: self.ntime,
+            ntime,
         }
+    }
+
+    /// Whether `other` is the same work but for ntime, which miners may roll: the same
+    /// previous block, version, bits, coinbase and transactions. The feed gives such a job
+    /// the `work` number of the other, so a share is a duplicate under either id.
+    pub fn same_work(&self, other: &Job) -> bool {
+        let (a, b) = (self.checked(), other.checked());
+        a.prev_hash == b.prev_hash
+            && a.version == b.version
+            && a.bits == b.bits
+            && a.height == b.height
+            && a.coinbase_value == b.coinbase_value
+            && a.coinbase_aux == b.coinbase_aux
+            && a.default_witness_commitment == b.default_witness_commitment
+            && self.branch == other.branch
+            && self.coinbase == other.coinbase
     }
 
     /// The `mining.notify` for this job with `coinbase`.
@@ -121,6 +144,7 @@ pub fn coinbase_for(
 #[derive(Debug)]
 pub struct JobMaker {
     ids: Arc<AtomicU64>,
+    first_id: u64,
     settings: CoinbaseSettings,
     pool_script: Option<Vec<u8>>,
     last_prev: Option<Hash256>,
@@ -128,18 +152,37 @@ pub struct JobMaker {
 
 impl JobMaker {
     /// A maker; `pool_script` is the pool's payout script in PPLNS mode, `None` in SOLO.
+    /// Job ids count from 1 ([`JobMaker::first_id`] for a process).
     pub fn new(settings: CoinbaseSettings, pool_script: Option<Vec<u8>>) -> JobMaker {
         JobMaker {
             ids: Arc::new(AtomicU64::new(1)),
+            first_id: 1,
             settings,
             pool_script,
             last_prev: None,
         }
     }
 
+    /// Job ids of a process started at unix second `now` count from `now << 20`, above
+    /// every id of an earlier process (a million jobs a second would be needed to catch
+    /// up), so a miner's share for a job of the process before is recognised as stale.
+    pub fn first_id(now: u32) -> u64 {
+        u64::from(now) << 20
+    }
+
+    /// The same maker with ids counting from `first`.
+    pub fn with_first_id(mut self, first: u64) -> JobMaker {
+        self.first_id = first.max(1);
+        self.ids.store(self.first_id, Ordering::Relaxed);
+        self
+    }
+
     /// The id counter, for sessions that reissue jobs.
     pub fn ids(&self) -> JobIds {
-        JobIds(self.ids.clone())
+        JobIds {
+            next: self.ids.clone(),
+            first: self.first_id,
+        }
     }
 
     /// The coinbase settings.
@@ -162,8 +205,10 @@ impl JobMaker {
             .curtime
             .max(now.min(t.curtime.saturating_add(600)))
             .max(t.mintime);
+        let id = self.ids().next();
         Ok(Job {
-            id: self.ids().next(),
+            work: JobIds::number(&id).unwrap_or(0),
+            id,
             branch: merkle::coinbase_branch(&txids),
             clean,
             coinbase,
@@ -175,12 +220,26 @@ impl JobMaker {
 
 /// The shared job id counter.
 #[derive(Clone, Debug)]
-pub struct JobIds(Arc<AtomicU64>);
+pub struct JobIds {
+    next: Arc<AtomicU64>,
+    /// This process's first id.
+    first: u64,
+}
+
+/// How far back a job id may come from an earlier pool process and still be taken for
+/// one (a miner reconnecting after a restart): a day of [`JobMaker::first_id`] steps.
+const EARLIER_PROCESSES: u64 = 86_400 << 20;
 
 impl JobIds {
     /// The next id, as lowercase hex.
     pub fn next(&self) -> String {
-        format!("{:x}", self.0.fetch_add(1, Ordering::Relaxed))
+        format!("{:x}", self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether job number `n` can have been made by this process or by one that started
+    /// within a day before it, rather than made up.
+    pub fn could_be_ours(&self, n: u64) -> bool {
+        n >= self.first.saturating_sub(EARLIER_PROCESSES) && n < self.next.load(Ordering::Relaxed)
     }
 
     /// The counter value behind an id of ours (`None` for ids we never make): ids grow
@@ -247,8 +306,32 @@ pub(crate) mod tests {
         assert!(b1.clean, "a new block is");
         assert_ne!(a1.id, a2.id);
         assert_ne!(a2.id, b1.id);
-        let re = b1.reissue(maker.ids().next(), false);
+        let re = b1.reissue(maker.ids().next(), false, b1.ntime + 1);
         assert!(re.id != b1.id && re.id != a1.id);
+        assert_eq!(re.work, b1.work, "a reissue is the same work");
+        assert_ne!(a1.work, a2.work);
+        // a2 is a1 again (nothing changed): the feed sends it as the same work.
+        assert!(a2.same_work(&a1) && !b1.same_work(&a1));
+        // A later ntime does not make it other work: miners roll ntime.
+        let later = maker
+            .make(regtest_template(PREV_B, 3), 2_000_000_000)
+            .unwrap();
+        assert!(later.ntime != b1.ntime && later.same_work(&b1));
+    }
+
+    #[test]
+    fn a_process_numbers_its_jobs_above_every_earlier_one() {
+        let early =
+            JobMaker::new(settings(), None).with_first_id(JobMaker::first_id(1_700_000_000));
+        let late = JobMaker::new(settings(), None).with_first_id(JobMaker::first_id(1_700_000_001));
+        let a = JobIds::number(&early.ids().next()).unwrap();
+        // A million jobs later the first process is still below the next one's start.
+        let ids = late.ids();
+        let b = JobIds::number(&ids.next()).unwrap();
+        assert!(a + 1_000_000 < b);
+        assert!(ids.could_be_ours(a) && ids.could_be_ours(b));
+        assert!(!ids.could_be_ours(b + 1), "not made yet");
+        assert!(!ids.could_be_ours(0xffffff), "made up");
     }
 
     #[test]

@@ -176,7 +176,8 @@ pub async fn start(
             .map(|p| p.script_pubkey.clone()),
         Mode::Solo => None,
     };
-    let maker = JobMaker::new(coinbase.clone(), pool_script);
+    let maker =
+        JobMaker::new(coinbase.clone(), pool_script).with_first_id(JobMaker::first_id(unix_now()));
     let ids = maker.ids();
     let settings = Arc::new(SessionSettings {
         mode: config.mode,
@@ -366,6 +367,7 @@ async fn make_jobs(
     jobs: watch::Sender<Option<Arc<Job>>>,
     stats: Arc<PoolStats>,
 ) {
+    let mut last: Option<Arc<Job>> = None;
     while templates.changed().await.is_ok() {
         let Some(template) = templates.borrow_and_update().clone() else {
             continue;
@@ -375,13 +377,26 @@ async fn make_jobs(
             stats.template_fetch.record(template.fetch_time);
         }
         match maker.make(template, unix_now()) {
-            Ok(job) => {
+            // Nothing new at all (a long-poll answer and a fetch of the same template):
+            // the miners have this work.
+            Ok(job)
+                if last
+                    .as_ref()
+                    .is_some_and(|l| job.same_work(l) && job.ntime == l.ntime) => {}
+            Ok(mut job) => {
+                // Nothing new but the time: the same work under a new id and ntime, which
+                // keeps the work's number, so a share counts once under either id.
+                if let Some(last) = last.as_ref().filter(|l| job.same_work(l)) {
+                    job.work = last.work;
+                }
+                let job = Arc::new(job);
+                last = Some(job.clone());
                 stats.job_made(
                     job.checked().height,
                     job.network_difficulty(),
                     u64::from(unix_now()),
                 );
-                jobs.send_replace(Some(Arc::new(job)));
+                jobs.send_replace(Some(job));
             }
             Err(e) => {
                 error!(error = %e, "cannot build a coinbase for this template; miners keep the last job")

@@ -9,7 +9,8 @@
 //!   requested one within the pool's, and submits are checked against it.
 //! - Work is sent once the connection is subscribed and authorized: `set_difficulty`, then
 //!   `notify`. A new difficulty (vardiff, `suggest_difficulty`, the network cap) is sent
-//!   with the current work reissued under a new job id, so it applies from the next job;
+//!   with the current work reissued under a new job id and a later ntime (a miner that
+//!   starts its nonces over must not find the same headers), so it applies from the next job;
 //!   shares on older jobs are checked against the lower of the two difficulties.
 //! - Each job keeps the set of shares accepted on it, so duplicates are caught; jobs of an
 //!   older block answer "stale", forgotten ones "job not found".
@@ -174,7 +175,6 @@ struct SentJob {
     job: Arc<Job>,
     coinbase: Arc<Coinbase>,
     difficulty: f64,
-    seen: HashSet<ShareKey>,
 }
 
 /// A token bucket for the message rate.
@@ -215,6 +215,9 @@ pub struct Session {
     sent_difficulty: Option<f64>,
     current: Option<Arc<Job>>,
     jobs: VecDeque<SentJob>,
+    /// Shares accepted per work ([`Job::work`]) of the jobs kept: a job reissued under a
+    /// new id shares its set, so the same share is not accepted under both ids.
+    seen: Vec<(u64, HashSet<ShareKey>)>,
     invalid_in_row: u32,
     bad_lines_in_row: u32,
     /// Junk messages (see the module docs), not all messages.
@@ -271,6 +274,7 @@ impl Session {
             sent_difficulty: None,
             current: None,
             jobs: VecDeque::new(),
+            seen: Vec::new(),
             invalid_in_row: 0,
             bad_lines_in_row: 0,
             bucket: Bucket {
@@ -564,10 +568,20 @@ impl Session {
             self.sent_difficulty = Some(d);
         }
         let already_sent = self.jobs.iter().any(|s| s.job.id == job.id);
-        let (job, clean) = if already_sent {
-            (Arc::new(job.reissue(self.ids.next(), false)), false)
-        } else {
-            (job.clone(), job.clean || fresh)
+        let clean = !already_sent && (job.clean || fresh);
+        // The same work goes out again with a later ntime than it had on this connection,
+        // so that a miner starting its nonces over finds new headers, not duplicates.
+        let ntime_floor = self
+            .jobs
+            .iter()
+            .filter(|s| s.job.work == job.work)
+            .map(|s| s.job.ntime.saturating_add(1))
+            .max();
+        let job = match ntime_floor {
+            Some(floor) if already_sent || job.ntime < floor => {
+                Arc::new(job.reissue(self.ids.next(), clean, job.ntime.max(floor)))
+            }
+            _ => job,
         };
         self.send_job(job, clean);
     }
@@ -597,15 +611,20 @@ impl Session {
             return;
         };
         self.out.push_back(job.notify(&coinbase, clean));
+        if !self.seen.iter().any(|(work, _)| *work == job.work) {
+            self.seen.push((job.work, HashSet::new()));
+        }
         self.jobs.push_back(SentJob {
             job,
             coinbase,
             difficulty: self.vardiff.difficulty(),
-            seen: HashSet::new(),
         });
         while self.jobs.len() > self.settings.keep_jobs {
             self.jobs.pop_front();
         }
+        let jobs = &self.jobs;
+        self.seen
+            .retain(|(work, _)| jobs.iter().any(|j| j.job.work == *work));
     }
 
     /// A new job from the template feed.
@@ -671,6 +690,7 @@ impl Session {
         }
         self.extranonce1 = extranonce1;
         self.jobs.clear(); // work with the old extranonce1 is gone
+        self.seen.clear();
         self.out
             .push_back(Message::notification(Method::SetExtranonce(
                 SetExtranonce {
@@ -801,8 +821,10 @@ impl Session {
         let block_first_job = self.block_first_job;
         let Some(sent) = self.jobs.iter_mut().rev().find(|j| j.job.id == s.job_id) else {
             // A job of an older block (of this connection, forgotten, or of the miner's
-            // last connection) is stale, which is no fault of the miner's.
+            // last connection, maybe to the pool process before this one) is stale, which
+            // is no fault of the miner's; a made-up id is not.
             let older = JobIds::number(&s.job_id)
+                .filter(|n| self.ids.could_be_ours(*n))
                 .zip(block_first_job)
                 .is_some_and(|(n, first)| n < first);
             return Err(if older {
@@ -826,7 +848,14 @@ impl Session {
             now: now_unix,
             max_ntime_ahead: max_ahead,
         };
-        let accepted = share::validate(&ctx, s, &mut sent.seen)?;
+        let work = sent.job.work;
+        let mut fresh = HashSet::new();
+        let seen = self
+            .seen
+            .iter_mut()
+            .find(|(w, _)| *w == work)
+            .map_or(&mut fresh, |(_, set)| set);
+        let accepted = share::validate(&ctx, s, seen)?;
         Ok((accepted, sent.job.clone(), sent.coinbase.clone()))
     }
 }

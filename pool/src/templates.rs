@@ -173,7 +173,7 @@ impl Feed {
                 _ = kick.notified() => self.refresh_now().await,
                 _ = refresh.tick() => self.refresh_now().await,
                 _ = poll.tick() => self.check_best_block().await,
-                result = wait_longpoll(&mut self.longpoll) => self.longpoll_done(result),
+                result = wait_longpoll(&mut self.longpoll) => self.longpoll_done(result).await,
             }
         }
     }
@@ -212,7 +212,7 @@ impl Feed {
         self.gates[index].tip_seen(tip);
     }
 
-    fn longpoll_done(&mut self, result: (usize, Result<Value, NodeError>)) {
+    async fn longpoll_done(&mut self, result: (usize, Result<Value, NodeError>)) {
         let (index, result) = result;
         match &result {
             // The node answered (a template or an error of its own): its thread is free.
@@ -238,12 +238,15 @@ impl Feed {
             .and_then(|v| decode(&node, &v, Duration::ZERO))
         {
             Ok(template) => {
-                let changed = self.current().is_none_or(|c| {
-                    c.checked.prev_hash != template.checked.prev_hash
-                        || c.checked.longpollid != template.checked.longpollid
-                });
-                if changed {
-                    self.publish(template, "long poll");
+                let current = self.current();
+                match longpoll_verdict(current.as_ref().map(|c| &c.checked), &template.checked) {
+                    Verdict::Publish => self.publish(template, "long poll"),
+                    Verdict::Same => {}
+                    Verdict::Older => debug!(
+                        height = template.checked.height,
+                        "long poll answer for an older tip; ignored"
+                    ),
+                    Verdict::AskAgain => self.refresh_now().await,
                 }
             }
             // A long poll that times out is normal; other errors show on the next poll.
@@ -334,6 +337,40 @@ impl Feed {
     }
 }
 
+/// What to do with a long poll's answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Newer than what miners have: publish it.
+    Publish,
+    /// Nothing new.
+    Same,
+    /// Made for an older tip than a poll has brought since: drop it.
+    Older,
+    /// Another block at the same height: fetch again to learn the node's tip now.
+    AskAgain,
+}
+
+/// A long poll answer was made when the node's tip changed, and a `getbestblockhash` poll
+/// or a kick may have brought a newer template since: the feed never goes back to an older
+/// tip (miners would get clean work for a block already built on).
+fn longpoll_verdict(current: Option<&CheckedTemplate>, answer: &CheckedTemplate) -> Verdict {
+    let Some(current) = current else {
+        return Verdict::Publish;
+    };
+    if answer.prev_hash == current.prev_hash {
+        return if answer.longpollid == current.longpollid {
+            Verdict::Same
+        } else {
+            Verdict::Publish // new transactions
+        };
+    }
+    match answer.height.cmp(&current.height) {
+        std::cmp::Ordering::Less => Verdict::Older,
+        std::cmp::Ordering::Greater => Verdict::Publish,
+        std::cmp::Ordering::Equal => Verdict::AskAgain,
+    }
+}
+
 async fn wait_longpoll(
     slot: &mut Option<(usize, JoinHandle<Result<Value, NodeError>>)>,
 ) -> (usize, Result<Value, NodeError>) {
@@ -361,6 +398,27 @@ pub fn backoff(failures: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn template(prev: &str, height: u64, longpollid: &str) -> CheckedTemplate {
+        let mut t = crate::jobs::tests::regtest_template(prev, height)
+            .checked
+            .clone();
+        t.longpollid = Some(longpollid.into());
+        t
+    }
+
+    #[test]
+    fn a_long_poll_answer_never_takes_the_feed_back_to_an_older_tip() {
+        use crate::jobs::tests::{PREV_A, PREV_B};
+        let now = template(PREV_B, 11, "b1");
+        let verdict = |answer: &CheckedTemplate| longpoll_verdict(Some(&now), answer);
+        assert_eq!(verdict(&template(PREV_A, 10, "a")), Verdict::Older);
+        assert_eq!(verdict(&template(PREV_A, 12, "a")), Verdict::Publish);
+        assert_eq!(verdict(&template(PREV_B, 11, "b1")), Verdict::Same);
+        assert_eq!(verdict(&template(PREV_B, 11, "b2")), Verdict::Publish);
+        assert_eq!(verdict(&template(PREV_A, 11, "a")), Verdict::AskAgain);
+        assert_eq!(longpoll_verdict(None, &now), Verdict::Publish);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -114,6 +114,7 @@ enum Seen {
     Reply(Value),
     Notify(Notify),
     Difficulty(f64),
+    Reconnect,
     Closed,
 }
 
@@ -141,6 +142,10 @@ impl Conn {
                         method: Method::SetDifficulty(d),
                         ..
                     }) => Seen::Difficulty(d),
+                    Ok(Message::Request {
+                        method: Method::Reconnect(_),
+                        ..
+                    }) => Seen::Reconnect,
                     Ok(_) => continue,
                     Err(e) => panic!("bad line from the pool: {e}: {line}"),
                 };
@@ -186,12 +191,20 @@ struct Work {
     difficulty: Option<f64>,
     extranonce2: u64,
     nonce: u32,
+    /// The highest block height a notify was for, and clean notifies for a lower one.
+    height: u64,
+    backwards: usize,
 }
 
 impl Work {
     fn take(&mut self, seen: Seen) {
         match seen {
             Seen::Notify(n) => {
+                let height = coinbase_height(&n.coinb1);
+                if n.clean_jobs && height < self.height {
+                    self.backwards += 1;
+                }
+                self.height = self.height.max(height);
                 self.notify = Some(n);
                 self.extranonce2 = 0;
                 self.nonce = 0;
@@ -233,6 +246,20 @@ impl Work {
     }
 }
 
+/// The BIP 34 height at the start of the coinbase's scriptSig (coinb1 holds it).
+fn coinbase_height(coinb1: &[u8]) -> u64 {
+    // version (4), one input (1), null prevout (36), scriptSig length (1 below 253).
+    let push = coinb1[42];
+    match push {
+        0x51..=0x60 => u64::from(push - 0x50),
+        1..=8 => coinb1[43..43 + usize::from(push)]
+            .iter()
+            .rev()
+            .fold(0, |h, b| (h << 8) | u64::from(*b)),
+        other => panic!("no height push in coinb1 (opcode {other:#x})"),
+    }
+}
+
 /// What a flooding client saw.
 #[derive(Debug, Default)]
 struct Tally {
@@ -242,6 +269,8 @@ struct Tally {
     /// Replies that are neither (should stay empty).
     other: Vec<Value>,
     closed: bool,
+    /// Clean jobs for an older block than one already sent (the pool's tip went back).
+    backwards: usize,
 }
 
 /// Opens a connection the way `s` does; returns it with its work.
@@ -303,6 +332,7 @@ fn flood(port: u16, s: &Shape, secs: u64) -> Tally {
             Err(_) => break,
         }
     }
+    tally.backwards = work.backwards;
     tally
 }
 
@@ -327,6 +357,10 @@ fn check(name: &str, t: &Tally, at_least: usize) {
         t.accepted + t.stale,
         t.sent,
         "{name}: every submit answered"
+    );
+    assert_eq!(
+        t.backwards, 0,
+        "{name}: work for an older block after a newer one"
     );
     assert!(
         t.accepted >= at_least,
@@ -545,4 +579,55 @@ fn the_fixture_holds_both_miners() {
             .any(|l| l.contains("mining.extranonce.subscribe"))
     );
     assert_eq!(pooler.user, opt.user);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_reaches_a_miner_that_is_still_submitting() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = TestPool::start(config(
+        Mode::Solo,
+        vec![node_config(pair.node(0))],
+        None,
+        dir.path(),
+    ))
+    .await;
+    let port = pool.port();
+    let opt = shape(OPT);
+    // The miner writes bursts without pause, so the pool closes with unread input: a
+    // plain close would be a reset that can destroy the reconnect request in flight.
+    let miner = std::thread::spawn(move || {
+        let (conn, mut work) = open_like(port, &opt);
+        let mut writer = conn.stream.try_clone().unwrap();
+        let bursts: Vec<String> = (0..40)
+            .map(|_| work.shares(&opt.user, opt.burst).join("\n") + "\n")
+            .collect();
+        let feeder = std::thread::spawn(move || {
+            for burst in bursts.iter().cycle() {
+                if writer.write_all(burst.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut reconnect = false;
+        loop {
+            match conn.next(Duration::from_secs(30)) {
+                Some(Seen::Reconnect) => reconnect = true,
+                Some(Seen::Closed) | None => break,
+                Some(_) => {}
+            }
+        }
+        drop(conn);
+        let _ = feeder.join();
+        reconnect
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pool.stop().await;
+    let reconnect = tokio::task::spawn_blocking(move || miner.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        reconnect,
+        "the miner read client.reconnect before the socket closed"
+    );
 }

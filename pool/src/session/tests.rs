@@ -680,3 +680,48 @@ fn jobs_of_older_blocks_are_stale_even_when_forgotten() {
         );
     }
 }
+
+#[test]
+fn the_same_work_again_comes_with_a_new_ntime_and_a_share_counts_once() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.rig1");
+    let n = h.open(&user);
+    let x = shares(&n, 3e-10, 1)[0];
+    assert!(accepted(&h.line(&submit(&user, &n, x, n.ntime, ""))));
+    // A lower difficulty comes with the same work under a new id and a later ntime.
+    let out = h.line(r#"{"id":7,"method":"mining.suggest_difficulty","params":[1e-10]}"#);
+    let again = last_notify(&out).expect("the work reissued");
+    assert_ne!(again.job_id, n.job_id);
+    assert_eq!(again.coinb1, n.coinb1);
+    assert_eq!(again.ntime, n.ntime + 1);
+    // The same header under the new id is a duplicate...
+    let out = h.line(&submit(&user, &again, x, n.ntime, ""));
+    assert_eq!(error_code(&out), Some(StratumError::DUPLICATE_SHARE));
+    // ...while a miner that starts its nonces over on it finds new headers only.
+    for y in shares_at(&again, again.ntime, 1e-10, 20) {
+        let out = h.line(&submit(&user, &again, y, again.ntime, ""));
+        assert!(accepted(&out), "{out:?}");
+    }
+    // And a refresh of the feed with nothing new (run::make_jobs gives it the work's
+    // number) goes out later again.
+    let first = JobIds::number(&n.job_id).unwrap();
+    let mut refresh = h.maker.make(regtest_template(PREV_A, 2), NOW_UNIX).unwrap();
+    assert_eq!(refresh.ntime, n.ntime);
+    refresh.work = first;
+    h.session.on_job(h.now, Arc::new(refresh));
+    let third = last_notify(&h.drain()).expect("the refresh is sent");
+    assert!(!third.clean_jobs);
+    assert!(
+        third.ntime > again.ntime,
+        "later than every ntime the work had"
+    );
+    let out = h.line(&submit(&user, &third, x, n.ntime, ""));
+    assert_eq!(error_code(&out), Some(StratumError::DUPLICATE_SHARE));
+}
+
+/// The first `count` nonces meeting `difficulty` on `n` with `ntime`.
+fn shares_at(n: &Notify, ntime: u32, difficulty: f64, count: usize) -> Vec<u32> {
+    let mut at = n.clone();
+    at.ntime = ntime;
+    shares(&at, difficulty, count)
+}
