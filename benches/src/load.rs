@@ -40,17 +40,6 @@ pub enum Mode {
     Notify,
 }
 
-/// The pool's node, for notify mode: RPC URL and credentials.
-#[derive(Clone, Debug)]
-pub struct NodeRpc {
-    /// `http://host:port/`.
-    pub url: String,
-    /// RPC user.
-    pub user: String,
-    /// RPC password.
-    pub password: String,
-}
-
 /// The run's settings.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -71,7 +60,7 @@ pub struct LoadOptions {
     /// What to do.
     pub mode: Mode,
     /// The pool's node (notify mode).
-    pub node: Option<NodeRpc>,
+    pub node: Option<noderpc::Endpoint>,
 }
 
 /// What happened.
@@ -410,7 +399,7 @@ async fn mine_a_block(opts: &LoadOptions, shared: &Shared) -> Result<(), String>
     }
     let address = opts.user.clone();
     let (hash, mined) = tokio::task::spawn_blocking(move || {
-        let rpc = miner::rpc::RpcClient::new(node.url, &node.user, &node.password);
+        let rpc = noderpc::Client::for_endpoint(node, noderpc::DEFAULT_TIMEOUT);
         let answer = rpc
             .call("generatetoaddress", serde_json::json!([1, address]))
             .map_err(|e| format!("generatetoaddress: {e}"))?;

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode, NodeRpc};
+use benches::load::{self, LoadOptions, Mode};
 use pool::config::{Mode as PoolMode, NodeConfig, PoolConfig};
 use testkit::RegtestPair;
 use tokio_util::sync::CancellationToken;
@@ -75,11 +75,13 @@ async fn simulated_miners_submit_valid_shares_and_hold_connections() {
         miners: 50,
         mode: Mode::Notify,
         duration: Duration::from_secs(30),
-        node: Some(NodeRpc {
-            url: node.rpc_url().to_string(),
-            user: user.into(),
-            password: password.into(),
-        }),
+        node: Some(noderpc::Endpoint::new(
+            node.rpc_url(),
+            noderpc::Auth::UserPassword {
+                user: user.into(),
+                password: password.into(),
+            },
+        )),
         ..opts
     })
     .await;

@@ -20,7 +20,6 @@ pub mod config;
 pub mod engine;
 pub mod hash;
 pub mod opencl;
-pub mod rpc;
 pub mod run;
 pub mod selfcheck;
 pub mod sensors;

@@ -55,8 +55,9 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         Solo(solo::SoloOptions),
     }
     let source = if args.solo {
-        let node = solo::NodeUrl::parse(&args.url[0], args.rpc_cookie.as_ref())
+        let node = noderpc::Endpoint::parse(&args.url[0], args.rpc_cookie.as_deref())
             .map_err(|e| e.to_string())?;
+        node.check().map_err(|e| e.to_string())?;
         let addr = args
             .coinbase_addr
             .clone()
@@ -156,7 +157,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         ));
         match source {
             Source::Solo(opts) => {
-                info!(node = %opts.node.url, payout = %opts.payout.text, "solo mining");
+                info!(node = %opts.node.url(), payout = %opts.payout.text, "solo mining");
                 solo::start(opts, engine.clone(), found_rx, stats.clone());
             }
             Source::Pool(opts) => {

@@ -12,7 +12,6 @@
 //! that height; "duplicate": already known; anything else: rejected with that reason).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,92 +25,20 @@ use protocol::{Hash256, merkle};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::client::url::split_host_port;
 use crate::engine::{Engine, Extranonce, Found, Work};
-use crate::rpc::{RpcClient, RpcError};
 use crate::stats::Stats;
+use noderpc::{Client, Endpoint, RpcError};
 
 /// Extranonce2 bytes in solo coinbases (there is no extranonce1).
 const EXTRANONCE2_SIZE: usize = 8;
 /// Version bits a solo miner may roll: BIP 320's general-purpose bits.
 pub const SOLO_VERSION_MASK: u32 = 0x1fff_e000;
 
-/// Where the node is and how to log in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeUrl {
-    /// `http://host:port/`.
-    pub url: String,
-    /// RPC user.
-    pub user: String,
-    /// RPC password.
-    pub password: String,
-}
-
-/// A node URL or cookie that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeUrlError {
-    /// The URL is malformed.
-    #[error("bad node URL {0:?}: expected http://USER:PASS@HOST:PORT (or --rpc-cookie FILE)")]
-    Url(String),
-    /// The cookie file cannot be read or has no `user:password`.
-    #[error("cannot use the cookie file {path}: {reason}")]
-    Cookie {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl NodeUrl {
-    /// Parses `http://[USER:PASS@]HOST:PORT[/]`; credentials from `cookie` (bitcoind's
-    /// `.cookie` file, `__cookie__:password`) when given.
-    pub fn parse(text: &str, cookie: Option<&PathBuf>) -> Result<NodeUrl, NodeUrlError> {
-        let bad = || NodeUrlError::Url(text.to_string());
-        let rest = text.strip_prefix("http://").ok_or_else(bad)?;
-        let (userinfo, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, rest),
-        };
-        let (host, port) = split_host_port(hostport).map_err(|_| bad())?;
-        let (mut user, mut password) = match userinfo {
-            Some(u) => {
-                let (a, b) = u.split_once(':').unwrap_or((u, ""));
-                (a.to_string(), b.to_string())
-            }
-            None => (String::new(), String::new()),
-        };
-        if let Some(path) = cookie {
-            let err = |reason: String| NodeUrlError::Cookie {
-                path: path.display().to_string(),
-                reason,
-            };
-            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-            let (a, b) = text
-                .trim()
-                .split_once(':')
-                .ok_or_else(|| err("no user:password in it".into()))?;
-            user = a.to_string();
-            password = b.to_string();
-        }
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        Ok(NodeUrl {
-            url: format!("http://{host}:{port}/"),
-            user,
-            password,
-        })
-    }
-}
-
 /// Solo-mining settings.
 #[derive(Clone, Debug)]
 pub struct SoloOptions {
     /// The node.
-    pub node: NodeUrl,
+    pub node: Endpoint,
     /// Who the coinbase pays.
     pub payout: PayoutAddress,
     /// Tag in the coinbase scriptSig.
@@ -190,14 +117,9 @@ fn template_loop(
     stats: &Stats,
     kick: &Receiver<()>,
 ) {
-    let rpc = RpcClient::new(&opts.node.url, &opts.node.user, &opts.node.password);
+    let rpc = Client::for_endpoint(opts.node.clone(), noderpc::DEFAULT_TIMEOUT);
     // Long polls can last as long as a block interval.
-    let long_rpc = RpcClient::with_timeout(
-        &opts.node.url,
-        &opts.node.user,
-        &opts.node.password,
-        Duration::from_secs(1800),
-    );
+    let long_rpc = rpc.with_call_timeout(Duration::from_secs(1800));
     let mut gate = LongPollGate::new();
     // The tip and long-poll id of the work being mined, and when it was fetched.
     let mut current: Option<(Hash256, Option<String>)> = None;
@@ -252,7 +174,7 @@ fn template_loop(
         let template = match template {
             Ok(t) => t,
             Err(e) => {
-                warn!(node = %opts.node.url, error = %e, retry_s = backoff.as_secs(), "getblocktemplate failed; mining the last template meanwhile");
+                warn!(node = %opts.node.url(), error = %e, retry_s = backoff.as_secs(), "getblocktemplate failed; mining the last template meanwhile");
                 stats.set_pool(None, Instant::now());
                 stats.failure();
                 std::thread::sleep(backoff);
@@ -263,7 +185,7 @@ fn template_loop(
         backoff = Duration::from_secs(1);
         fetched = Instant::now();
         gate.tip_seen(template.prev_hash);
-        stats.set_pool(Some(format!("solo {}", opts.node.url)), Instant::now());
+        stats.set_pool(Some(format!("solo {}", opts.node.url())), Instant::now());
         current = Some((template.prev_hash, template.longpollid.clone()));
         match build_job(opts, template) {
             Ok((work, job)) => {
@@ -374,7 +296,7 @@ fn submit_loop(
     stats: &Stats,
     kick: &std::sync::mpsc::Sender<()>,
 ) {
-    let rpc = RpcClient::new(&opts.node.url, &opts.node.user, &opts.node.password);
+    let rpc = Client::for_endpoint(opts.node.clone(), noderpc::DEFAULT_TIMEOUT);
     while let Ok(f) = found.recv() {
         let job = jobs
             .lock()
@@ -437,33 +359,6 @@ fn submit_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_urls() {
-        let n = NodeUrl::parse("http://alice:secret@127.0.0.1:18443", None).unwrap();
-        assert_eq!(
-            n,
-            NodeUrl {
-                url: "http://127.0.0.1:18443/".into(),
-                user: "alice".into(),
-                password: "secret".into()
-            }
-        );
-        assert!(NodeUrl::parse("127.0.0.1:18443", None).is_err());
-        assert!(NodeUrl::parse("http://127.0.0.1", None).is_err());
-        let dir = std::env::temp_dir().join(format!("cookie-test-{}", std::process::id()));
-        std::fs::write(&dir, "__cookie__:abc123\n").unwrap();
-        let n = NodeUrl::parse("http://127.0.0.1:8332", Some(&dir)).unwrap();
-        assert_eq!(
-            (n.user.as_str(), n.password.as_str()),
-            ("__cookie__", "abc123")
-        );
-        std::fs::remove_file(&dir).unwrap();
-        assert!(matches!(
-            NodeUrl::parse("http://127.0.0.1:8332", Some(&dir)),
-            Err(NodeUrlError::Cookie { .. })
-        ));
-    }
 
     #[test]
     fn submitblock_answers() {

@@ -53,30 +53,22 @@ struct Args {
     check_config: bool,
 }
 
-/// `http://user:pass@host:port/` into a node setting.
+/// `http://user:pass@host:port/` (or without credentials, with `--rpc-cookie`) into a
+/// node setting.
 fn node_from_url(url: &str, cookie: Option<&PathBuf>) -> Result<NodeConfig, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--node {url}: must start with http://"))?;
-    let (credentials, host) = match rest.rsplit_once('@') {
-        Some((c, h)) => (Some(c), h),
-        None => (None, rest),
+    let endpoint = noderpc::Endpoint::parse(url, cookie.map(PathBuf::as_path))
+        .map_err(|e| format!("--node: {e} (or give --rpc-cookie)"))?;
+    let (user, password, cookie_file) = match endpoint.auth() {
+        noderpc::Auth::UserPassword { user, password } => {
+            (Some(user.clone()), Some(password.clone()), None)
+        }
+        noderpc::Auth::Cookie(path) => (None, None, Some(path.clone())),
     };
-    let (user, password) = match credentials.map(|c| c.split_once(':')) {
-        Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
-        Some(None) => return Err(format!("--node {url}: credentials must be USER:PASS")),
-        None => (None, None),
-    };
-    if user.is_none() && cookie.is_none() {
-        return Err(format!(
-            "--node {url}: give USER:PASS@ in the URL or --rpc-cookie"
-        ));
-    }
     Ok(NodeConfig {
-        url: format!("http://{host}"),
+        url: endpoint.url().to_string(),
         user,
         password,
-        cookie_file: cookie.cloned(),
+        cookie_file,
         zmq_hashblock: None,
     })
 }

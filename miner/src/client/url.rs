@@ -27,25 +27,7 @@ pub struct UrlError {
     pub reason: String,
 }
 
-/// Splits `host:port` (with `[v6]:port`), requiring a port.
-pub fn split_host_port(rest: &str) -> Result<(String, u16), String> {
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, p) = v6
-            .split_once("]:")
-            .ok_or("an IPv6 host needs [addr]:port")?;
-        (h, p)
-    } else {
-        rest.rsplit_once(':').ok_or("missing :PORT")?
-    };
-    if host.is_empty() {
-        return Err("missing host".into());
-    }
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("bad port {port:?}"))?;
-    Ok((host.to_string(), port))
-}
+pub use noderpc::split_host_port;
 
 impl FromStr for PoolUrl {
     type Err = UrlError;
