@@ -31,7 +31,7 @@ async fn run(pg: &TempPostgres, shares: i64) {
         .expect("the store");
     let db = store.db();
     // One share per millisecond, ending now.
-    let end: i64 = pool::store::now_us();
+    let end: i64 = pool::clock::now_us();
     let start = end - shares * 1000;
     let fill = Instant::now();
     for day in (start / 86_400_000_000)..=(end / 86_400_000_000) {

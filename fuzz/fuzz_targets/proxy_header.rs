@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pool::proxy_protocol::read_header;
+use pool::stratum::proxy_protocol::read_header;
 
 fuzz_target!(|data: &[u8]| {
     let runtime = tokio_runtime();

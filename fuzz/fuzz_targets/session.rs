@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use pool::config::Mode;
-use pool::session::{Event, Session};
-use pool::templates::Template;
+use pool::stratum::session::{Event, Session};
+use pool::chain::template::Template;
 use protocol::stratum::codec::parse_line;
 
 fn testnet() -> Arc<Template> {
@@ -32,7 +32,13 @@ fuzz_target!(|data: &[u8]| {
     let mut maker = fuzz::maker(&settings);
     let t0 = Instant::now();
     let mut now = t0;
-    let mut session = Session::new(settings, maker.ids(), [0, 0, 0, 9], t0, fuzz::NOW);
+    let mut session = Session::new(
+        settings,
+        maker.ids(),
+        [0, 0, 0, 9],
+        t0,
+        i64::from(fuzz::NOW) * 1_000_000,
+    );
     let mut height = 200;
     let template = if first & 2 == 0 {
         fuzz::template(&fuzz::regtest_gbt(height)).expect("regtest template")

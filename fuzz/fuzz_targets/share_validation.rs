@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use pool::config::Mode;
-use pool::jobs::{Job, coinbase_for};
-use pool::share::{self, Context, Reject};
+use pool::chain::jobs::{Job, coinbase_for};
+use pool::shares::validate::{self, Context, Reject};
 use protocol::coinbase::Coinbase;
 use protocol::stratum::{Message, Method, Submit, share_header};
 use protocol::target::Target;
@@ -30,7 +30,7 @@ fn fixtures() -> &'static [Fixture; 2] {
             0x76, 0xa9, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0x88,
             0xac,
         ];
-        let make = |maker: &mut pool::jobs::JobMaker, t| {
+        let make = |maker: &mut pool::chain::jobs::JobMaker, t| {
             let job = fuzz::job(maker, t);
             let coinbase =
                 coinbase_for(job.checked(), &script, &settings.coinbase).expect("coinbase");
@@ -98,7 +98,7 @@ fuzz_target!(|input: &[u8]| {
         version_bits,
     };
     let mut seen = HashSet::new();
-    let Ok(accepted) = share::validate(&ctx, &submit, &mut seen) else {
+    let Ok(accepted) = validate::validate(&ctx, &submit, &mut seen) else {
         return;
     };
     // Rebuild from what the miner was sent.
@@ -120,7 +120,7 @@ fuzz_target!(|input: &[u8]| {
     assert!(ctx.target.is_met_by(&hash) || template.target.is_met_by(&hash));
     assert_eq!(accepted.block, template.target.is_met_by(&hash));
     assert!(matches!(
-        share::validate(&ctx, &submit, &mut seen),
+        validate::validate(&ctx, &submit, &mut seen),
         Err(Reject::Duplicate)
     ));
 });

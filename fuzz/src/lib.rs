@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pool::config::{LimitsConfig, Mode, VardiffConfig};
-use pool::jobs::{CoinbaseSettings, Job, JobMaker};
-use pool::session::SessionSettings;
-use pool::templates::Template;
+use pool::chain::jobs::{CoinbaseSettings, Job, JobMaker};
+use pool::stratum::session::SessionSettings;
+use pool::chain::template::Template;
 use protocol::address::Network;
 
 /// The unix time every target runs at.

@@ -2,13 +2,13 @@
 //! environment variables and flags on top (`main.rs`). `validate` turns typos and
 //! impossible values into one clear error before anything starts.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::address::{self, Network, PayoutAddress};
 
-use crate::proxy_protocol::Trusted;
+use crate::net::Trusted;
 use serde::Deserialize;
 
 /// Who the coinbase pays.
@@ -524,7 +524,7 @@ impl PoolConfig {
         let version_mask = u32::from_str_radix(s.version_mask.trim_start_matches("0x"), 16)
             .map_err(|e| invalid("stratum.version_mask", format!("not hex: {e}")))?;
         let proxies = Trusted::parse(&s.proxy_protocol_from)
-            .map_err(|e| invalid("stratum.proxy_protocol_from", e))?;
+            .map_err(|e| invalid("stratum.proxy_protocol_from", e.to_string()))?;
         if let Some(tls) = &s.tls
             && tls.bind == s.bind
             && s.bind.port() != 0
@@ -628,14 +628,6 @@ impl LimitsConfig {
     /// The authorize timeout.
     pub fn authorize_timeout(&self) -> Duration {
         Duration::from_secs(self.authorize_timeout_secs)
-    }
-}
-
-/// The bare IP of a peer (IPv4-mapped IPv6 folded to IPv4), used for per-address limits.
-pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -1,40 +1,38 @@
-//! The pool: a Stratum v1 server that takes templates from a node, hands every miner its
-//! own work, validates shares, submits blocks and (in PPLNS mode) pays the pool's address.
+//! The pool: a Stratum server that takes templates from a node, hands every miner its own
+//! work, validates shares, submits blocks and (in PPLNS mode) pays its miners.
 //!
-//! The modules in data-flow order:
+//! The folders follow a share from the node to PostgreSQL:
 //!
 //! ```text
-//! node (RPC, zmq) --> templates (long poll, poll, refresh, failover) --> jobs (JobMaker)
-//!   --> server (accept, limits) --> connection (socket <-> session) --> session (Stratum
-//!   state machine, vardiff, share::validate) --> blocks (submitblock to every node)
-//! connection --accepted shares, blocks--> store::writer (group commit, spool) --> PostgreSQL
-//! store::leader --> store::tracker (confirmations, PPLNS credits via pplns::split),
-//!   store::payments (sendmany), store::sampler (statistics)
+//! chain/     node RPC, ZMQ --> feed (templates) --> jobs             --> blocks (submitblock)
+//!                                                  |                    ^
+//! stratum/   listener, admission --> connection <-> session (v1)     | block candidates
+//!                                                  |                    |
+//! shares/    validation, vardiff, extranonce1 leases, the share record -+
+//!                                                  | accepted shares
+//! store/     rows, writer (group commit, spool) --> PostgreSQL, window, books, reads
+//! accounting/ leader --> tracker (confirmations, PPLNS credits), payments (node wallet)
+//! observe/   counters, live figures, latencies --> HTTP API, /metrics, dashboard
 //! ```
 //!
-//! `session`, `share`, `vardiff` and `jobs` are pure (no IO, no clock: `now` is an
-//! argument) and tested without sockets; `run` wires the tasks together.
-//! Coinbase assembly, merkle branches, targets and the Stratum wire format come from the
-//! `protocol` crate.
+//! Imports run down, never back up, and `tests/layout.rs` checks it. The layers, lowest
+//! first: [`config`], [`clock`] (the wall clock and randomness, which the pure parts never
+//! read) and [`net`] (socket helpers); the counters of `observe`; the node RPC and the
+//! jobs of `chain`; `shares` and the pure PPLNS split; `store`; the feed and block tasks
+//! of `chain`; `stratum`; `accounting`; the HTTP API of `observe`; [`run`], which wires
+//! the tasks (`main.rs` reads flags and signals).
+//!
+//! The sessions, share validation, vardiff, jobs and the PPLNS split are pure (`now` is an
+//! argument) and tested without sockets. Coinbase assembly, merkle branches, targets and
+//! the Stratum wire format come from the `protocol` crate; node RPC from `noderpc`.
 
-pub mod api;
-pub mod blocks;
+pub mod accounting;
+pub mod chain;
+pub mod clock;
 pub mod config;
-pub mod connection;
-pub mod extranonce;
-pub mod jobs;
-pub mod latency;
-pub mod live;
-pub mod node;
-pub mod pplns;
-pub mod proxy_protocol;
+pub mod net;
+pub mod observe;
 pub mod run;
-pub mod server;
-pub mod session;
-pub mod share;
-pub mod stats;
+pub mod shares;
 pub mod store;
-pub mod templates;
-pub mod tls;
-pub mod vardiff;
-pub mod zmq;
+pub mod stratum;

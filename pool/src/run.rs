@@ -21,24 +21,28 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{self, ApiState, PoolFacts};
-use crate::blocks::{self, BlockRecord};
+use crate::accounting::leader::{self, Duties};
+use crate::accounting::payments::Payer;
+use crate::accounting::tracker::Tracker;
+use crate::chain::blocks::{self, BlockRecord};
+use crate::chain::feed::{self, FeedOptions};
+use crate::chain::jobs::{CoinbaseSettings, Job, JobMaker};
+use crate::chain::node::Node;
+use crate::chain::template::Template;
+use crate::clock::unix_now;
 use crate::config::{ConfigError, Mode, PoolConfig};
-use crate::connection::unix_now;
-use crate::extranonce::Extranonces;
-use crate::jobs::{CoinbaseSettings, Job, JobMaker};
-use crate::node::Node;
-use crate::server::{self, Listener, Outlets, ShareSink, Shared};
-use crate::session::SessionSettings;
-use crate::stats::PoolStats;
+use crate::net;
+use crate::observe::api::{self, ApiState, PoolFacts};
+use crate::observe::stats::PoolStats;
+use crate::shares::extranonce::Extranonces;
 use crate::store::Store;
-use crate::store::leader::{self, Duties};
-use crate::store::payments::Payer;
 use crate::store::spool::Spool;
-use crate::store::tracker::Tracker;
+use crate::store::writer::ShareSink;
 use crate::store::writer::{self, WriterOptions, WriterStats};
-use crate::templates::{self, FeedOptions, Template};
-use crate::tls::Certificates;
+use crate::stratum::listener::{self, Listener};
+use crate::stratum::session::SessionSettings;
+use crate::stratum::shared::{Outlets, Shared};
+use crate::stratum::tls::Certificates;
 
 /// Why the pool could not start.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +139,7 @@ pub async fn start(
         })
     };
     let plain =
-        server::reserve(s.bind, s.reuse_port).map_err(|e| bind_error("stratum.bind", s.bind, e))?;
+        net::reserve(s.bind, s.reuse_port).map_err(|e| bind_error("stratum.bind", s.bind, e))?;
     let stratum_addr = local(&plain)?;
     let mut reserved = vec![(plain, None)];
     let mut tls_addr = None;
@@ -147,7 +151,7 @@ pub async fn start(
                 detail,
             },
         )?);
-        let tcp = server::reserve(tls.bind, s.reuse_port)
+        let tcp = net::reserve(tls.bind, s.reuse_port)
             .map_err(|e| bind_error("stratum.tls.bind", tls.bind, e))?;
         tls_addr = Some(local(&tcp)?);
         reserved.push((tcp, Some(certs.clone())));
@@ -213,10 +217,16 @@ pub async fn start(
         .nodes
         .iter()
         .filter_map(|n| n.zmq_hashblock.clone())
-        .map(|endpoint| tokio::spawn(crate::zmq::run(endpoint, kick.clone(), cancel.clone())))
+        .map(|endpoint| {
+            tokio::spawn(crate::chain::zmq::run(
+                endpoint,
+                kick.clone(),
+                cancel.clone(),
+            ))
+        })
         .collect();
     let mut tasks = vec![
-        tokio::spawn(templates::run(
+        tokio::spawn(feed::run(
             nodes.clone(),
             feed_options,
             template_tx,
@@ -329,7 +339,7 @@ pub async fn start(
         .into_iter()
         .map(|(socket, tls)| {
             let addr = socket.local_addr().ok();
-            server::listen(socket)
+            net::listen(socket)
                 .map(|tcp| Listener { tcp, tls })
                 .map_err(|e| StartError::Io {
                     what: format!("listening on {addr:?}"),
@@ -337,7 +347,7 @@ pub async fn start(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    tasks.push(tokio::spawn(server::run(listeners, shared, cancel)));
+    tasks.push(tokio::spawn(listener::run(listeners, shared, cancel)));
     info!(
         stratum = %stratum_addr,
         tls = %tls_addr.map_or("off".into(), |a| a.to_string()),

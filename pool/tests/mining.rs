@@ -155,7 +155,7 @@ async fn cookie_auth_is_read_again_after_a_401() {
     let dir = tempfile::tempdir().unwrap();
     let cookie = dir.path().join(".cookie");
     std::fs::write(&cookie, "__cookie__:stale").unwrap();
-    let node = pool::node::Node::new(
+    let node = pool::chain::node::Node::new(
         &NodeConfig {
             url: pair.node(0).rpc_url().to_string(),
             user: None,

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
+use pool::accounting::pplns::{self, Weight};
 use pool::config::Unfilled;
-use pool::pplns::{self, Weight};
 use serde_json::json;
 use sqlx::{PgPool, Row};
 use testkit::{RegtestPair, TempPostgres};

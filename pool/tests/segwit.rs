@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool::jobs::{CoinbaseSettings, JobMaker};
-use pool::templates::Template;
+use pool::chain::jobs::{CoinbaseSettings, JobMaker};
+use pool::chain::template::Template;
 use protocol::block::{Solution, assemble};
 use protocol::template::BlockTemplate;
 use protocol::{merkle, sha256d};

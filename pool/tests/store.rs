@@ -173,7 +173,7 @@ async fn windows_from_minute_totals_equal_the_naive_walk() {
 async fn retention_drops_old_days_and_samples_count_recent_work() {
     let pg = TempPostgres::start().unwrap();
     let store = open(&pg).await;
-    let now = pool::store::now_us();
+    let now = pool::clock::now_us();
     let day = 86_400_000_000;
     store
         .write(&[

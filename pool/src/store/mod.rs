@@ -1,25 +1,25 @@
-//! The PostgreSQL store: the schema (`pool/migrations`), the batched writes of shares and
-//! blocks, and the queries of the PPLNS window. The tasks that use it live beside it:
-//! [`writer`] (group commit, spool while the database is away), [`window`] (PPLNS weights
-//! from per-minute totals), and the leader's [`tracker`], [`payments`] and [`sampler`].
+//! The PostgreSQL store: the schema (`pool/migrations`), the rows of shares and blocks
+//! ([`rows`], built in that one place), their batched writes, and every query: [`writer`]
+//! (group commit, spool while the database is away), [`window`] (PPLNS weights from
+//! per-minute totals), [`books`] (blocks, credits, balances and payouts for the back
+//! office in `accounting`), [`reads`] (the API's reads) and [`sampler`] (statistics).
 //!
 //! Times cross the boundary as unix microseconds (`micros_to_ts` in SQL), so that a record
 //! replayed from the spool file hits exactly the key it had.
 
-pub mod leader;
-pub mod payments;
 pub mod reads;
+pub mod rows;
 pub mod sampler;
 pub mod spool;
-pub mod tracker;
 pub mod window;
 pub mod writer;
 
+pub use rows::{BlockRow, Record, ShareRow};
+
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -38,74 +38,6 @@ pub enum StoreError {
     /// The operation did not finish in time.
     #[error("database: no answer within {0:?}")]
     Timeout(Duration),
-}
-
-/// An accepted share as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ShareRow {
-    /// When the pool accepted it, unix microseconds.
-    pub time_us: i64,
-    /// Unique within the pool process run that accepted it.
-    pub uid: i64,
-    /// Payout address.
-    pub address: String,
-    /// Worker name (may be empty).
-    pub worker: String,
-    /// The difficulty credited.
-    pub difficulty: f64,
-    /// The difficulty the hash reached.
-    pub share_difficulty: f64,
-    /// The network difficulty of its job.
-    pub network_difficulty: f64,
-    /// Height of the block it was mined on.
-    pub height: i64,
-    /// The pool process (`stratum.instance_id`).
-    pub instance: i16,
-}
-
-/// A block the node accepted, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BlockRow {
-    /// Block hash (display hex).
-    pub hash: String,
-    /// Height.
-    pub height: i64,
-    /// When its share was accepted, unix microseconds: the end of its PPLNS window.
-    pub found_us: i64,
-    /// The username that found it.
-    pub finder: String,
-    /// The coinbase value.
-    pub reward: i64,
-    /// The network difficulty it was mined at.
-    pub network_difficulty: f64,
-}
-
-/// What the writer stores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Record {
-    /// An accepted share.
-    Share(ShareRow),
-    /// An accepted block.
-    Block(BlockRow),
-}
-
-/// The wall clock in unix microseconds.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// 64 random bits from the OS (time and pid mixed, should /dev/urandom be unreadable).
-pub fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    match std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-    {
-        Ok(()) => u64::from_le_bytes(bytes),
-        Err(_) => (now_us() as u64) ^ (u64::from(std::process::id()) << 40),
-    }
 }
 
 /// A handle on the database (cheap to clone).

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use futures::TryStreamExt;
 use sqlx::Row;
 
-use crate::pplns::Weight;
+use crate::accounting::pplns::Weight;
 use crate::store::{Store, StoreError};
 
 const MINUTE_US: i64 = 60_000_000;
@@ -58,7 +58,7 @@ impl Filler {
                 difficulty,
             })
             .collect();
-        crate::pplns::sort_weights(&mut weights);
+        crate::accounting::pplns::sort_weights(&mut weights);
         Window {
             weights,
             filled: self.filled,

@@ -9,15 +9,16 @@
 //! replay the spool into the database.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::shares::record::ShareEvent;
 use crate::store::spool::Spool;
-use crate::store::{Record, Store, StoreError};
+use crate::store::{Record, ShareRow, Store, StoreError};
 
 /// A record and, for a share, whom to tell once it is durable.
 #[derive(Debug)]
@@ -176,4 +177,40 @@ async fn replay(store: &Store, spool: &mut Spool, options: &WriterOptions, stats
             error!(error = %e, file = %spool.path().display(), "cannot empty the spool (it will be replayed again, harmlessly)")
         }
     }
+}
+
+/// The store's writer, as the connections see it.
+#[derive(Debug)]
+pub struct ShareSink {
+    /// The writer's queue.
+    pub writer: mpsc::UnboundedSender<Submission>,
+    /// This process (`stratum.instance_id`), written with every share.
+    pub instance: i16,
+    /// The next share's uid: a random high part per process run, a counter below.
+    next_uid: AtomicI64,
+}
+
+impl ShareSink {
+    /// A sink with a fresh uid space.
+    pub fn new(writer: mpsc::UnboundedSender<Submission>, instance: u8) -> ShareSink {
+        ShareSink {
+            writer,
+            instance: i16::from(instance),
+            next_uid: AtomicI64::new(uid_base()),
+        }
+    }
+
+    /// The row for an accepted share, with the next uid.
+    pub fn row(&self, share: &ShareEvent) -> ShareRow {
+        let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
+        ShareRow::of(share, uid, self.instance)
+    }
+}
+
+/// 23 random bits (positive i64) above a 40-bit counter: uids of different runs differ,
+/// and the shares table keys on (time, uid), so even a collision would need the same
+/// microsecond.
+fn uid_base() -> i64 {
+    let random = crate::clock::random_u64();
+    ((random & 0x7f_ffff) << 40) as i64
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use miner::client::{ClientOptions, Embedded};
 use miner::hash::Backend;
 use miner::stats::Stats;
-use pool::blocks::BlockRecord;
+use pool::chain::blocks::BlockRecord;
 use pool::config::{Mode, NodeConfig, PoolConfig};
 use pool::run::RunningPool;
 use serde_json::json;

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::node::Node;
-use crate::session::BlockEvent;
-use crate::stats::PoolStats;
+use crate::chain::node::Node;
+use crate::observe::stats::PoolStats;
+use crate::shares::record::BlockEvent;
 use crate::store::writer::Submission;
 use crate::store::{BlockRow, Record};
 
@@ -67,16 +67,8 @@ pub async fn run(
             kick.notify_one();
             info!(height = record.height, hash = %record.hash, user = %record.user, reward = record.reward, "block found and accepted");
             if let Some(writer) = &store {
-                let row = BlockRow {
-                    hash: block.hash.to_string(),
-                    height: i64::try_from(block.height).unwrap_or(i64::MAX),
-                    found_us: block.found_us,
-                    finder: block.user.clone(),
-                    reward: i64::try_from(block.reward).unwrap_or(i64::MAX),
-                    network_difficulty: block.network_difficulty,
-                };
                 let _ = writer.send(Submission {
-                    record: Record::Block(row),
+                    record: Record::Block(BlockRow::of(&block)),
                     durable: None,
                 });
             }

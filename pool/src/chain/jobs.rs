@@ -19,7 +19,7 @@ use protocol::stratum::{Message, Method, Notify};
 use protocol::template::CheckedTemplate;
 use protocol::{Hash256, Target, merkle};
 
-use crate::templates::Template;
+use crate::chain::template::Template;
 
 /// Size of the extranonce1 the pool gives every connection.
 pub const EXTRANONCE1_SIZE: usize = 4;

@@ -1,11 +1,11 @@
 //! The session driven with literal messages and virtual time.
 
 use super::*;
-use crate::jobs::JobMaker;
-use crate::jobs::tests::{PREV_A, PREV_B, regtest_template};
-use protocol::CompactTarget;
+use crate::chain::jobs::JobMaker;
+use crate::chain::jobs::tests::{PREV_A, PREV_B, regtest_template};
 use protocol::stratum::Notify;
 use protocol::stratum::codec::parse_line;
+use protocol::{CompactTarget, Hash256};
 
 const ADDR: &str = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn";
 const ADDR2: &str = "n3GNqMveyvaPvUbH469vDRadqpJMPc84JA";
@@ -52,7 +52,7 @@ impl Harness {
         let pool_script = (s.mode == Mode::Pplns).then(|| vec![0x51]);
         let maker = JobMaker::new(s.coinbase.clone(), pool_script);
         let t0 = Instant::now();
-        let session = Session::new(s, maker.ids(), EN1, t0, NOW_UNIX);
+        let session = Session::new(s, maker.ids(), EN1, t0, i64::from(NOW_UNIX) * 1_000_000);
         Harness {
             session,
             maker,

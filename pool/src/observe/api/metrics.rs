@@ -10,8 +10,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
-use crate::connection::unix_now;
-use crate::latency::LatencySnapshot;
+use crate::clock::unix_now;
+use crate::observe::latency::LatencySnapshot;
 
 /// The handler.
 pub async fn metrics(State(state): State<ApiState>) -> Response {

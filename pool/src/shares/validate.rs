@@ -11,7 +11,7 @@ use protocol::stratum::{StratumError, Submit};
 use protocol::target::{format_difficulty_pair, hash_difficulty};
 use protocol::{BlockHeader, Hash256, Target, merkle, sha256d};
 
-use crate::jobs::Job;
+use crate::chain::jobs::Job;
 
 /// Why a share was refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -243,8 +243,8 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::tests::{PREV_A, regtest_template};
-    use crate::jobs::{CoinbaseSettings, JobMaker};
+    use crate::chain::jobs::tests::{PREV_A, regtest_template};
+    use crate::chain::jobs::{CoinbaseSettings, JobMaker};
 
     const EN1: [u8; 4] = [0xde, 0xad, 0xbe, 0xef];
     const MASK: u32 = 0x1fffe000;

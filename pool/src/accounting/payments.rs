@@ -16,9 +16,9 @@ use serde_json::{Map, Value, json};
 use sqlx::Row;
 use tracing::{error, info, warn};
 
-use crate::node::{Node, NodeError};
+use crate::accounting::tracker::TrackError;
+use crate::chain::node::{Node, NodeError};
 use crate::store::Store;
-use crate::store::tracker::TrackError;
 
 /// Where a test may make the process die on purpose (`POOL_CRASH_AT=<point>`), to prove
 /// that a restart finishes the job: `after-payout-intent`, `after-payout-send`.
@@ -240,5 +240,5 @@ impl Payer {
 
 /// 64 bits that differ between payouts, processes and databases sharing one wallet.
 fn unique_token() -> u64 {
-    crate::store::random_u64()
+    crate::clock::random_u64()
 }

@@ -27,19 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::node::{Node, NodeError};
-use crate::stats::PoolStats;
-
-/// A template and where it came from.
-#[derive(Debug)]
-pub struct Template {
-    /// The decoded, checked template.
-    pub checked: CheckedTemplate,
-    /// The node that sent it.
-    pub node: String,
-    /// How long the `getblocktemplate` call took.
-    pub fetch_time: Duration,
-}
+use crate::chain::node::{Node, NodeError};
+use crate::chain::template::Template;
+use crate::observe::stats::PoolStats;
 
 /// Timing of the feed.
 #[derive(Clone, Debug)]
@@ -400,7 +390,7 @@ mod tests {
     use super::*;
 
     fn template(prev: &str, height: u64, longpollid: &str) -> CheckedTemplate {
-        let mut t = crate::jobs::tests::regtest_template(prev, height)
+        let mut t = crate::chain::jobs::tests::regtest_template(prev, height)
             .checked
             .clone();
         t.longpollid = Some(longpollid.into());
@@ -409,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_long_poll_answer_never_takes_the_feed_back_to_an_older_tip() {
-        use crate::jobs::tests::{PREV_A, PREV_B};
+        use crate::chain::jobs::tests::{PREV_A, PREV_B};
         let now = template(PREV_B, 11, "b1");
         let verdict = |answer: &CheckedTemplate| longpoll_verdict(Some(&now), answer);
         assert_eq!(verdict(&template(PREV_A, 10, "a")), Verdict::Older);

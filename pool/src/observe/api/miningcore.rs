@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use super::time::{iso8601, iso8601_us};
 use super::{ApiError, ApiState, Page};
+use crate::clock::unix_now;
 use crate::config::Mode;
-use crate::connection::unix_now;
-use crate::live::{LiveSnapshot, WorkerLive};
+use crate::observe::live::{LiveSnapshot, WorkerLive};
 use crate::store::Store;
 use crate::store::reads::Interval;
 
@@ -114,7 +114,7 @@ fn workers_json<'a>(rows: impl Iterator<Item = &'a WorkerLive>) -> Value {
 }
 
 /// A latency's count and percentiles, seconds.
-fn percentiles(l: &crate::latency::LatencySnapshot) -> Value {
+fn percentiles(l: &crate::observe::latency::LatencySnapshot) -> Value {
     json!({"count": l.count, "p50": l.p50, "p90": l.p90, "p99": l.p99})
 }
 

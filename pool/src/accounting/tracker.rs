@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tracing::{info, warn};
 
+use crate::accounting::pplns::{self, Weight};
+use crate::chain::node::{Node, NodeError, call_any};
 use crate::config::{Mode, PayoutsConfig};
-use crate::node::{Node, NodeError, call_any};
-use crate::pplns::{self, Weight};
 use crate::store::{Store, StoreError};
 
 /// Why a tracking round stopped early.

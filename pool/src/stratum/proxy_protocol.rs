@@ -9,6 +9,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+pub use crate::net::Trusted;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The v2 signature.
@@ -177,73 +179,6 @@ pub fn parse_v2(head: &[u8; 16], body: &[u8]) -> Result<Option<SocketAddr>, Prox
     }
 }
 
-/// The addresses PROXY headers are accepted from (`stratum.proxy_protocol_from`): single
-/// addresses or CIDR blocks.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Trusted {
-    nets: Vec<(IpAddr, u8)>,
-}
-
-impl Trusted {
-    /// Parses `["127.0.0.1", "10.0.0.0/8", "::1"]`.
-    pub fn parse(entries: &[String]) -> Result<Trusted, String> {
-        let mut nets = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let (ip, bits) = match entry.split_once('/') {
-                Some((ip, bits)) => (ip, Some(bits)),
-                None => (entry.as_str(), None),
-            };
-            let ip: IpAddr = ip
-                .trim()
-                .parse()
-                .map_err(|_| format!("{entry:?} is not an IP address or CIDR block"))?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let bits = match bits {
-                None => max,
-                Some(b) => b
-                    .trim()
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("{entry:?} has a bad prefix length (0..={max})"))?,
-            };
-            // Peers are compared unmapped (::ffff:10.0.0.5 arrives as 10.0.0.5).
-            let (ip, bits) = match ip {
-                IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
-                    Some(v4) => (IpAddr::V4(v4), bits - 96),
-                    None => (ip, bits),
-                },
-                _ => (ip, bits),
-            };
-            nets.push((ip, bits));
-        }
-        Ok(Trusted { nets })
-    }
-
-    /// Whether `ip` (IPv4-mapped IPv6 already unmapped) is a configured proxy.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.nets.iter().any(|&(net, bits)| match (net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), bits),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), bits),
-            _ => false,
-        })
-    }
-}
-
-/// Whether the first `bits` bits of `a` and `b` are equal.
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let whole = usize::from(bits / 8);
-    if a[..whole] != b[..whole] {
-        return false;
-    }
-    let rest = bits % 8;
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    a[whole] & mask == b[whole] & mask
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,34 +282,5 @@ mod tests {
         assert!(read(&huge).await.0.is_err(), "length cap");
         let truncated = &v2(1, 0x11, &[0; 12])[..20];
         assert!(matches!(read(truncated).await.0, Err(ProxyError::Io(_))));
-    }
-
-    #[test]
-    fn trusted_addresses_and_blocks() {
-        let t = Trusted::parse(&[
-            "127.0.0.1".into(),
-            "10.0.0.0/8".into(),
-            "192.168.4.0/22".into(),
-            "fd00::/8".into(),
-        ])
-        .unwrap();
-        let yes = ["127.0.0.1", "10.200.3.4", "192.168.7.255", "fd12::5"];
-        let no = ["127.0.0.2", "11.0.0.1", "192.168.8.0", "fe80::1", "::1"];
-        let mapped = Trusted::parse(&["::ffff:10.0.0.5".into()]).unwrap();
-        assert!(mapped.contains("10.0.0.5".parse().unwrap()));
-        for ip in yes {
-            assert!(t.contains(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in no {
-            assert!(!t.contains(ip.parse().unwrap()), "{ip}");
-        }
-        assert!(
-            Trusted::parse(&["0.0.0.0/0".into()])
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x", "::/129"] {
-            assert!(Trusted::parse(&[bad.into()]).is_err(), "{bad}");
-        }
     }
 }

@@ -1,12 +1,14 @@
 //! One connection: moves lines between the socket and the [`Session`] state machine, feeds
-//! it jobs and a one-second tick, and routes its events (shares, blocks, bans).
+//! it jobs and a one-second tick, and routes its events (shares to the counters and the
+//! store's writer, blocks to the submitter, closes to admission). It decides nothing: the
+//! session says what a close is and when a share or block was found.
 //!
 //! Writes are bounded by a timeout, so a miner that stops reading cannot hold the task;
 //! reads stop while [`MAX_ACKS_IN_FLIGHT`] shares wait for the store, so a miner that
 //! submits faster than the store commits is slowed down, never queued without bound.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -18,13 +20,14 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::peer_ip;
-use crate::extranonce::Lease;
-use crate::live::Live;
-use crate::server::Shared;
-use crate::session::{CloseReason, Event, Session};
+use crate::clock::now_us;
+use crate::net::peer_ip;
+use crate::observe::live::Live;
+use crate::shares::extranonce::Lease;
+use crate::store::Record;
 use crate::store::writer::Submission;
-use crate::store::{Record, now_us};
+use crate::stratum::session::{CloseReason, Event, Session};
+use crate::stratum::shared::Shared;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -38,13 +41,6 @@ type Acks = FuturesOrdered<BoxFuture<'static, (Id, bool)>>;
 /// stops reading until the store catches up, so a miner that submits faster than the
 /// database commits is slowed by TCP, not queued in memory or closed.
 const MAX_ACKS_IN_FLIGHT: usize = 256;
-
-/// The wall clock in unix seconds (the session itself never reads a clock).
-pub fn unix_now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-}
 
 /// Serves one miner until it leaves, misbehaves, or the pool shuts down.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -61,7 +57,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         shared.ids.clone(),
         lease.bytes(),
         Instant::now(),
-        unix_now(),
+        now_us(),
     );
     if let Some(job) = jobs.borrow_and_update().clone() {
         session.on_job(Instant::now(), job);
@@ -209,7 +205,6 @@ fn route_events(
     presence: &mut Presence<'_>,
 ) -> Option<CloseReason> {
     let mut close = None;
-    let now = now_us();
     while let Some(event) = session.poll_event() {
         match event {
             Event::Authorized { user } => {
@@ -224,13 +219,13 @@ fn route_events(
                     &share.address,
                     &share.worker,
                     share.accepted.difficulty,
-                    u64::try_from(now / 1_000_000).unwrap_or(0),
+                    u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
                 );
                 let Some(sink) = &shared.outlets.shares else {
                     continue;
                 };
                 let (durable, stored) = tokio::sync::oneshot::channel();
-                let record = Record::Share(sink.row(&share, now));
+                let record = Record::Share(sink.row(&share));
                 let _ = sink.writer.send(Submission {
                     record,
                     durable: share.awaiting_ack.is_some().then_some(durable),
@@ -252,8 +247,7 @@ fn route_events(
                 shared.stats.rejected(reason.label());
                 debug!(%peer, %user, reason = reason.label(), "share rejected");
             }
-            Event::Block(mut block) => {
-                block.found_us = now;
+            Event::Block(block) => {
                 // On an easy chain every share is a candidate: the submitter logs what the
                 // node made of them at INFO, once per block.
                 debug!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
@@ -263,28 +257,12 @@ fn route_events(
                 debug!(%peer, difficulty = %format_difficulty(d), "difficulty")
             }
             Event::Close(reason) => {
-                match &reason {
-                    CloseReason::Banned(n) => {
-                        shared.ban(peer_ip(&peer), Instant::now());
-                        warn!(%peer, invalid = n, ban_secs = shared.settings.limits.ban_secs, "banned: a run of invalid shares (limits.ban_after_invalid)");
-                    }
-                    CloseReason::Shutdown => {}
-                    CloseReason::LineTooLong => {
-                        warn!(%peer, limit = shared.settings.limits.max_line, "closing: line over the limit (limits.max_line)");
-                        strike(shared, peer);
-                    }
-                    CloseReason::Flood => {
-                        warn!(%peer, limit = shared.settings.limits.messages_per_sec, "closing: too many messages (limits.messages_per_sec)");
-                        strike(shared, peer);
-                    }
-                    CloseReason::BadLines(n) => {
-                        info!(%peer, lines = n, "closing: malformed lines in a row (limits.max_bad_lines)");
-                        strike(shared, peer);
-                    }
-                    CloseReason::AuthorizeTimeout => {
-                        info!(%peer, secs = shared.settings.limits.authorize_timeout_secs, "closing: not authorized in time (limits.authorize_timeout_secs)")
-                    }
-                    other => info!(%peer, reason = %other, "closing"),
+                log_close(&reason, peer, shared);
+                if let CloseReason::Banned(_) = reason {
+                    shared.admission.ban(peer_ip(&peer), Instant::now());
+                }
+                if reason.is_violation() {
+                    strike(shared, peer);
                 }
                 close = Some(reason);
             }
@@ -293,9 +271,33 @@ fn route_events(
     close
 }
 
+/// One line per close, naming the setting that caused it.
+fn log_close(reason: &CloseReason, peer: SocketAddr, shared: &Shared) {
+    let limits = &shared.settings.limits;
+    match reason {
+        CloseReason::Banned(n) => {
+            warn!(%peer, invalid = n, ban_secs = limits.ban_secs, "banned: a run of invalid shares (limits.ban_after_invalid)")
+        }
+        CloseReason::Shutdown => {}
+        CloseReason::LineTooLong => {
+            warn!(%peer, limit = limits.max_line, "closing: line over the limit (limits.max_line)")
+        }
+        CloseReason::Flood => {
+            warn!(%peer, limit = limits.messages_per_sec, "closing: too many junk messages (limits.messages_per_sec)")
+        }
+        CloseReason::BadLines(n) => {
+            info!(%peer, lines = n, "closing: malformed lines in a row (limits.max_bad_lines)")
+        }
+        CloseReason::AuthorizeTimeout => {
+            info!(%peer, secs = limits.authorize_timeout_secs, "closing: not authorized in time (limits.authorize_timeout_secs)")
+        }
+        other => info!(%peer, reason = %other, "closing"),
+    }
+}
+
 /// Counts a protocol-violation close against the peer's address; logs the ban it causes.
 fn strike(shared: &Shared, peer: SocketAddr) {
-    if shared.strike(peer_ip(&peer), Instant::now()) {
+    if shared.admission.strike(peer_ip(&peer), Instant::now()) {
         warn!(
             %peer,
             violations = shared.settings.limits.ban_after_violations,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::latency::Latency;
-use crate::live::Live;
+use crate::observe::latency::Latency;
+use crate::observe::live::Live;
 
 /// The counters.
 #[derive(Debug, Default)]

@@ -69,7 +69,7 @@ pub async fn run(endpoint: String, kick: Arc<Notify>, cancel: CancellationToken)
                 }
             }
         }
-        let wait = crate::templates::backoff(failures, Duration::from_secs(10));
+        let wait = crate::chain::feed::backoff(failures, Duration::from_secs(10));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::accounting::payments::Payer;
+use crate::accounting::tracker::Tracker;
 use crate::config::DatabaseConfig;
 use crate::store::Store;
-use crate::store::payments::Payer;
-use crate::store::tracker::Tracker;
 
 /// The advisory lock key: any constant every pool process uses ("SHA256d" in ASCII).
 const LEADER_LOCK: i64 = 0x0053_4841_3235_3664;

@@ -7,7 +7,7 @@
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
 //!   JSON API from the browser, so it needs no build step and shows what the API shows.
 //!
-//! Live figures come from memory ([`crate::stats::PoolStats`]); history, accounts, blocks
+//! Live figures come from memory ([`crate::observe::stats::PoolStats`]); history, accounts, blocks
 //! and payments from PostgreSQL. Errors are JSON `{"error", "status"}` with the status code:
 //! 404 for an unknown pool id or address, 400 for bad parameters, 503 when the figure needs
 //! a database that is not configured or not answering.
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::{Mode, PoolConfig};
-use crate::stats::PoolStats;
+use crate::observe::stats::PoolStats;
 use crate::store::Store;
 use crate::store::writer::WriterStats;
 
@@ -130,7 +130,7 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     // With `stratum.reuse_port` the API shares its port during a rolling restart too.
-    let listener = crate::server::bind(bind, reuse_port)?;
+    let listener = crate::net::bind(bind, reuse_port)?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, router(state))

@@ -95,7 +95,7 @@ pub struct LiveSnapshot {
 impl Default for Live {
     /// Empty, as of now.
     fn default() -> Self {
-        Live::new(u64::from(crate::connection::unix_now()))
+        Live::new(u64::from(crate::clock::unix_now()))
     }
 }
 

@@ -49,7 +49,7 @@ impl Extranonces {
         Extranonces {
             inner: Arc::new(Mutex::new(Inner {
                 prefix,
-                next: crate::store::random_u64() as u32,
+                next: crate::clock::random_u64() as u32,
                 live: HashSet::new(),
             })),
         }

@@ -29,6 +29,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use protocol::Target;
 use protocol::address::{self, Network, PayoutAddress};
 use protocol::block::{self, Solution};
 use protocol::coinbase::Coinbase;
@@ -36,13 +37,13 @@ use protocol::stratum::{
     ConfigureResult, FrameError, Id, Message, Method, Reconnect, SetExtranonce, StratumError,
     Submit, SubscribeResult,
 };
-use protocol::{Hash256, Target};
 use serde_json::{Value, json};
 
+use crate::chain::jobs::{CoinbaseSettings, Job, JobIds, coinbase_for};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
-use crate::jobs::{CoinbaseSettings, Job, JobIds, coinbase_for};
-use crate::share::{self, Accepted, Reject, ShareKey};
-use crate::vardiff::Vardiff;
+use crate::shares::record::{BlockEvent, ShareEvent};
+use crate::shares::validate::{self, Accepted, Reject, ShareKey};
+use crate::shares::vardiff::Vardiff;
 
 /// What every session of a pool shares.
 #[derive(Clone, Debug)]
@@ -87,6 +88,17 @@ pub enum CloseReason {
     Shutdown,
 }
 
+impl CloseReason {
+    /// Whether the close counts against the peer's address as a protocol violation
+    /// (`limits.ban_after_violations`): junk, never valid work or a timeout.
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::LineTooLong | CloseReason::BadLines(_) | CloseReason::Flood
+        )
+    }
+}
+
 impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -99,46 +111,6 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Shutdown => write!(f, "pool shutting down"),
         }
     }
-}
-
-/// A share the pool accepted, for statistics and the share log.
-#[derive(Clone, Debug)]
-pub struct ShareEvent {
-    /// The username it was submitted under.
-    pub user: String,
-    /// The payout address (the username's part before the first dot).
-    pub address: String,
-    /// The worker name (after the dot; empty when none).
-    pub worker: String,
-    /// The share.
-    pub accepted: Accepted,
-    /// Height of the block it was mined on.
-    pub height: u64,
-    /// The network difficulty then.
-    pub network_difficulty: f64,
-    /// The submit's id, when its answer waits for the store ([`Session::share_stored`]).
-    pub awaiting_ack: Option<Id>,
-}
-
-/// A share that is a block: everything needed to submit it.
-#[derive(Clone, Debug)]
-pub struct BlockEvent {
-    /// Height.
-    pub height: u64,
-    /// The block hash.
-    pub hash: Hash256,
-    /// The previous block.
-    pub prev_hash: Hash256,
-    /// The serialized block, hex.
-    pub hex: String,
-    /// Who found it.
-    pub user: String,
-    /// The coinbase value.
-    pub reward: u64,
-    /// The network difficulty.
-    pub network_difficulty: f64,
-    /// When the pool accepted its share (unix microseconds), stamped by the connection.
-    pub found_us: i64,
 }
 
 /// Something the driver or the rest of the pool must act on.
@@ -228,9 +200,9 @@ pub struct Session {
     /// id below it names a job of an older block.
     block_first_job: Option<u64>,
     connected: Instant,
-    /// Unix time at `connected`: with `Instant`s this gives the wall clock for ntime
-    /// checks without reading it.
-    connected_unix: u32,
+    /// Unix microseconds at `connected`: with `Instant`s this gives the wall clock (ntime
+    /// checks, when a share or block was found) without reading it.
+    connected_us: i64,
     last_message: Instant,
     closing: bool,
     out: VecDeque<Message>,
@@ -252,13 +224,13 @@ pub fn password_difficulty(password: &str) -> Option<f64> {
 }
 
 impl Session {
-    /// A new connection with its extranonce1, at `now` (unix time `now_unix`).
+    /// A new connection with its extranonce1, at `now` (unix microseconds `now_unix_us`).
     pub fn new(
         settings: Arc<SessionSettings>,
         ids: JobIds,
         extranonce1: [u8; 4],
         now: Instant,
-        now_unix: u32,
+        now_unix_us: i64,
     ) -> Session {
         let rate = f64::from(settings.limits.messages_per_sec);
         Session {
@@ -285,7 +257,7 @@ impl Session {
             held: VecDeque::new(),
             block_first_job: None,
             connected: now,
-            connected_unix: now_unix,
+            connected_us: now_unix_us,
             last_message: now,
             closing: false,
             out: VecDeque::new(),
@@ -327,10 +299,16 @@ impl Session {
         self.users.first().map(String::as_str)
     }
 
+    /// Unix microseconds at `now`.
+    fn unix_us(&self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.connected).as_micros();
+        self.connected_us
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+    }
+
+    /// Unix seconds at `now`.
     fn unix_time(&self, now: Instant) -> u32 {
-        let since = now.saturating_duration_since(self.connected).as_secs();
-        self.connected_unix
-            .saturating_add(u32::try_from(since).unwrap_or(u32::MAX))
+        u32::try_from(self.unix_us(now) / 1_000_000).unwrap_or(u32::MAX)
     }
 
     /// The next message to send.
@@ -763,7 +741,7 @@ impl Session {
                             user: s.worker.clone(),
                             reward: t.coinbase_value,
                             network_difficulty: job.network_difficulty(),
-                            found_us: 0,
+                            found_us: self.unix_us(now),
                         })));
                     }
                 }
@@ -774,6 +752,7 @@ impl Session {
                     height: t.height,
                     network_difficulty: job.network_difficulty(),
                     accepted: accepted.clone(),
+                    time_us: self.unix_us(now),
                     awaiting_ack,
                 })));
                 if let Some(d) = self.vardiff.on_share(now, accepted.difficulty) {
@@ -838,7 +817,7 @@ impl Session {
         }
         let difficulty = sent.difficulty.min(current_difficulty);
         let target = Target::from_difficulty(difficulty).unwrap_or(Target::MAX);
-        let ctx = share::Context {
+        let ctx = validate::Context {
             job: &sent.job,
             coinbase: &sent.coinbase,
             extranonce1: &extranonce1,
@@ -855,7 +834,7 @@ impl Session {
             .iter_mut()
             .find(|(w, _)| *w == work)
             .map_or(&mut fresh, |(_, set)| set);
-        let accepted = share::validate(&ctx, s, seen)?;
+        let accepted = validate::validate(&ctx, s, seen)?;
         Ok((accepted, sent.job.clone(), sent.coinbase.clone()))
     }
 }

@@ -1,0 +1,165 @@
+//! Socket helpers the Stratum listeners and the HTTP API share: binding with SO_REUSEPORT
+//! for rolling restarts, listening with a deep backlog, and a peer's bare IP address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::{TcpListener, TcpSocket};
+
+/// Binds `addr` (with SO_REUSEPORT when `reuse_port`, so that a new pool process can bind
+/// the same port during a rolling restart) without listening yet: with SO_REUSEPORT the
+/// kernel sends connections to every listening socket, so a process listens only once it
+/// can serve ([`listen`]). A port in use is still found at once.
+pub fn reserve(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(reuse_port)?;
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Starts listening on a [`reserve`]d socket.
+pub fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
+    // Deeper than tokio's default 1024: a whole farm reconnecting after a restart arrives
+    // at once (the kernel caps it at net.core.somaxconn).
+    socket.listen(4096)
+}
+
+/// [`reserve`] and [`listen`] in one step.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    listen(reserve(addr, reuse_port)?)
+}
+
+/// The bare IP of a peer (IPv4-mapped IPv6 folded to IPv4), used for per-address limits.
+pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// An entry of an address list that is neither an address nor a CIDR block.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadNetwork {
+    /// Not an IP address.
+    #[error("{0:?} is not an IP address or CIDR block")]
+    NotAnAddress(String),
+    /// The prefix length is not a number up to the address's width.
+    #[error("{entry:?} has a bad prefix length (0..={max})")]
+    PrefixLength {
+        /// The entry.
+        entry: String,
+        /// 32 or 128.
+        max: u8,
+    },
+}
+
+/// The addresses PROXY headers are accepted from (`stratum.proxy_protocol_from`): single
+/// addresses or CIDR blocks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trusted {
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl Trusted {
+    /// Parses `["127.0.0.1", "10.0.0.0/8", "::1"]`.
+    pub fn parse(entries: &[String]) -> Result<Trusted, BadNetwork> {
+        let mut nets = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (ip, bits) = match entry.split_once('/') {
+                Some((ip, bits)) => (ip, Some(bits)),
+                None => (entry.as_str(), None),
+            };
+            let ip: IpAddr = ip
+                .trim()
+                .parse()
+                .map_err(|_| BadNetwork::NotAnAddress(entry.clone()))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                None => max,
+                Some(b) => b
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| BadNetwork::PrefixLength {
+                        entry: entry.clone(),
+                        max,
+                    })?,
+            };
+            // Peers are compared unmapped (::ffff:10.0.0.5 arrives as 10.0.0.5).
+            let (ip, bits) = match ip {
+                IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
+                    Some(v4) => (IpAddr::V4(v4), bits - 96),
+                    None => (ip, bits),
+                },
+                _ => (ip, bits),
+            };
+            nets.push((ip, bits));
+        }
+        Ok(Trusted { nets })
+    }
+
+    /// Whether `ip` (IPv4-mapped IPv6 already unmapped) is a configured proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|&(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), bits),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), bits),
+            _ => false,
+        })
+    }
+}
+
+/// Whether the first `bits` bits of `a` and `b` are equal.
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let whole = usize::from(bits / 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    let rest = bits % 8;
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    a[whole] & mask == b[whole] & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_addresses_and_blocks() {
+        let t = Trusted::parse(&[
+            "127.0.0.1".into(),
+            "10.0.0.0/8".into(),
+            "192.168.4.0/22".into(),
+            "fd00::/8".into(),
+        ])
+        .unwrap();
+        let yes = ["127.0.0.1", "10.200.3.4", "192.168.7.255", "fd12::5"];
+        let no = ["127.0.0.2", "11.0.0.1", "192.168.8.0", "fe80::1", "::1"];
+        let mapped = Trusted::parse(&["::ffff:10.0.0.5".into()]).unwrap();
+        assert!(mapped.contains("10.0.0.5".parse().unwrap()));
+        for ip in yes {
+            assert!(t.contains(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in no {
+            assert!(!t.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(
+            Trusted::parse(&["0.0.0.0/0".into()])
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x", "::/129"] {
+            assert!(Trusted::parse(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

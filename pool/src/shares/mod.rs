@@ -1,0 +1,8 @@
+//! What every protocol's sessions share: share [`validate`]ion, [`vardiff`], extranonce1
+//! leases ([`extranonce`]), and the [`record`] of an accepted share or a found block. Pure:
+//! no sockets, no clock.
+
+pub mod extranonce;
+pub mod record;
+pub mod validate;
+pub mod vardiff;

@@ -1,0 +1,50 @@
+//! What an accepted share and a found block become: the records every protocol's sessions
+//! hand to the rest of the pool (statistics, the store, the block submitter).
+
+use protocol::Hash256;
+use protocol::stratum::Id;
+
+use crate::shares::validate::Accepted;
+
+/// A share the pool accepted, for statistics and the share log.
+#[derive(Clone, Debug)]
+pub struct ShareEvent {
+    /// The username it was submitted under.
+    pub user: String,
+    /// The payout address (the username's part before the first dot).
+    pub address: String,
+    /// The worker name (after the dot; empty when none).
+    pub worker: String,
+    /// The share.
+    pub accepted: Accepted,
+    /// Height of the block it was mined on.
+    pub height: u64,
+    /// The network difficulty then.
+    pub network_difficulty: f64,
+    /// When the pool accepted it (unix microseconds).
+    pub time_us: i64,
+    /// The submit's id, when its answer waits for the store (the session's
+    /// `share_stored`).
+    pub awaiting_ack: Option<Id>,
+}
+
+/// A share that is a block: everything needed to submit it.
+#[derive(Clone, Debug)]
+pub struct BlockEvent {
+    /// Height.
+    pub height: u64,
+    /// The block hash.
+    pub hash: Hash256,
+    /// The previous block.
+    pub prev_hash: Hash256,
+    /// The serialized block, hex.
+    pub hex: String,
+    /// Who found it.
+    pub user: String,
+    /// The coinbase value.
+    pub reward: u64,
+    /// The network difficulty.
+    pub network_difficulty: f64,
+    /// When the pool accepted its share (unix microseconds).
+    pub found_us: i64,
+}

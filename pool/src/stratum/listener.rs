@@ -1,0 +1,190 @@
+//! The Stratum listener: one accept loop per bound port, admission of each connection
+//! ([`crate::stratum::admission`], after a trusted proxy's PROXY header names the miner),
+//! extranonce1 space, the TLS handshake, one task per connection, and graceful shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::net::peer_ip;
+use crate::stratum::admission::Refusal;
+use crate::stratum::connection;
+use crate::stratum::proxy_protocol;
+use crate::stratum::shared::Shared;
+use crate::stratum::tls::Certificates;
+
+/// A bound Stratum port: plain, or `stratum+ssl` with the certificates to handshake with.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket.
+    pub tcp: TcpListener,
+    /// TLS, for a `stratum+ssl` port.
+    pub tls: Option<Arc<Certificates>>,
+}
+
+/// Accepts connections on every listener until `cancel` fires, then tells every miner to
+/// reconnect and waits (at most 10 seconds) for the connection tasks to flush and end.
+pub async fn run(listeners: Vec<Listener>, shared: Arc<Shared>, cancel: CancellationToken) {
+    let tracker = TaskTracker::new();
+    futures::future::join_all(
+        listeners
+            .into_iter()
+            .map(|l| accept_loop(l, &shared, &cancel, &tracker)),
+    )
+    .await;
+    tracker.close();
+    info!(
+        connections = tracker.len(),
+        "stopped accepting; asking miners to reconnect"
+    );
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within 10 s");
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.tcp.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = peer_ip(&addr);
+        // A proxy's connection is admitted once its header names the miner.
+        let proxied = shared.proxies.contains(ip);
+        if !proxied && !admitted(shared, ip, addr) {
+            continue; // dropping the stream closes it
+        }
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        let tls = listener.tls.as_ref().map(|c| c.acceptor());
+        tracker.spawn(async move {
+            let mut stream = stream;
+            let mut addr = addr;
+            if proxied {
+                match proxy_header(&mut stream, addr).await {
+                    Some(real) => addr = real,
+                    None => return,
+                }
+                if !admitted(&shared, peer_ip(&addr), addr) {
+                    return;
+                }
+            }
+            // From here the address's count is released however the task ends.
+            let mut slot = Slot {
+                shared: &shared,
+                ip: peer_ip(&addr),
+                connected: false,
+            };
+            let Some(lease) = shared.extranonces.allocate() else {
+                shared.stats.refused();
+                warn!(peer = %addr, "connection refused: extranonce1 space exhausted");
+                return;
+            };
+            shared.stats.connected();
+            slot.connected = true;
+            match tls {
+                None => connection::serve(stream, addr, lease, &shared, cancel).await,
+                Some(tls) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            connection::serve(stream, addr, lease, &shared, cancel).await;
+                        }
+                        Ok(Err(e)) => debug!(peer = %addr, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(peer = %addr, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// An admitted connection's place in the per-address and total counts, given back when
+/// its task ends, even by a panic.
+struct Slot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    connected: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.connected {
+            self.shared.stats.disconnected();
+        }
+        self.shared.admission.release(self.ip);
+    }
+}
+
+/// How long a proxy has to send its header, and a miner to finish a TLS handshake.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Admits `ip` or logs why not.
+fn admitted(shared: &Shared, ip: IpAddr, addr: SocketAddr) -> bool {
+    match shared.admission.admit(ip, Instant::now()) {
+        Ok(()) => true,
+        Err(refusal) => {
+            shared.stats.refused();
+            log_refusal(addr, &refusal, shared);
+            false
+        }
+    }
+}
+
+/// The miner's address from a proxy's PROXY header (the proxy's own for a health check),
+/// or `None` (logged) when the header is missing, malformed or late.
+async fn proxy_header(stream: &mut TcpStream, proxy: SocketAddr) -> Option<SocketAddr> {
+    match tokio::time::timeout(HEADER_TIMEOUT, proxy_protocol::read_header(stream)).await {
+        Ok(Ok(real)) => Some(real.unwrap_or(proxy)),
+        Ok(Err(e)) => {
+            warn!(%proxy, error = %e, "closing a connection from a proxy (stratum.proxy_protocol_from)");
+            None
+        }
+        Err(_) => {
+            warn!(%proxy, "closing a connection from a proxy: no PROXY header within 10 s");
+            None
+        }
+    }
+}
+
+fn log_refusal(addr: SocketAddr, refusal: &Refusal, shared: &Shared) {
+    let limits = &shared.settings.limits;
+    match refusal {
+        Refusal::Banned => info!(peer = %addr, "connection refused: address is banned"),
+        Refusal::PerAddress(n) => warn!(
+            peer = %addr,
+            open = n,
+            limit = limits.connections_per_ip,
+            "connection refused: too many connections from this address (limits.connections_per_ip)"
+        ),
+        Refusal::Total(n) => warn!(
+            peer = %addr,
+            open = n,
+            limit = limits.max_connections,
+            "connection refused: connection limit reached (limits.max_connections)"
+        ),
+    }
+}
