@@ -44,6 +44,10 @@ use crate::stratum::session::SessionSettings;
 use crate::stratum::shared::{Outlets, Shared};
 use crate::stratum::tls::Certificates;
 
+/// Block candidates waiting for the submitter. Beyond a few, candidates are for a height
+/// already solved (regtest-like difficulty) and cost the submitter a set lookup each.
+const BLOCK_QUEUE: usize = 1024;
+
 /// Why the pool could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -80,7 +84,7 @@ pub struct RunningPool {
     /// Live counters.
     pub stats: Arc<PoolStats>,
     /// Blocks as they are decided (accepted or refused).
-    pub blocks: mpsc::UnboundedReceiver<BlockRecord>,
+    pub blocks: mpsc::Receiver<BlockRecord>,
     /// The store, when a database is configured.
     pub store: Option<Store>,
     /// What the store's writer has done.
@@ -198,8 +202,10 @@ pub async fn start(
     let kick = Arc::new(Notify::new());
     let (template_tx, template_rx) = watch::channel(None);
     let (job_tx, job_rx) = watch::channel(None);
-    let (block_tx, block_rx) = mpsc::unbounded_channel();
-    let (found_tx, found_rx) = mpsc::unbounded_channel();
+    // Bounded queues: a full one makes its senders wait (connections stop reading their
+    // miners), so a flood slows down the connections that cause it and never grows memory.
+    let (block_tx, block_rx) = mpsc::channel(BLOCK_QUEUE);
+    let (found_tx, found_rx) = mpsc::channel(BLOCK_QUEUE);
 
     let feed_options = FeedOptions {
         block_poll: Duration::from_millis(config.jobs.block_poll_ms),
@@ -246,7 +252,7 @@ pub async fn start(
             what: format!("opening the share spool in {}", spool_dir.display()),
             detail: e.to_string(),
         })?;
-        let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+        let (writer_tx, writer_rx) = mpsc::channel(config.database.batch_max.max(1) * 4);
         let options = WriterOptions {
             batch_max: config.database.batch_max,
             write_timeout: Duration::from_secs(config.database.write_timeout_secs),
@@ -262,7 +268,7 @@ pub async fn start(
         let payer = (config.mode == Mode::Pplns && config.payouts.payments).then(|| Payer {
             store: store.clone(),
             wallet: nodes[0].clone(),
-            threshold: config.payouts.threshold,
+            threshold: protocol::Amount::from_sat(config.payouts.threshold),
         });
         let duties = Duties {
             url: url.clone(),

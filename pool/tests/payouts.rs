@@ -156,7 +156,7 @@ async fn credits_follow_the_formula_and_an_orphan_credits_no_one() {
         assert_eq!(size, 16.0 * network);
         let weights = naive_weights(&db, row.get("found"), size).await;
         let want = pplns::split(
-            reward as u64,
+            protocol::Amount::from_sat(reward as u64),
             fee_ppm,
             size,
             &weights,
@@ -172,11 +172,11 @@ async fn credits_follow_the_formula_and_an_orphan_credits_no_one() {
         let want_credits: Vec<(String, i64)> = want
             .credits
             .iter()
-            .map(|(a, c)| (a.clone(), *c as i64))
+            .map(|(a, c)| (a.clone(), c.to_sat() as i64))
             .collect();
         assert_eq!(credits, want_credits, "block {hash}");
         let pool_amount: i64 = row.get("pool_amount");
-        assert_eq!(pool_amount as u64, want.pool_amount());
+        assert_eq!(pool_amount as u64, want.pool_amount().to_sat());
         assert_eq!(
             credits.iter().map(|(_, c)| c).sum::<i64>() + pool_amount,
             reward,
@@ -186,7 +186,7 @@ async fn credits_follow_the_formula_and_an_orphan_credits_no_one() {
         if filled < size {
             unfilled_seen = true;
             assert!(
-                want.residue > 0,
+                want.residue > protocol::Amount::ZERO,
                 "the pool keeps the empty part of the window"
             );
         }

@@ -35,3 +35,6 @@ pub mod template;
 pub use hash::{Hash256, HeaderTail, Midstate, sha256d};
 pub use header::BlockHeader;
 pub use target::{CompactTarget, Target};
+
+/// An amount in satoshis (rust-bitcoin's): block rewards, credits, balances, payments.
+pub use bitcoin::Amount;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -16,9 +15,7 @@ use crate::accounting::payments::Payer;
 use crate::accounting::tracker::Tracker;
 use crate::config::DatabaseConfig;
 use crate::store::Store;
-
-/// The advisory lock key: any constant every pool process uses ("SHA256d" in ASCII).
-const LEADER_LOCK: i64 = 0x0053_4841_3235_3664;
+use crate::store::lock::LeaderLock;
 
 /// What the leader runs, and how often.
 #[derive(Clone, Debug)]
@@ -42,11 +39,11 @@ pub struct Duties {
 pub async fn run(duties: Duties, leading: Arc<AtomicBool>, cancel: CancellationToken) {
     let retry = Duration::from_secs(duties.tracker.payouts.check_secs.clamp(1, 5));
     while !cancel.is_cancelled() {
-        match acquire(&duties.url).await {
-            Ok(Some(conn)) => {
+        match LeaderLock::try_acquire(&duties.url).await {
+            Ok(Some(lock)) => {
                 leading.store(true, Ordering::SeqCst);
                 info!("this process is the leader: it tracks blocks, pays, samples statistics");
-                lead(&duties, conn, &cancel).await;
+                lead(&duties, lock, &cancel).await;
                 leading.store(false, Ordering::SeqCst);
             }
             Ok(None) => {}
@@ -59,17 +56,8 @@ pub async fn run(duties: Duties, leading: Arc<AtomicBool>, cancel: CancellationT
     }
 }
 
-async fn acquire(url: &str) -> Result<Option<PgConnection>, sqlx::Error> {
-    let mut conn = PgConnection::connect(url).await?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LEADER_LOCK)
-        .fetch_one(&mut conn)
-        .await?;
-    Ok(got.then_some(conn))
-}
-
 /// Runs the duties on their schedules until the lock's connection fails or `cancel`.
-async fn lead(duties: &Duties, mut lock: PgConnection, cancel: &CancellationToken) {
+async fn lead(duties: &Duties, mut lock: LeaderLock, cancel: &CancellationToken) {
     let check = Duration::from_secs(duties.tracker.payouts.check_secs);
     let sample = Duration::from_secs(duties.database.stats_interval_secs);
     let retention = Duration::from_secs(3600);
@@ -83,7 +71,7 @@ async fn lead(duties: &Duties, mut lock: PgConnection, cancel: &CancellationToke
             _ = tick.tick() => {}
         }
         // Still holding the lock? A lost connection means another process may lead now.
-        if let Err(e) = sqlx::query("SELECT 1").execute(&mut lock).await {
+        if let Err(e) = lock.alive().await {
             warn!(error = %e, "lost the leader lock's connection; stepping down");
             return;
         }
@@ -124,8 +112,5 @@ async fn lead(duties: &Duties, mut lock: PgConnection, cancel: &CancellationToke
             }
         }
     }
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(LEADER_LOCK)
-        .execute(&mut lock)
-        .await;
+    lock.release().await;
 }

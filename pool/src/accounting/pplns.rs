@@ -7,6 +7,8 @@
 //! arithmetic: the same inputs give the same satoshis on every machine, and rounding only
 //! ever goes down, with the residue kept by the pool.
 
+use protocol::Amount;
+
 use crate::config::Unfilled;
 
 /// One address's part of a window.
@@ -22,17 +24,17 @@ pub struct Weight {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
     /// Credits per address, in the order of the weights given, zero credits left out.
-    pub credits: Vec<(String, u64)>,
+    pub credits: Vec<(String, Amount)>,
     /// The pool's fee.
-    pub fee: u64,
+    pub fee: Amount,
     /// What rounding (and, with [`Unfilled::PoolKeepsRest`], the empty part of the window)
     /// left over; the pool keeps it.
-    pub residue: u64,
+    pub residue: Amount,
 }
 
 impl Split {
     /// Everything the pool keeps: the fee and the residue.
-    pub fn pool_amount(&self) -> u64 {
+    pub fn pool_amount(&self) -> Amount {
         self.fee + self.residue
     }
 }
@@ -60,12 +62,13 @@ pub fn fee_ppm(percent: f64) -> u64 {
 /// [`Unfilled::ShareAll`]) or the window itself ([`Unfilled::PoolKeepsRest`]);
 /// residue = rest - sum of credits.
 pub fn split(
-    reward: u64,
+    reward: Amount,
     fee_ppm: u64,
     window: f64,
     weights: &[Weight],
     unfilled: Unfilled,
 ) -> Split {
+    let reward = reward.to_sat();
     let fee = (u128::from(reward) * u128::from(fee_ppm.min(1_000_000)) / 1_000_000) as u64;
     let rest = reward - fee;
     let total: f64 = weights
@@ -76,8 +79,8 @@ pub fn split(
     if total <= 0.0 || !total.is_finite() {
         return Split {
             credits: Vec::new(),
-            fee,
-            residue: rest,
+            fee: Amount::from_sat(fee),
+            residue: Amount::from_sat(rest),
         };
     }
     let denominator = match unfilled {
@@ -108,20 +111,47 @@ pub fn split(
     for (w, fw) in weights.iter().zip(&fixed_weights) {
         let credit = (u128::from(rest) * fw / fixed_denominator) as u64;
         if credit > 0 {
-            credits.push((w.address.clone(), credit));
+            credits.push((w.address.clone(), Amount::from_sat(credit)));
             paid += credit;
         }
     }
     Split {
         credits,
-        fee,
-        residue: rest - paid,
+        fee: Amount::from_sat(fee),
+        residue: Amount::from_sat(rest - paid),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A split in satoshis, as the cases below are written.
+    #[derive(Debug, PartialEq)]
+    struct Sats {
+        credits: Vec<(String, u64)>,
+        fee: u64,
+        residue: u64,
+    }
+
+    fn split(
+        reward: u64,
+        fee_ppm: u64,
+        window: f64,
+        weights: &[Weight],
+        unfilled: Unfilled,
+    ) -> Sats {
+        let s = super::split(Amount::from_sat(reward), fee_ppm, window, weights, unfilled);
+        Sats {
+            credits: s
+                .credits
+                .into_iter()
+                .map(|(a, c)| (a, c.to_sat()))
+                .collect(),
+            fee: s.fee.to_sat(),
+            residue: s.residue.to_sat(),
+        }
+    }
 
     fn w(address: &str, difficulty: f64) -> Weight {
         Weight {
@@ -130,7 +160,7 @@ mod tests {
         }
     }
 
-    fn total(s: &Split) -> u64 {
+    fn total(s: &Sats) -> u64 {
         s.credits.iter().map(|(_, c)| c).sum::<u64>() + s.fee + s.residue
     }
 

@@ -5,12 +5,12 @@
 //! and its credits move into `balances` in the same transaction that marks it so.
 
 use serde_json::{Value, json};
-use sqlx::Row;
 use tracing::{info, warn};
 
-use crate::accounting::pplns::{self, Weight};
+use crate::accounting::pplns;
 use crate::chain::node::{Node, NodeError, call_any};
 use crate::config::{Mode, PayoutsConfig};
+use crate::store::books::{DueBlock, Frozen};
 use crate::store::{Store, StoreError};
 
 /// Why a tracking round stopped early.
@@ -30,12 +30,6 @@ pub enum TrackError {
         /// What it said.
         reply: String,
     },
-}
-
-impl From<sqlx::Error> for TrackError {
-    fn from(e: sqlx::Error) -> Self {
-        TrackError::Store(StoreError::Db(e))
-    }
 }
 
 /// Freezes windows and decides pending blocks.
@@ -60,98 +54,72 @@ impl Tracker {
 
     /// Freezes the windows of blocks found more than `freeze_delay_secs` ago.
     pub async fn freeze_due(&self) -> Result<(), TrackError> {
-        let due = sqlx::query(
-            "SELECT hash, ts_to_micros(found_at) AS found, reward, network_difficulty
-             FROM blocks
-             WHERE frozen_at IS NULL AND found_at <= now() - make_interval(secs => $1)
-             ORDER BY found_at",
-        )
-        .bind(self.payouts.freeze_delay_secs as f64)
-        .fetch_all(self.store.db())
-        .await?;
-        for row in due {
-            let hash: String = row.try_get("hash")?;
-            let found: i64 = row.try_get("found")?;
-            let reward: i64 = row.try_get("reward")?;
-            let network: f64 = row.try_get("network_difficulty")?;
-            self.freeze(&hash, found, u64::try_from(reward).unwrap_or(0), network)
-                .await?;
+        for block in self
+            .store
+            .due_for_freezing(self.payouts.freeze_delay_secs)
+            .await?
+        {
+            self.freeze(&block).await?;
         }
         Ok(())
     }
 
-    async fn freeze(
-        &self,
-        hash: &str,
-        found: i64,
-        reward: u64,
-        network: f64,
-    ) -> Result<(), TrackError> {
-        let db = self.store.db();
-        let previous: Option<i64> = sqlx::query_scalar(
-            "SELECT max(ts_to_micros(found_at)) FROM blocks WHERE found_at < micros_to_ts($1)",
-        )
-        .bind(found)
-        .fetch_one(db)
-        .await?;
-        let effort = self.store.difficulty_between(previous, found).await? / network;
+    async fn freeze(&self, block: &DueBlock) -> Result<(), TrackError> {
+        let network = block.network_difficulty;
+        let previous = self.store.found_before(block.found_us).await?;
+        let effort = self
+            .store
+            .difficulty_between(previous, block.found_us)
+            .await?
+            / network;
         let size = self.payouts.window_factor * network;
-        let (weights, filled, split) = match self.mode {
+        let frozen = match self.mode {
             Mode::Pplns => {
-                let window = self.store.pplns_window(found, size).await?;
+                let window = self.store.pplns_window(block.found_us, size).await?;
                 let split = pplns::split(
-                    reward,
+                    block.reward,
                     pplns::fee_ppm(self.payouts.fee_percent),
                     size,
                     &window.weights,
                     self.payouts.unfilled,
                 );
-                (window.weights, window.filled, Some(split))
+                let difficulty = |address: &str| {
+                    window
+                        .weights
+                        .iter()
+                        .find(|w| w.address == address)
+                        .map_or(0.0, |w| w.difficulty)
+                };
+                Frozen {
+                    effort,
+                    window_difficulty: size,
+                    window_filled: window.filled,
+                    pool_amount: Some(split.pool_amount()),
+                    credits: split
+                        .credits
+                        .iter()
+                        .map(|(a, amount)| (a.clone(), difficulty(a), *amount))
+                        .collect(),
+                }
             }
-            Mode::Solo => (Vec::new(), 0.0, None),
+            // SOLO blocks pay their finder in the coinbase: tracked, credited to no one.
+            Mode::Solo => Frozen {
+                effort,
+                window_difficulty: size,
+                window_filled: 0.0,
+                pool_amount: None,
+                credits: Vec::new(),
+            },
         };
-        let mut tx = db.begin().await?;
-        let frozen = sqlx::query(
-            "UPDATE blocks SET frozen_at = now(), effort = $2, window_difficulty = $3,
-                              window_filled = $4, pool_amount = $5
-             WHERE hash = $1 AND frozen_at IS NULL",
-        )
-        .bind(hash)
-        .bind(effort)
-        .bind(size)
-        .bind(filled)
-        .bind(split.as_ref().map(|s| s.pool_amount() as i64))
-        .execute(&mut *tx)
-        .await?;
-        if frozen.rows_affected() == 0 {
+        if !self.store.freeze(&block.hash, &frozen).await? {
             return Ok(()); // another round got there first
         }
-        if let Some(split) = &split {
-            let difficulty = |address: &str| {
-                weights
-                    .iter()
-                    .find(|w: &&Weight| w.address == address)
-                    .map_or(0.0, |w| w.difficulty)
-            };
-            let addresses: Vec<&str> = split.credits.iter().map(|(a, _)| a.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO credits (block_hash, address, difficulty, amount)
-                 SELECT $1, a, d, m FROM unnest($2::text[], $3::float8[], $4::bigint[]) AS x(a, d, m)",
-            )
-            .bind(hash)
-            .bind(&addresses)
-            .bind(addresses.iter().map(|a| difficulty(a)).collect::<Vec<_>>())
-            .bind(split.credits.iter().map(|(_, c)| *c as i64).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         info!(
-            block = hash,
+            block = %block.hash,
             effort = format!("{:.1}%", effort * 100.0),
-            window_filled = format!("{:.1}%", filled / size * 100.0),
-            miners = split.as_ref().map_or(0, |s| s.credits.len()),
-            pool_keeps = split.as_ref().map_or(0, |s| s.pool_amount()),
+            window_filled = format!("{:.1}%", frozen.window_filled / size * 100.0),
+            miners = frozen.credits.len(),
+            pool_keeps = frozen.pool_amount.map_or(0, |a| a.to_sat()),
             "PPLNS window frozen"
         );
         Ok(())
@@ -159,12 +127,7 @@ impl Tracker {
 
     /// Checks every pending block whose window is frozen against the best chain.
     pub async fn decide_pending(&self) -> Result<(), TrackError> {
-        let pending = sqlx::query(
-            "SELECT hash, height FROM blocks
-             WHERE status = 'pending' AND frozen_at IS NOT NULL ORDER BY height",
-        )
-        .fetch_all(self.store.db())
-        .await?;
+        let pending = self.store.pending_blocks().await?;
         if pending.is_empty() {
             return Ok(());
         }
@@ -173,9 +136,7 @@ impl Tracker {
             method: "getblockcount",
             reply: tip.to_string(),
         })?;
-        for row in pending {
-            let hash: String = row.try_get("hash")?;
-            let height: i64 = row.try_get("height")?;
+        for (hash, height) in pending {
             if height > tip {
                 continue; // the node is behind, or a reorg made the chain shorter for now
             }
@@ -187,77 +148,31 @@ impl Tracker {
                 });
             };
             if at != hash {
-                self.orphan(&hash, height, &at).await?;
+                if self.store.orphan(&hash).await? {
+                    warn!(
+                        block = %hash,
+                        height,
+                        chain_has = %at,
+                        "block orphaned: nobody is credited"
+                    );
+                }
                 continue;
             }
             let confirmations = tip - height + 1;
             if confirmations >= i64::try_from(self.payouts.confirmations).unwrap_or(i64::MAX) {
-                self.confirm(&hash, height, confirmations).await?;
+                if let Some(miners) = self.store.confirm(&hash, confirmations).await? {
+                    info!(
+                        block = %hash,
+                        height,
+                        confirmations,
+                        miners,
+                        "block confirmed: credits moved to balances"
+                    );
+                }
             } else {
-                sqlx::query("UPDATE blocks SET confirmations = $2 WHERE hash = $1")
-                    .bind(&hash)
-                    .bind(confirmations)
-                    .execute(self.store.db())
-                    .await?;
+                self.store.set_confirmations(&hash, confirmations).await?;
             }
         }
-        Ok(())
-    }
-
-    async fn orphan(&self, hash: &str, height: i64, instead: &str) -> Result<(), TrackError> {
-        let done = sqlx::query(
-            "UPDATE blocks SET status = 'orphaned', confirmations = 0, decided_at = now()
-             WHERE hash = $1 AND status = 'pending'",
-        )
-        .bind(hash)
-        .execute(self.store.db())
-        .await?;
-        if done.rows_affected() > 0 {
-            warn!(
-                block = hash,
-                height,
-                chain_has = instead,
-                "block orphaned: nobody is credited"
-            );
-        }
-        Ok(())
-    }
-
-    async fn confirm(&self, hash: &str, height: i64, confirmations: i64) -> Result<(), TrackError> {
-        let mut tx = self.store.db().begin().await?;
-        let done = sqlx::query(
-            "UPDATE blocks SET status = 'confirmed', confirmations = $2, decided_at = now()
-             WHERE hash = $1 AND status = 'pending'",
-        )
-        .bind(hash)
-        .bind(confirmations)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(());
-        }
-        let credited = sqlx::query(
-            "INSERT INTO balances (address, amount)
-             SELECT address, amount FROM credits
-             WHERE block_hash = $1 AND credited_at IS NULL AND amount > 0
-             ON CONFLICT (address) DO UPDATE
-             SET amount = balances.amount + EXCLUDED.amount, updated_at = now()",
-        )
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE credits SET credited_at = now() WHERE block_hash = $1")
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        info!(
-            block = hash,
-            height,
-            confirmations,
-            miners = credited.rows_affected(),
-            "block confirmed: credits moved to balances"
-        );
         Ok(())
     }
 }

@@ -7,6 +7,8 @@
 //! Times cross the boundary as unix microseconds (`micros_to_ts` in SQL), so that a record
 //! replayed from the spool file hits exactly the key it had.
 
+pub mod books;
+pub mod lock;
 pub mod reads;
 pub mod rows;
 pub mod sampler;

@@ -57,7 +57,7 @@ pub struct WriterStats {
 pub async fn run(
     store: Store,
     mut spool: Spool,
-    mut incoming: mpsc::UnboundedReceiver<Submission>,
+    mut incoming: mpsc::Receiver<Submission>,
     options: WriterOptions,
     stats: Arc<WriterStats>,
 ) {
@@ -183,7 +183,7 @@ async fn replay(store: &Store, spool: &mut Spool, options: &WriterOptions, stats
 #[derive(Debug)]
 pub struct ShareSink {
     /// The writer's queue.
-    pub writer: mpsc::UnboundedSender<Submission>,
+    pub writer: mpsc::Sender<Submission>,
     /// This process (`stratum.instance_id`), written with every share.
     pub instance: i16,
     /// The next share's uid: a random high part per process run, a counter below.
@@ -192,7 +192,7 @@ pub struct ShareSink {
 
 impl ShareSink {
     /// A sink with a fresh uid space.
-    pub fn new(writer: mpsc::UnboundedSender<Submission>, instance: u8) -> ShareSink {
+    pub fn new(writer: mpsc::Sender<Submission>, instance: u8) -> ShareSink {
         ShareSink {
             writer,
             instance: i16::from(instance),

@@ -88,7 +88,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => break "not reading (write timed out)".to_string(),
             }
         }
-        if let Some(reason) = route_events(&mut session, peer, shared, &mut acks, &mut presence) {
+        if let Some(reason) =
+            route_events(&mut session, peer, shared, &mut acks, &mut presence).await
+        {
             if reason == CloseReason::Shutdown {
                 // The miner must read our reconnect request before the socket goes.
                 close_gently(framed).await;
@@ -196,8 +198,9 @@ impl Drop for Presence<'_> {
     }
 }
 
-/// Routes the session's events; returns why to close, if it asked to.
-fn route_events(
+/// Routes the session's events; returns why to close, if it asked to. A full writer or
+/// block queue makes this wait: the connection reads no more from its miner meanwhile.
+async fn route_events(
     session: &mut Session,
     peer: SocketAddr,
     shared: &Shared,
@@ -226,10 +229,13 @@ fn route_events(
                 };
                 let (durable, stored) = tokio::sync::oneshot::channel();
                 let record = Record::Share(sink.row(&share));
-                let _ = sink.writer.send(Submission {
-                    record,
-                    durable: share.awaiting_ack.is_some().then_some(durable),
-                });
+                let _ = sink
+                    .writer
+                    .send(Submission {
+                        record,
+                        durable: share.awaiting_ack.is_some().then_some(durable),
+                    })
+                    .await;
                 if let Some(id) = share.awaiting_ack {
                     let since = Instant::now();
                     let stats = shared.stats.clone();
@@ -251,7 +257,7 @@ fn route_events(
                 // On an easy chain every share is a candidate: the submitter logs what the
                 // node made of them at INFO, once per block.
                 debug!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
-                let _ = shared.outlets.blocks.send(*block);
+                let _ = shared.outlets.blocks.send(*block).await;
             }
             Event::Difficulty(d) => {
                 debug!(%peer, difficulty = %format_difficulty(d), "difficulty")

@@ -41,7 +41,7 @@ pub struct Shared {
 #[derive(Debug)]
 pub struct Outlets {
     /// Block candidates, to the submitter.
-    pub blocks: mpsc::UnboundedSender<BlockEvent>,
+    pub blocks: mpsc::Sender<BlockEvent>,
     /// Accepted shares, to the store's writer (None: no database, SOLO mode).
     pub shares: Option<ShareSink>,
 }
