@@ -176,6 +176,19 @@ impl Target {
     }
 }
 
+/// Hashes a difficulty-1 share takes on average, as pools count it: 2^32.
+pub const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
+
+/// The hash rate (H/s) that finds shares of summed difficulty `difficulty` in `seconds`:
+/// `difficulty x 2^32 / seconds` (0 for no time).
+pub fn hashrate(difficulty: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        difficulty * HASHES_PER_DIFFICULTY / seconds
+    } else {
+        0.0
+    }
+}
+
 /// The difficulty of a hash: `diff1 / hash`, the figure pools report as "share difficulty".
 pub fn hash_difficulty(hash: &Hash256) -> f64 {
     Target::from_hash(hash).difficulty()

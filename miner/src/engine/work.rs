@@ -1,9 +1,8 @@
 //! Work as the engine sees it, and how its (extranonce2, version group, nonce chunk) space
 //! is cut into units no two threads share.
 
-use protocol::merkle;
-use protocol::stratum::work::join_coinbase;
-use protocol::{BlockHeader, Hash256, Midstate, Target, sha256d};
+use protocol::stratum::merkle_root;
+use protocol::{BlockHeader, Hash256, Midstate, Target};
 
 use crate::hash::{MAX_VERSIONS, Prepared};
 
@@ -135,9 +134,13 @@ impl Plan {
             None => (header, Vec::new()),
             Some(en) => {
                 let en2 = en.bytes(i);
-                let coinbase = join_coinbase(&en.coinb1, &en.extranonce1, &en2, &en.coinb2);
-                header.merkle_root =
-                    merkle::root_from_branch(&sha256d(&coinbase), &en.merkle_branch);
+                header.merkle_root = merkle_root(
+                    &en.coinb1,
+                    &en.extranonce1,
+                    &en2,
+                    &en.coinb2,
+                    &en.merkle_branch,
+                );
                 (header, en2)
             }
         }

@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
+use protocol::target::hashrate;
+
 /// The window hashrates are averaged over, seconds.
 pub const WINDOW_SECS: u64 = 600;
 const BUCKET_SECS: u64 = 10;
@@ -166,7 +168,7 @@ impl Live {
                     address: address.clone(),
                     worker: worker.clone(),
                     connections: v.connections,
-                    hashrate: difficulty * 4_294_967_296.0 / span,
+                    hashrate: hashrate(difficulty, span),
                     shares_per_sec: shares as f64 / span,
                     last_share: v.last_share,
                 };

@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 
 use protocol::coinbase::Coinbase;
+use protocol::stratum::merkle_root;
 use protocol::stratum::{StratumError, Submit};
 use protocol::target::{format_difficulty_pair, hash_difficulty};
-use protocol::{BlockHeader, Hash256, Target, merkle, sha256d};
+use protocol::{BlockHeader, Hash256, Target};
 
 use crate::chain::jobs::Job;
 
@@ -208,16 +209,16 @@ pub fn validate(
     if seen.contains(&key) {
         return Err(Reject::Duplicate);
     }
-    let coinbase_tx = protocol::stratum::work::join_coinbase(
-        &ctx.coinbase.coinb1,
-        ctx.extranonce1,
-        &submit.extranonce2,
-        &ctx.coinbase.coinb2,
-    );
     let header = BlockHeader {
         version,
         prev_hash: template.prev_hash,
-        merkle_root: merkle::root_from_branch(&sha256d(&coinbase_tx), &ctx.job.branch),
+        merkle_root: merkle_root(
+            &ctx.coinbase.coinb1,
+            ctx.extranonce1,
+            &submit.extranonce2,
+            &ctx.coinbase.coinb2,
+            &ctx.job.branch,
+        ),
         time: submit.ntime,
         bits: template.bits,
         nonce: submit.nonce,

@@ -2,8 +2,10 @@
 //! hashrate and share rate of the pool and of each miner's worker over the last ten
 //! minutes, from the per-minute share totals, so shares from every pool process count.
 //!
-//! Hashrate = accepted share difficulty x 2^32 / seconds: a difficulty-1 share takes 2^32
-//! hashes on average.
+//! Hashrate = accepted share difficulty x 2^32 / seconds (`protocol::target::hashrate`,
+//! written out in SQL with its constant).
+
+use protocol::target::HASHES_PER_DIFFICULTY;
 
 use crate::store::{Store, StoreError};
 
@@ -27,7 +29,7 @@ impl Store {
         sqlx::query(&format!(
             "INSERT INTO miner_stats (time, address, worker, hashrate, shares_per_sec)
              SELECT now(), address, worker,
-                    sum(difficulty) * 4294967296.0 / {secs},
+                    sum(difficulty) * {HASHES_PER_DIFFICULTY:?} / {secs},
                     sum(shares) / {secs}
              FROM share_minutes WHERE minute >= {span}
              GROUP BY address, worker"
@@ -38,7 +40,7 @@ impl Store {
         let hashrate: f64 = sqlx::query_scalar(&format!(
             "INSERT INTO pool_stats (time, hashrate, shares_per_sec, miners, workers)
              SELECT now(),
-                    coalesce(sum(difficulty), 0) * 4294967296.0 / {secs},
+                    coalesce(sum(difficulty), 0) * {HASHES_PER_DIFFICULTY:?} / {secs},
                     coalesce(sum(shares), 0) / {secs},
                     count(DISTINCT address), count(DISTINCT (address, worker))
              FROM share_minutes WHERE minute >= {span}

@@ -1,4 +1,7 @@
-//! Newline-delimited JSON framing for Stratum, as a tokio-util `Decoder`/`Encoder`.
+//! Newline-delimited JSON framing for Stratum: a line splitter over a byte buffer with a
+//! length cap ([`StratumCodec::next_line`], [`StratumCodec::write`]), plain functions with
+//! no runtime behind them, and the tokio-util `Decoder`/`Encoder` adapter for the crates
+//! that run on tokio (feature `tokio-codec`, on by default).
 //!
 //! One bad line must not end a session: the decoder yields `Ok(Some(Err(FrameError)))` for
 //! a line that is too long, not UTF-8, not JSON, or not a Stratum message, and carries on
@@ -8,7 +11,6 @@
 //! hold more than `max_line` bytes.
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
 
 use crate::stratum::message::{Id, Message, MessageError};
 
@@ -118,11 +120,10 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[start..end]
 }
 
-impl Decoder for StratumCodec {
-    type Item = Result<Message, FrameError>;
-    type Error = CodecError;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, CodecError> {
+impl StratumCodec {
+    /// Takes the next complete line out of `buf` and parses it; `None` until a newline
+    /// arrives. An over-long line is reported once and skipped as it arrives.
+    pub fn next_line(&mut self, buf: &mut BytesMut) -> Option<Result<Message, FrameError>> {
         loop {
             let newline = buf[self.scanned..].iter().position(|&b| b == b'\n');
             match (self.discarding, newline) {
@@ -134,76 +135,107 @@ impl Decoder for StratumCodec {
                 (true, None) => {
                     buf.advance(buf.len());
                     self.scanned = 0;
-                    return Ok(None);
+                    return None;
                 }
                 (false, Some(i)) => {
                     let end = self.scanned + i;
                     self.scanned = 0;
                     if end > self.max_line {
                         buf.advance(end + 1);
-                        return Ok(Some(Err(FrameError::LineTooLong {
+                        return Some(Err(FrameError::LineTooLong {
                             limit: self.max_line,
-                        })));
+                        }));
                     }
                     let line = buf.split_to(end + 1);
                     let line = trim_line(&line[..end]);
                     if line.is_empty() {
                         continue; // blank lines and bare "\r\n" keep-alives
                     }
-                    return Ok(Some(parse_line(line)));
+                    return Some(parse_line(line));
                 }
                 (false, None) => {
                     if buf.len() > self.max_line {
                         buf.advance(buf.len());
                         self.scanned = 0;
                         self.discarding = true;
-                        return Ok(Some(Err(FrameError::LineTooLong {
+                        return Some(Err(FrameError::LineTooLong {
                             limit: self.max_line,
-                        })));
+                        }));
                     }
                     self.scanned = buf.len();
-                    return Ok(None);
+                    return None;
                 }
             }
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, CodecError> {
-        if let Some(item) = self.decode(buf)? {
-            return Ok(Some(item));
+    /// At the end of the stream: the next line, then a last one without its newline.
+    pub fn last_line(&mut self, buf: &mut BytesMut) -> Option<Result<Message, FrameError>> {
+        if let Some(item) = self.next_line(buf) {
+            return Some(item);
         }
         // A last line without its newline still counts.
         self.scanned = 0;
         if self.discarding || buf.is_empty() {
             buf.clear();
             self.discarding = false;
-            return Ok(None);
+            return None;
         }
         let line = buf.split_to(buf.len());
         let line = trim_line(&line);
         if line.is_empty() {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(parse_line(line)))
+        Some(parse_line(line))
     }
-}
 
-impl Encoder<&Message> for StratumCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+    /// Appends `msg` as one line to `dst`.
+    pub fn write(msg: &Message, dst: &mut BytesMut) {
         let mut writer = dst.writer();
-        serde_json::to_writer(&mut writer, &msg.to_value()).map_err(std::io::Error::from)?;
+        // Writing a JSON value into a growable buffer cannot fail.
+        let _ = serde_json::to_writer(&mut writer, &msg.to_value());
         writer.into_inner().put_u8(b'\n');
-        Ok(())
     }
 }
 
-impl Encoder<Message> for StratumCodec {
-    type Error = CodecError;
+/// The tokio-util adapter: `Framed<socket, StratumCodec>` yields one item per line.
+#[cfg(feature = "tokio-codec")]
+mod adapter {
+    use bytes::BytesMut;
+    use tokio_util::codec::{Decoder, Encoder};
 
-    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode(&msg, dst)
+    use super::{CodecError, FrameError, StratumCodec};
+    use crate::stratum::message::Message;
+
+    impl Decoder for StratumCodec {
+        type Item = Result<Message, FrameError>;
+        type Error = CodecError;
+
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, CodecError> {
+            Ok(self.next_line(buf))
+        }
+
+        fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, CodecError> {
+            Ok(self.last_line(buf))
+        }
+    }
+
+    impl Encoder<&Message> for StratumCodec {
+        type Error = CodecError;
+
+        fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+            StratumCodec::write(msg, dst);
+            Ok(())
+        }
+    }
+
+    impl Encoder<Message> for StratumCodec {
+        type Error = CodecError;
+
+        fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+            StratumCodec::write(&msg, dst);
+            Ok(())
+        }
     }
 }
 
@@ -211,6 +243,7 @@ impl Encoder<Message> for StratumCodec {
 mod tests {
     use super::*;
     use crate::stratum::method::Method;
+    use tokio_util::codec::{Decoder, Encoder};
 
     fn decode_all(codec: &mut StratumCodec, input: &[u8]) -> Vec<Result<Message, FrameError>> {
         let mut buf = BytesMut::from(input);

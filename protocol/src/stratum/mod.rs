@@ -18,4 +18,4 @@ pub use method::{
     Authorize, Configure, Method, Notify, Reconnect, SetExtranonce, Submit, Subscribe,
 };
 pub use results::{ConfigureResult, SubscribeResult};
-pub use work::{prevhash_from_stratum, prevhash_to_stratum, share_header};
+pub use work::{merkle_root, prevhash_from_stratum, prevhash_to_stratum, share_header};

@@ -45,6 +45,20 @@ pub fn join_coinbase(
     tx
 }
 
+/// The merkle root a share commits to: the coinbase from its halves and the two
+/// extranonces, hashed, then up the job's branch. The pool's share check, the miner's
+/// header for each extranonce2 and [`share_header`] all go through this one function.
+pub fn merkle_root(
+    coinb1: &[u8],
+    extranonce1: &[u8],
+    extranonce2: &[u8],
+    coinb2: &[u8],
+    branch: &[Hash256],
+) -> Hash256 {
+    let coinbase = join_coinbase(coinb1, extranonce1, extranonce2, coinb2);
+    merkle::root_from_branch(&sha256d(&coinbase), branch)
+}
+
 /// The header a miner hashed: merkle root from the coinbase and the job's branch, previous
 /// hash, bits from the job; version, time and nonce from the share.
 pub fn share_header(
@@ -55,11 +69,16 @@ pub fn share_header(
     time: u32,
     nonce: u32,
 ) -> BlockHeader {
-    let coinbase_txid = sha256d(&coinbase_tx(notify, extranonce1, extranonce2));
     BlockHeader {
         version,
         prev_hash: notify.prev_hash,
-        merkle_root: merkle::root_from_branch(&coinbase_txid, &notify.merkle_branch),
+        merkle_root: merkle_root(
+            &notify.coinb1,
+            extranonce1,
+            extranonce2,
+            &notify.coinb2,
+            &notify.merkle_branch,
+        ),
         time,
         bits: notify.nbits,
         nonce,

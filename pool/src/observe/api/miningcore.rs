@@ -31,7 +31,7 @@ fn coins(sats: i64) -> f64 {
 
 /// Expected network hashrate: a block every ten minutes at this difficulty.
 fn network_hashrate(difficulty: f64) -> f64 {
-    difficulty * 4_294_967_296.0 / 600.0
+    protocol::target::hashrate(difficulty, 600.0)
 }
 
 fn now() -> u64 {
