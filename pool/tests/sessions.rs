@@ -218,8 +218,7 @@ fn our_miner_and_our_pool_agree_on_every_line() {
     );
     assert!(
         p.miner_events
-            .iter()
-            .any(|e| *e == MinerEvent::VersionRolling(0x1fff_e000))
+            .contains(&MinerEvent::VersionRolling(0x1fff_e000))
     );
     let work = p.last_work();
     assert_eq!(work.header.prev_hash, PREV_A.parse::<Hash256>().unwrap());
