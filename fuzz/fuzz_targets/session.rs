@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use pool::chain::template::Template;
 use pool::config::Mode;
 use pool::stratum::session::{Event, Session};
-use pool::chain::template::Template;
 use protocol::stratum::codec::parse_line;
 
 fn testnet() -> Arc<Template> {
@@ -63,8 +63,8 @@ fuzz_target!(|data: &[u8]| {
         while session.poll_transmit().is_some() {}
         while let Some(event) = session.poll_event() {
             if let Event::Share(share) = event {
-                assert!(share.accepted.difficulty > 0.0);
-                assert!(share.accepted.share_difficulty > 0.0);
+                assert!(share.accepted.difficulty.get() > 0.0);
+                assert!(share.accepted.share_difficulty.get() > 0.0);
             }
         }
     }

@@ -9,12 +9,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use pool::config::Mode;
 use pool::chain::jobs::{Job, coinbase_for};
+use pool::config::Mode;
 use pool::shares::validate::{self, Context, Reject};
+use protocol::Difficulty;
 use protocol::coinbase::Coinbase;
 use protocol::stratum::{Message, Method, Submit, share_header};
-use protocol::target::Target;
 
 struct Fixture {
     job: Arc<Job>,
@@ -78,6 +78,7 @@ fuzz_target!(|input: &[u8]| {
         bits
     });
     let difficulty = [1e-12, 1e-10, 1.0, 1e12][usize::from(flags >> 6)];
+    let difficulty = Difficulty::new(difficulty).unwrap_or(Difficulty::ONE);
     let extranonce1 = [0, 0, 0, 9];
     let ctx = Context {
         job: &fixture.job,
@@ -85,13 +86,13 @@ fuzz_target!(|input: &[u8]| {
         extranonce1: &extranonce1,
         version_mask,
         difficulty,
-        target: Target::from_difficulty(difficulty).unwrap_or(Target::MAX),
+        target: difficulty.target(),
         now: fuzz::NOW,
         max_ntime_ahead: 7000,
     };
     let submit = Submit {
         worker: "w".into(),
-        job_id: fixture.job.id.clone(),
+        job_id: fixture.job.id.to_string(),
         extranonce2: extranonce2.clone(),
         ntime,
         nonce,

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool::config::{LimitsConfig, Mode, VardiffConfig};
 use pool::chain::jobs::{CoinbaseSettings, Job, JobMaker};
-use pool::stratum::session::SessionSettings;
 use pool::chain::template::Template;
+use pool::config::{LimitsConfig, Mode, VardiffConfig};
+use pool::stratum::session::SessionSettings;
 use protocol::address::Network;
 
 /// The unix time every target runs at.

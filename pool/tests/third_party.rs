@@ -141,7 +141,7 @@ impl Conn {
                     Ok(Message::Request {
                         method: Method::SetDifficulty(d),
                         ..
-                    }) => Seen::Difficulty(d),
+                    }) => Seen::Difficulty(d.get()),
                     Ok(Message::Request {
                         method: Method::Reconnect(_),
                         ..

@@ -34,7 +34,7 @@ pub mod template;
 
 pub use hash::{Hash256, HeaderTail, Midstate, sha256d};
 pub use header::BlockHeader;
-pub use target::{CompactTarget, Target};
+pub use target::{CompactTarget, Difficulty, Target};
 
 /// An amount in satoshis (rust-bitcoin's): block rewards, credits, balances, payments.
 pub use bitcoin::Amount;

@@ -8,6 +8,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use serde::{Deserialize, Deserializer, Serialize};
+
 use crate::hash::Hash256;
 use crate::hexfmt::{HexError, decode_array};
 
@@ -192,6 +194,80 @@ pub fn hashrate(difficulty: f64, seconds: f64) -> f64 {
 /// The difficulty of a hash: `diff1 / hash`, the figure pools report as "share difficulty".
 pub fn hash_difficulty(hash: &Hash256) -> f64 {
     Target::from_hash(hash).difficulty()
+}
+
+/// A pool difficulty: `diff1 / target`, the work a share (or a block) stands for, in
+/// difficulty-1 shares. Always finite and above zero, so a target can be made from it, it
+/// can be divided by, and it prints the same everywhere ([`format_difficulty`]).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Difficulty(f64);
+
+impl Difficulty {
+    /// Difficulty 1 (the target `0x00000000ffff0000...`).
+    pub const ONE: Difficulty = Difficulty(1.0);
+    /// The largest difficulty (a hash of zero).
+    pub const MAX: Difficulty = Difficulty(f64::MAX);
+
+    /// `None` unless `value` is finite and above zero.
+    pub fn new(value: f64) -> Option<Difficulty> {
+        (value.is_finite() && value > 0.0).then_some(Difficulty(value))
+    }
+
+    /// The difficulty of `target` (its bits as a pool difficulty).
+    pub fn of_target(target: &Target) -> Difficulty {
+        Difficulty::clamp(target.difficulty())
+    }
+
+    /// The difficulty a hash reached: `diff1 / hash`.
+    pub fn of_hash(hash: &Hash256) -> Difficulty {
+        Difficulty::clamp(hash_difficulty(hash))
+    }
+
+    fn clamp(value: f64) -> Difficulty {
+        if value.is_nan() || value <= 0.0 {
+            Difficulty(f64::MIN_POSITIVE)
+        } else {
+            Difficulty(value.min(f64::MAX))
+        }
+    }
+
+    /// The number.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// Its target, `floor(diff1 / difficulty)` exactly.
+    pub fn target(self) -> Target {
+        Target::from_difficulty(self.0).unwrap_or(Target::MAX)
+    }
+
+    /// The lower of two.
+    pub fn min(self, other: Difficulty) -> Difficulty {
+        Difficulty(self.0.min(other.0))
+    }
+
+    /// The higher of two.
+    pub fn max(self, other: Difficulty) -> Difficulty {
+        Difficulty(self.0.max(other.0))
+    }
+}
+
+impl fmt::Display for Difficulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_difficulty(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Difficulty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Difficulty, D::Error> {
+        let value = f64::deserialize(d)?;
+        Difficulty::new(value).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "a difficulty must be a finite number above zero, not {value}"
+            ))
+        })
+    }
 }
 
 /// A difficulty for people: six significant digits at every magnitude, plain below 10^15
@@ -385,6 +461,24 @@ fn div_limbs_u64(limbs: &mut [u64], divisor: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_difficulty_is_finite_and_positive_and_prints_like_format_difficulty() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(Difficulty::new(bad), None, "{bad}");
+        }
+        let d = Difficulty::new(1024.0).unwrap();
+        assert_eq!(d.to_string(), "1024");
+        assert_eq!(d.target(), Target::from_difficulty(1024.0).unwrap());
+        assert_eq!(Difficulty::of_target(&Target::DIFF1), Difficulty::ONE);
+        assert_eq!(Difficulty::of_hash(&Hash256([0; 32])), Difficulty::MAX);
+        assert!(serde_json::from_str::<Difficulty>("0").is_err());
+        assert_eq!(
+            serde_json::from_str::<Difficulty>("2.5").unwrap().get(),
+            2.5
+        );
+        assert_eq!(serde_json::to_string(&d).unwrap(), "1024.0");
+    }
 
     #[test]
     fn difficulties_print_with_significant_digits_at_every_magnitude() {

@@ -12,7 +12,7 @@ use protocol::stratum::{
     Submit, Subscribe,
 };
 use protocol::target::hash_difficulty;
-use protocol::{BlockHeader, CompactTarget, Hash256, Target};
+use protocol::{BlockHeader, CompactTarget, Difficulty, Hash256, Target};
 use serde_json::Value;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -90,8 +90,8 @@ fn method() -> impl Strategy<Value = Method> {
                 }
             ),
         Just(Method::ExtranonceSubscribe),
-        difficulty().prop_map(Method::SuggestDifficulty),
-        difficulty().prop_map(Method::SetDifficulty),
+        difficulty().prop_map(|d| Method::SuggestDifficulty(Difficulty::new(d).unwrap())),
+        difficulty().prop_map(|d| Method::SetDifficulty(Difficulty::new(d).unwrap())),
         text().prop_map(Method::GetTransactions),
         (
             text(),

@@ -7,7 +7,7 @@
 use protocol::block;
 use protocol::stratum::work::coinbase_tx;
 use protocol::stratum::{Message, Method, Notify, Submit, SubscribeResult, share_header};
-use protocol::target::{Target, hash_difficulty};
+use protocol::target::hash_difficulty;
 use serde_json::Value;
 
 struct Capture {
@@ -89,7 +89,7 @@ fn shares_rebuild_the_stored_headers_and_blocks() {
     }
     let extranonce1 = extranonce1.unwrap();
     assert_eq!(hex::encode(&extranonce1), "6366026b");
-    let share_target = Target::from_difficulty(difficulty.unwrap()).unwrap();
+    let share_target = difficulty.unwrap().target();
     assert_eq!(shares.len(), cap.blocks.len());
 
     for ((job, submit), stored) in shares.iter().zip(&cap.blocks) {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use protocol::stratum::codec::MAX_LINE_FROM_POOL;
 use protocol::stratum::{FrameError, StratumCodec};
-use protocol::target::format_difficulty;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::codec::Framed;
@@ -368,10 +367,7 @@ fn on_event(
                 false,
             ));
         }
-        Event::Difficulty(d) => info!(
-            difficulty = %format_difficulty(d),
-            "new difficulty (from the next job)"
-        ),
+        Event::Difficulty(d) => info!(difficulty = %d, "new difficulty (from the next job)"),
         Event::VersionRolling(mask) => {
             info!(mask = %format!("{mask:08x}"), "version rolling granted")
         }
@@ -380,9 +376,9 @@ fn on_event(
             difficulty,
             worker,
         } => {
-            stats.accepted(difficulty);
+            stats.accepted(difficulty.get());
             engine.record_verdict(worker, true);
-            info!(job = %job_id, difficulty = %format_difficulty(difficulty), "share accepted");
+            info!(job = %job_id, %difficulty, "share accepted");
         }
         Event::Rejected {
             job_id,

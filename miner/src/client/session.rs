@@ -18,7 +18,7 @@ use protocol::stratum::{
     Authorize, Configure, ConfigureResult, Id, Message, Method, Notify, Reconnect, Response,
     StratumError, Submit, Subscribe, SubscribeResult,
 };
-use protocol::{BlockHeader, Target};
+use protocol::{BlockHeader, Difficulty, Target};
 use serde_json::{Value, json};
 
 use crate::engine::{Extranonce, Found, Work};
@@ -70,7 +70,7 @@ pub enum Event {
     /// The pool refused the worker.
     AuthorizationFailed(String),
     /// The pool set a new difficulty (used from the next job).
-    Difficulty(f64),
+    Difficulty(Difficulty),
     /// The pool granted version rolling with this mask.
     VersionRolling(u32),
     /// A share was accepted.
@@ -78,7 +78,7 @@ pub enum Event {
         /// Its job.
         job_id: String,
         /// The difficulty it was submitted at.
-        difficulty: f64,
+        difficulty: Difficulty,
         /// The engine worker that found it.
         worker: usize,
     },
@@ -110,14 +110,14 @@ enum Pending {
     SuggestDifficulty,
     Submit {
         job_id: String,
-        difficulty: f64,
+        difficulty: Difficulty,
         worker: usize,
     },
 }
 
 struct CurrentJob {
     notify: Notify,
-    difficulty: f64,
+    difficulty: Difficulty,
 }
 
 /// One connection's client state.
@@ -128,7 +128,7 @@ pub struct Session {
     extranonce1: Option<Vec<u8>>,
     extranonce2_size: usize,
     session_id: Option<String>,
-    difficulty: f64,
+    difficulty: Difficulty,
     version_mask: u32,
     job: Option<CurrentJob>,
     /// Job ids this session was sent, newest last (solutions for other jobs are dropped).
@@ -152,7 +152,7 @@ impl Session {
             extranonce1: None,
             extranonce2_size: 0,
             session_id,
-            difficulty: 1.0,
+            difficulty: Difficulty::ONE,
             version_mask: 0,
             job: None,
             recent_jobs: VecDeque::new(),
@@ -214,7 +214,7 @@ impl Session {
     }
 
     /// The difficulty the next job will use.
-    pub fn difficulty(&self) -> f64 {
+    pub fn difficulty(&self) -> Difficulty {
         self.difficulty
     }
 
@@ -270,7 +270,7 @@ impl Session {
                     // Ask for extranonce changes; pools that do not know it answer an error,
                     // which is harmless.
                     self.request(Method::ExtranonceSubscribe, Pending::ExtranonceSubscribe);
-                    if let Some(d) = self.cfg.suggest_difficulty {
+                    if let Some(d) = self.cfg.suggest_difficulty.and_then(Difficulty::new) {
                         self.request(Method::SuggestDifficulty(d), Pending::SuggestDifficulty);
                     }
                 }
@@ -389,7 +389,7 @@ impl Session {
             1u64 << (8 * self.extranonce2_size)
         };
         let (first, count) = self.cfg.extranonce2_range.unwrap_or((0, all));
-        let target = Target::from_difficulty(job.difficulty).unwrap_or(Target::DIFF1);
+        let target = job.difficulty.target();
         self.events.push_back(Event::Work(Box::new(Work {
             job_id: n.job_id.clone(),
             header: BlockHeader {
@@ -555,7 +555,10 @@ mod tests {
             &mut s,
             r#"{"params":[4],"id":null,"method":"mining.set_difficulty"}"#,
         );
-        assert_eq!(events(&mut s), vec![Event::Difficulty(4.0)]);
+        assert_eq!(
+            events(&mut s),
+            vec![Event::Difficulty(Difficulty::new(4.0).unwrap())]
+        );
         // ...the next job uses it.
         feed(
             &mut s,
@@ -612,7 +615,7 @@ mod tests {
             events(&mut s),
             vec![Event::Accepted {
                 job_id: "6b02666200000001".into(),
-                difficulty: 0.01,
+                difficulty: Difficulty::new(0.01).unwrap(),
                 worker: 3,
             }]
         );

@@ -17,7 +17,7 @@ use protocol::coinbase::{
 };
 use protocol::stratum::{Message, Method, Notify};
 use protocol::template::CheckedTemplate;
-use protocol::{Hash256, Target, merkle};
+use protocol::{Difficulty, Hash256, Target, merkle};
 
 use crate::chain::template::Template;
 
@@ -36,11 +36,11 @@ pub struct CoinbaseSettings {
 /// A unit of work as sent to miners.
 #[derive(Debug)]
 pub struct Job {
-    /// The job id (hex), unique within this process.
-    pub id: String,
-    /// The number of the job this work was first sent as: a job reissued under a new id
-    /// (a new difficulty) is the same work, and a share is a duplicate across both.
-    pub work: u64,
+    /// The job id, unique within this process (and above every earlier process's).
+    pub id: JobId,
+    /// The id of the job this work was first sent as: a job reissued under a new id (a
+    /// new difficulty) is the same work, and a share is a duplicate across both.
+    pub work: JobId,
     /// The template it came from.
     pub template: Arc<Template>,
     /// The merkle branch from the coinbase to the root.
@@ -65,15 +65,15 @@ impl Job {
     }
 
     /// The network difficulty.
-    pub fn network_difficulty(&self) -> f64 {
-        self.template.checked.target.difficulty()
+    pub fn network_difficulty(&self) -> Difficulty {
+        Difficulty::of_target(&self.template.checked.target)
     }
 
     /// The same work under a new id with `ntime`, e.g. to start a new difficulty on it.
     /// The ntime must differ from every ntime the work was sent with on the connection: a
     /// miner that starts its nonces again on a new job would otherwise find the same
     /// headers again, and they would be duplicates.
-    pub fn reissue(&self, id: String, clean: bool, ntime: u32) -> Job {
+    pub fn reissue(&self, id: JobId, clean: bool, ntime: u32) -> Job {
         Job {
             id,
             work: self.work,
@@ -105,7 +105,7 @@ impl Job {
     pub fn notify(&self, coinbase: &Coinbase, clean: bool) -> Message {
         let t = self.checked();
         Message::notification(Method::Notify(Notify {
-            job_id: self.id.clone(),
+            job_id: self.id.to_string(),
             prev_hash: t.prev_hash,
             coinb1: coinbase.coinb1.clone(),
             coinb2: coinbase.coinb2.clone(),
@@ -207,7 +207,7 @@ impl JobMaker {
             .max(t.mintime);
         let id = self.ids().next();
         Ok(Job {
-            work: JobIds::number(&id).unwrap_or(0),
+            work: id,
             id,
             branch: merkle::coinbase_branch(&txids),
             clean,
@@ -215,6 +215,27 @@ impl JobMaker {
             ntime,
             template,
         })
+    }
+}
+
+/// A job's id: a number from the process's counter ([`JobIds`]), sent as lowercase hex.
+/// Ids grow with time, so a lower one is an older job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(u64);
+
+impl JobId {
+    /// The id a miner sent back, if it is one we could have made (hex, 16 digits at most).
+    pub fn parse(text: &str) -> Option<JobId> {
+        if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(text, 16).ok().map(JobId)
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}", self.0)
     }
 }
 
@@ -231,24 +252,16 @@ pub struct JobIds {
 const EARLIER_PROCESSES: u64 = 86_400 << 20;
 
 impl JobIds {
-    /// The next id, as lowercase hex.
-    pub fn next(&self) -> String {
-        format!("{:x}", self.next.fetch_add(1, Ordering::Relaxed))
+    /// The next id.
+    pub fn next(&self) -> JobId {
+        JobId(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Whether job number `n` can have been made by this process or by one that started
-    /// within a day before it, rather than made up.
-    pub fn could_be_ours(&self, n: u64) -> bool {
-        n >= self.first.saturating_sub(EARLIER_PROCESSES) && n < self.next.load(Ordering::Relaxed)
-    }
-
-    /// The counter value behind an id of ours (`None` for ids we never make): ids grow
-    /// with time, so a lower number is an older job.
-    pub fn number(id: &str) -> Option<u64> {
-        if id.is_empty() || id.len() > 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u64::from_str_radix(id, 16).ok()
+    /// Whether `id` can have been made by this process or by one that started within a
+    /// day before it, rather than made up.
+    pub fn could_be_ours(&self, id: JobId) -> bool {
+        id.0 >= self.first.saturating_sub(EARLIER_PROCESSES)
+            && id.0 < self.next.load(Ordering::Relaxed)
     }
 }
 
@@ -324,14 +337,21 @@ pub(crate) mod tests {
         let early =
             JobMaker::new(settings(), None).with_first_id(JobMaker::first_id(1_700_000_000));
         let late = JobMaker::new(settings(), None).with_first_id(JobMaker::first_id(1_700_000_001));
-        let a = JobIds::number(&early.ids().next()).unwrap();
+        let a = early.ids().next();
         // A million jobs later the first process is still below the next one's start.
         let ids = late.ids();
-        let b = JobIds::number(&ids.next()).unwrap();
-        assert!(a + 1_000_000 < b);
+        let b = ids.next();
+        assert!(a.0 + 1_000_000 < b.0);
         assert!(ids.could_be_ours(a) && ids.could_be_ours(b));
-        assert!(!ids.could_be_ours(b + 1), "not made yet");
-        assert!(!ids.could_be_ours(0xffffff), "made up");
+        assert!(!ids.could_be_ours(JobId(b.0 + 1)), "not made yet");
+        assert!(
+            !ids.could_be_ours(JobId::parse("ffffff").unwrap()),
+            "made up"
+        );
+        assert_eq!(JobId::parse(&b.to_string()), Some(b));
+        for bad in ["", "zz", "+1", "12345678901234567"] {
+            assert_eq!(JobId::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

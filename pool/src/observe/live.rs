@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
+use protocol::Difficulty;
 use protocol::target::hashrate;
 
 /// The window hashrates are averaged over, seconds.
@@ -133,7 +134,8 @@ impl Live {
     }
 
     /// An accepted share of `difficulty` at unix second `now`.
-    pub fn share(&self, address: &str, worker: &str, difficulty: f64, now: u64) {
+    pub fn share(&self, address: &str, worker: &str, difficulty: Difficulty, now: u64) {
+        let difficulty = difficulty.get();
         let slot = now / BUCKET_SECS;
         self.with(|w| {
             let entry = w
@@ -200,11 +202,11 @@ mod tests {
         live.connected("addr2", "");
         // 600 difficulty-1 shares over ten minutes from rig1: 2^32 H/s.
         for i in 0..600 {
-            live.share("addr1", "rig1", 1.0, T0 + i);
+            live.share("addr1", "rig1", Difficulty::new(1.0).unwrap(), T0 + i);
         }
         // rig2: 60 shares of difficulty 5 in the last minute.
         for i in 0..60 {
-            live.share("addr1", "rig2", 5.0, T0 + 540 + i);
+            live.share("addr1", "rig2", Difficulty::new(5.0).unwrap(), T0 + 540 + i);
         }
         let s = live.snapshot(T0 + 599);
         assert_eq!(s.miners, 2);
@@ -231,7 +233,7 @@ mod tests {
     fn old_shares_leave_the_window_and_gone_workers_are_forgotten() {
         let live = Live::new(T0 - 3600);
         live.connected("a", "w");
-        live.share("a", "w", 2.0, T0);
+        live.share("a", "w", Difficulty::new(2.0).unwrap(), T0);
         live.disconnected("a", "w");
         let s = live.snapshot(T0 + 5);
         assert_eq!((s.miners, s.connected_workers, s.workers.len()), (0, 0, 1));
@@ -240,7 +242,7 @@ mod tests {
         let s = live.snapshot(T0 + WINDOW_SECS + BUCKET_SECS);
         assert_eq!(s, LiveSnapshot::default());
         // A bucket reused a window later starts from zero.
-        live.share("a", "w", 1.0, T0 + WINDOW_SECS);
+        live.share("a", "w", Difficulty::new(1.0).unwrap(), T0 + WINDOW_SECS);
         let s = live.snapshot(T0 + WINDOW_SECS);
         assert!((s.shares_per_sec * 600.0 - 1.0).abs() < 1e-9);
     }
@@ -249,7 +251,7 @@ mod tests {
     fn a_fresh_pool_divides_by_its_age_not_the_whole_window() {
         let live = Live::new(T0);
         for i in 0..60 {
-            live.share("a", "", 1.0, T0 + i);
+            live.share("a", "", Difficulty::new(1.0).unwrap(), T0 + i);
         }
         let s = live.snapshot(T0 + 60);
         assert!(

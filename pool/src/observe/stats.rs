@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use protocol::Difficulty;
+
 use crate::observe::latency::Latency;
 use crate::observe::live::Live;
 
@@ -102,7 +104,8 @@ impl PoolStats {
     }
 
     /// A share was accepted.
-    pub fn accepted(&self, difficulty: f64, share_difficulty: f64) {
+    pub fn accepted(&self, difficulty: Difficulty, share_difficulty: Difficulty) {
+        let (difficulty, share_difficulty) = (difficulty.get(), share_difficulty.get());
         self.accepted.fetch_add(1, Relaxed);
         let _ = self
             .accepted_difficulty_bits
@@ -131,10 +134,10 @@ impl PoolStats {
     }
 
     /// A new job went out at unix second `now`.
-    pub fn job_made(&self, height: u64, network_difficulty: f64, now: u64) {
+    pub fn job_made(&self, height: u64, network_difficulty: Difficulty, now: u64) {
         self.height.store(height, Relaxed);
         self.network_difficulty_bits
-            .store(network_difficulty.to_bits(), Relaxed);
+            .store(network_difficulty.get().to_bits(), Relaxed);
         self.job_unix.store(now, Relaxed);
     }
 

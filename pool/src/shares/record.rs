@@ -1,8 +1,8 @@
 //! What an accepted share and a found block become: the records every protocol's sessions
 //! hand to the rest of the pool (statistics, the store, the block submitter).
 
-use protocol::Hash256;
 use protocol::stratum::Id;
+use protocol::{Difficulty, Hash256};
 
 use crate::shares::validate::Accepted;
 
@@ -20,7 +20,7 @@ pub struct ShareEvent {
     /// Height of the block it was mined on.
     pub height: u64,
     /// The network difficulty then.
-    pub network_difficulty: f64,
+    pub network_difficulty: Difficulty,
     /// When the pool accepted it (unix microseconds).
     pub time_us: i64,
     /// The submit's id, when its answer waits for the store (the session's
@@ -44,7 +44,7 @@ pub struct BlockEvent {
     /// The coinbase value.
     pub reward: u64,
     /// The network difficulty.
-    pub network_difficulty: f64,
+    pub network_difficulty: Difficulty,
     /// When the pool accepted its share (unix microseconds).
     pub found_us: i64,
 }

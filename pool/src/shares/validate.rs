@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use protocol::coinbase::Coinbase;
 use protocol::stratum::merkle_root;
 use protocol::stratum::{StratumError, Submit};
-use protocol::target::{format_difficulty_pair, hash_difficulty};
-use protocol::{BlockHeader, Hash256, Target};
+use protocol::target::format_difficulty_pair;
+use protocol::{BlockHeader, Difficulty, Hash256, Target};
 
 use crate::chain::jobs::Job;
 
@@ -49,9 +49,9 @@ pub enum Reject {
     /// The hash does not meet the session's difficulty.
     LowDifficulty {
         /// The share's difficulty.
-        got: f64,
+        got: Difficulty,
         /// The difficulty required.
-        want: f64,
+        want: Difficulty,
     },
     /// The worker was not authorized on this connection.
     Unauthorized,
@@ -102,7 +102,7 @@ impl Reject {
                 StratumError::new(StratumError::DUPLICATE_SHARE, "Duplicate share")
             }
             Reject::LowDifficulty { got, want } => {
-                let (got, want) = format_difficulty_pair(*got, *want);
+                let (got, want) = format_difficulty_pair(got.get(), want.get());
                 StratumError::new(
                     StratumError::LOW_DIFFICULTY,
                     format!("Low difficulty share ({got} < {want})"),
@@ -130,7 +130,7 @@ pub struct Context<'a> {
     /// The version-rolling mask granted (0 when none).
     pub version_mask: u32,
     /// The difficulty in effect for this job on this connection.
-    pub difficulty: f64,
+    pub difficulty: Difficulty,
     /// Its target.
     pub target: Target,
     /// The pool's clock (unix seconds).
@@ -157,9 +157,9 @@ pub struct Accepted {
     /// Its hash.
     pub hash: Hash256,
     /// The difficulty credited (the session's, not the hash's).
-    pub difficulty: f64,
+    pub difficulty: Difficulty,
     /// The difficulty the hash actually reached.
-    pub share_difficulty: f64,
+    pub share_difficulty: Difficulty,
     /// The hash meets the network target: this share is a block.
     pub block: bool,
 }
@@ -227,7 +227,7 @@ pub fn validate(
     let block = template.target.is_met_by(&hash);
     if !ctx.target.is_met_by(&hash) && !block {
         return Err(Reject::LowDifficulty {
-            got: hash_difficulty(&hash),
+            got: Difficulty::of_hash(&hash),
             want: ctx.difficulty,
         });
     }
@@ -236,7 +236,7 @@ pub fn validate(
         header,
         hash,
         difficulty: ctx.difficulty,
-        share_difficulty: hash_difficulty(&hash),
+        share_difficulty: Difficulty::of_hash(&hash),
         block,
     })
 }
@@ -261,13 +261,14 @@ mod tests {
     }
 
     fn ctx(job: &Job, difficulty: f64) -> Context<'_> {
+        let difficulty = Difficulty::new(difficulty).unwrap();
         Context {
             job,
             coinbase: job.coinbase.as_deref().unwrap(),
             extranonce1: &EN1,
             version_mask: MASK,
             difficulty,
-            target: Target::from_difficulty(difficulty).unwrap(),
+            target: difficulty.target(),
             now: 1_700_000_100,
             max_ntime_ahead: 7000,
         }
@@ -321,7 +322,7 @@ mod tests {
             "the pool hashes what the miner hashed"
         );
         assert!(!ok.block);
-        assert_eq!(ok.difficulty, 1e-10);
+        assert_eq!(ok.difficulty.get(), 1e-10);
         assert_eq!(validate(&c, &s, &mut seen), Err(Reject::Duplicate));
         // The same nonce with other version bits is another header.
         let mut rolled = s.clone();
@@ -347,7 +348,7 @@ mod tests {
         let s = submit(nonce_where(&job, false));
         assert!(matches!(
             validate(&c, &s, &mut seen),
-            Err(Reject::LowDifficulty { want, .. }) if want == 1e6
+            Err(Reject::LowDifficulty { want, .. }) if want.get() == 1e6
         ));
         let mut short = s.clone();
         short.extranonce2 = vec![0; 4];
@@ -395,8 +396,8 @@ mod tests {
         assert_eq!(Reject::Duplicate.to_error().code, 22);
         assert_eq!(
             Reject::LowDifficulty {
-                got: 1.0,
-                want: 2.0
+                got: Difficulty::ONE,
+                want: Difficulty::new(2.0).unwrap()
             }
             .to_error()
             .code,

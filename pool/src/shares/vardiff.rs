@@ -14,6 +14,8 @@
 
 use std::time::{Duration, Instant};
 
+use protocol::Difficulty;
+
 use crate::config::VardiffConfig;
 
 /// A decayed share-rate estimate.
@@ -63,7 +65,7 @@ impl RateEstimator {
 #[derive(Clone, Debug)]
 pub struct Vardiff {
     cfg: VardiffConfig,
-    difficulty: f64,
+    difficulty: Difficulty,
     /// Lowest difficulty for this connection (raised by `mining.suggest_difficulty`).
     floor: f64,
     /// Highest difficulty (the network difficulty, when lower than the setting).
@@ -83,7 +85,7 @@ impl Vardiff {
         let tau = Duration::from_secs_f64((cfg.retarget_secs * 2.0).max(cfg.target_secs * 6.0));
         let mut v = Vardiff {
             cfg: cfg.clone(),
-            difficulty: cfg.start,
+            difficulty: Difficulty::ONE,
             floor: cfg.min,
             ceiling: cfg.max,
             fixed: false,
@@ -93,12 +95,12 @@ impl Vardiff {
             last_share: now,
             shares_since_retarget: 0,
         };
-        v.difficulty = v.clamp(cfg.start);
+        v.difficulty = Difficulty::new(v.clamp(cfg.start)).unwrap_or(Difficulty::ONE);
         v
     }
 
     /// The difficulty in force.
-    pub fn difficulty(&self) -> f64 {
+    pub fn difficulty(&self) -> Difficulty {
         self.difficulty
     }
 
@@ -119,50 +121,52 @@ impl Vardiff {
 
     /// Caps the difficulty at the network's (a share above it would be worth more than a
     /// block). Returns the new difficulty if it had to change.
-    pub fn set_network_difficulty(&mut self, network: f64) -> Option<f64> {
-        self.ceiling = self.cfg.max.min(network);
+    pub fn set_network_difficulty(&mut self, network: Difficulty) -> Option<Difficulty> {
+        self.ceiling = self.cfg.max.min(network.get());
         self.floor = self.floor.min(self.ceiling);
-        self.change_to(self.clamp(self.difficulty))
+        self.change_to(self.clamp(self.difficulty.get()))
     }
 
     /// `mining.suggest_difficulty`: start there, and do not go below it.
-    pub fn suggest(&mut self, d: f64) -> Option<f64> {
+    pub fn suggest(&mut self, d: Difficulty) -> Option<Difficulty> {
         if self.fixed {
             return None;
         }
+        let d = d.get();
         self.floor = d.max(self.cfg.min).min(self.ceiling);
         self.change_to(self.clamp(d))
     }
 
     /// A `d=N` password: this difficulty, no retargets (still within min and the network).
-    pub fn fix(&mut self, d: f64) -> Option<f64> {
+    pub fn fix(&mut self, d: Difficulty) -> Option<Difficulty> {
         self.fixed = true;
-        let d = d.max(self.cfg.min).min(self.ceiling);
+        let d = d.get().max(self.cfg.min).min(self.ceiling);
         self.change_to(d)
     }
 
-    fn change_to(&mut self, d: f64) -> Option<f64> {
-        if (d - self.difficulty).abs() <= f64::EPSILON * self.difficulty {
+    fn change_to(&mut self, d: f64) -> Option<Difficulty> {
+        let now = self.difficulty.get();
+        if (d - now).abs() <= f64::EPSILON * now {
             return None;
         }
-        self.difficulty = d;
-        Some(d)
+        self.difficulty = Difficulty::new(d)?;
+        Some(self.difficulty)
     }
 
     /// Records an accepted share; returns a new difficulty when it is time to retarget.
-    pub fn on_share(&mut self, now: Instant, credited: f64) -> Option<f64> {
-        self.estimator.add(now, credited);
+    pub fn on_share(&mut self, now: Instant, credited: Difficulty) -> Option<Difficulty> {
+        self.estimator.add(now, credited.get());
         self.last_share = now;
         self.shares_since_retarget += 1;
         self.retarget(now)
     }
 
     /// Called periodically: lowers the difficulty of a connection that stopped sharing.
-    pub fn on_tick(&mut self, now: Instant) -> Option<f64> {
+    pub fn on_tick(&mut self, now: Instant) -> Option<Difficulty> {
         self.retarget(now)
     }
 
-    fn retarget(&mut self, now: Instant) -> Option<f64> {
+    fn retarget(&mut self, now: Instant) -> Option<Difficulty> {
         if self.fixed {
             return None;
         }
@@ -183,18 +187,18 @@ impl Vardiff {
             if quiet < self.cfg.target_secs * 3.0 {
                 return None;
             }
-            self.difficulty * self.cfg.target_secs / quiet
+            self.difficulty.get() * self.cfg.target_secs / quiet
         } else {
             self.estimator.rate(now)? * self.cfg.target_secs
         };
-        let ratio = ideal / self.difficulty;
+        let ratio = ideal / self.difficulty.get();
         if (0.5..=1.5).contains(&ratio) {
             self.last_retarget = Some(now);
             self.shares_since_retarget = 0;
             return None;
         }
         // Move at most 64x at once: an estimate from few shares can be far off.
-        let next = self.clamp(self.difficulty * ratio.clamp(1.0 / 64.0, 64.0));
+        let next = self.clamp(self.difficulty.get() * ratio.clamp(1.0 / 64.0, 64.0));
         self.last_retarget = Some(now);
         self.shares_since_retarget = 0;
         self.change_to(next)
@@ -204,6 +208,10 @@ impl Vardiff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn d(x: f64) -> Difficulty {
+        Difficulty::new(x).unwrap()
+    }
 
     fn cfg() -> VardiffConfig {
         VardiffConfig {
@@ -239,7 +247,7 @@ mod tests {
         let mut v = Vardiff::new(&VardiffConfig { start, ..cfg() }, t0);
         let mut rng = Rng(seed);
         let mut t = 0.0;
-        let mut next_share = rng.wait(v.difficulty() / rate);
+        let mut next_share = rng.wait(v.difficulty().get() / rate);
         let mut late_shares = 0u32;
         while t < secs {
             let tick = t + 1.0;
@@ -252,14 +260,17 @@ mod tests {
                 if v.on_share(now, d).is_some() {
                     // The new difficulty applies to the next share (memoryless).
                 }
-                next_share += rng.wait(v.difficulty() / rate);
+                next_share += rng.wait(v.difficulty().get() / rate);
             }
             t = tick;
             if v.on_tick(t0 + Duration::from_secs_f64(t)).is_some() {
-                next_share = t + rng.wait(v.difficulty() / rate);
+                next_share = t + rng.wait(v.difficulty().get() / rate);
             }
         }
-        (v.difficulty(), (secs / 2.0) / f64::from(late_shares.max(1)))
+        (
+            v.difficulty().get(),
+            (secs / 2.0) / f64::from(late_shares.max(1)),
+        )
     }
 
     #[test]
@@ -298,10 +309,10 @@ mod tests {
         // Five shares in half a second at difficulty 1: about 10 shares/s.
         let mut changed = None;
         for i in 1..=5 {
-            changed = v.on_share(t0 + Duration::from_millis(100 * i), 1.0);
+            changed = v.on_share(t0 + Duration::from_millis(100 * i), d(1.0));
         }
-        let d = changed.expect("retarget after the fifth share");
-        assert!(d > 30.0, "{d}");
+        let new = changed.expect("retarget after the fifth share");
+        assert!(new.get() > 30.0, "{new}");
     }
 
     #[test]
@@ -309,23 +320,23 @@ mod tests {
         let t0 = Instant::now();
         let mut v = Vardiff::new(&cfg(), t0);
         assert_eq!(
-            v.set_network_difficulty(0.5),
-            Some(0.5),
+            v.set_network_difficulty(d(0.5)),
+            Some(d(0.5)),
             "capped at the network"
         );
-        assert_eq!(v.suggest(100.0), None, "still capped");
-        v.set_network_difficulty(1e9);
-        assert_eq!(v.difficulty(), 0.5);
-        assert_eq!(v.suggest(100.0), Some(100.0));
+        assert_eq!(v.suggest(d(100.0)), None, "still capped");
+        v.set_network_difficulty(d(1e9));
+        assert_eq!(v.difficulty(), d(0.5));
+        assert_eq!(v.suggest(d(100.0)), Some(d(100.0)));
         // The suggestion is a floor: a slow miner is not taken below it.
         for i in 1..=20 {
             v.on_tick(t0 + Duration::from_secs(60 * i));
         }
-        assert_eq!(v.difficulty(), 100.0);
-        assert_eq!(v.fix(3.0), Some(3.0));
+        assert_eq!(v.difficulty(), d(100.0));
+        assert_eq!(v.fix(d(3.0)), Some(d(3.0)));
         assert!(v.is_fixed());
         for i in 1..=100 {
-            assert_eq!(v.on_share(t0 + Duration::from_millis(i), 3.0), None);
+            assert_eq!(v.on_share(t0 + Duration::from_millis(i), d(3.0)), None);
         }
         let mut p = Vardiff::new(
             &VardiffConfig {
@@ -335,11 +346,11 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(p.difficulty(), 1024.0);
-        let d = (1..=5)
-            .filter_map(|i| p.on_share(t0 + Duration::from_millis(10 * i), 1024.0))
+        assert_eq!(p.difficulty(), d(1024.0));
+        let new = (1..=5)
+            .filter_map(|i| p.on_share(t0 + Duration::from_millis(10 * i), d(1024.0)))
             .last()
             .unwrap();
-        assert_eq!(d.log2().fract(), 0.0, "{d}");
+        assert_eq!(new.get().log2().fract(), 0.0, "{new}");
     }
 }

@@ -63,9 +63,9 @@ impl ShareRow {
             uid,
             address: share.address.clone(),
             worker: share.worker.clone(),
-            difficulty: share.accepted.difficulty,
-            share_difficulty: share.accepted.share_difficulty,
-            network_difficulty: share.network_difficulty,
+            difficulty: share.accepted.difficulty.get(),
+            share_difficulty: share.accepted.share_difficulty.get(),
+            network_difficulty: share.network_difficulty.get(),
             height: i64::try_from(share.height).unwrap_or(i64::MAX),
             instance,
         }
@@ -81,7 +81,7 @@ impl BlockRow {
             found_us: block.found_us,
             finder: block.user.clone(),
             reward: i64::try_from(block.reward).unwrap_or(i64::MAX),
-            network_difficulty: block.network_difficulty,
+            network_difficulty: block.network_difficulty.get(),
         }
     }
 }

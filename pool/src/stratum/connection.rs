@@ -14,7 +14,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use protocol::stratum::{Id, Message, Method, StratumCodec};
-use protocol::target::format_difficulty;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -260,7 +259,7 @@ async fn route_events(
                 let _ = shared.outlets.blocks.send(*block).await;
             }
             Event::Difficulty(d) => {
-                debug!(%peer, difficulty = %format_difficulty(d), "difficulty")
+                debug!(%peer, difficulty = %d, "difficulty")
             }
             Event::Close(reason) => {
                 log_close(&reason, peer, shared);

@@ -29,7 +29,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::Target;
+use protocol::Difficulty;
 use protocol::address::{self, Network, PayoutAddress};
 use protocol::block::{self, Solution};
 use protocol::coinbase::Coinbase;
@@ -39,7 +39,7 @@ use protocol::stratum::{
 };
 use serde_json::{Value, json};
 
-use crate::chain::jobs::{CoinbaseSettings, Job, JobIds, coinbase_for};
+use crate::chain::jobs::{CoinbaseSettings, Job, JobId, JobIds, coinbase_for};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
 use crate::shares::record::{BlockEvent, ShareEvent};
 use crate::shares::validate::{self, Accepted, Reject, ShareKey};
@@ -133,7 +133,7 @@ pub enum Event {
     /// A block candidate.
     Block(Box<BlockEvent>),
     /// The difficulty changed.
-    Difficulty(f64),
+    Difficulty(Difficulty),
     /// Close the connection (after sending what is queued); a ban is also recorded.
     Close(CloseReason),
 }
@@ -146,7 +146,7 @@ const HELD_SUBMITS: usize = 32;
 struct SentJob {
     job: Arc<Job>,
     coinbase: Arc<Coinbase>,
-    difficulty: f64,
+    difficulty: Difficulty,
 }
 
 /// A token bucket for the message rate.
@@ -184,12 +184,12 @@ pub struct Session {
     payout: Option<PayoutAddress>,
     vardiff: Vardiff,
     /// The difficulty last sent with `set_difficulty`.
-    sent_difficulty: Option<f64>,
+    sent_difficulty: Option<Difficulty>,
     current: Option<Arc<Job>>,
     jobs: VecDeque<SentJob>,
     /// Shares accepted per work ([`Job::work`]) of the jobs kept: a job reissued under a
     /// new id shares its set, so the same share is not accepted under both ids.
-    seen: Vec<(u64, HashSet<ShareKey>)>,
+    seen: Vec<(JobId, HashSet<ShareKey>)>,
     invalid_in_row: u32,
     bad_lines_in_row: u32,
     /// Junk messages (see the module docs), not all messages.
@@ -198,7 +198,7 @@ pub struct Session {
     held: VecDeque<(Id, Submit)>,
     /// The number of the first job of the current block this connection was given: a job
     /// id below it names a job of an older block.
-    block_first_job: Option<u64>,
+    block_first_job: Option<JobId>,
     connected: Instant,
     /// Unix microseconds at `connected`: with `Instant`s this gives the wall clock (ntime
     /// checks, when a share or block was found) without reading it.
@@ -215,12 +215,12 @@ pub fn split_user(user: &str) -> (&str, &str) {
 }
 
 /// The `d=N` option of a password like `x,d=512`.
-pub fn password_difficulty(password: &str) -> Option<f64> {
+pub fn password_difficulty(password: &str) -> Option<Difficulty> {
     password
         .split([',', ';', ' '])
         .filter_map(|kv| kv.trim().strip_prefix("d="))
         .filter_map(|v| v.parse::<f64>().ok())
-        .find(|d| d.is_finite() && *d > 0.0)
+        .find_map(Difficulty::new)
 }
 
 impl Session {
@@ -290,7 +290,7 @@ impl Session {
     }
 
     /// The difficulty in force.
-    pub fn difficulty(&self) -> f64 {
+    pub fn difficulty(&self) -> Difficulty {
         self.vardiff.difficulty()
     }
 
@@ -526,7 +526,7 @@ impl Session {
         }
     }
 
-    fn difficulty_changed(&mut self, d: f64) {
+    fn difficulty_changed(&mut self, d: Difficulty) {
         self.events.push_back(Event::Difficulty(d));
         if self.subscribed && self.is_authorized() && self.sent_difficulty.is_some() {
             self.send_current(false);
@@ -621,7 +621,7 @@ impl Session {
             .as_ref()
             .is_none_or(|c| c.checked().prev_hash != job.checked().prev_hash);
         if new_block {
-            self.block_first_job = JobIds::number(&job.id);
+            self.block_first_job = Some(job.id);
         }
         self.current = Some(job.clone());
         if self.subscribed && self.is_authorized() {
@@ -798,12 +798,13 @@ impl Session {
         let version_mask = self.version_mask;
         let max_ahead = self.settings.max_ntime_ahead;
         let block_first_job = self.block_first_job;
-        let Some(sent) = self.jobs.iter_mut().rev().find(|j| j.job.id == s.job_id) else {
+        let id = JobId::parse(&s.job_id);
+        let Some(sent) = self.jobs.iter_mut().rev().find(|j| Some(j.job.id) == id) else {
             // A job of an older block (of this connection, forgotten, or of the miner's
             // last connection, maybe to the pool process before this one) is stale, which
             // is no fault of the miner's; a made-up id is not.
-            let older = JobIds::number(&s.job_id)
-                .filter(|n| self.ids.could_be_ours(*n))
+            let older = id
+                .filter(|id| self.ids.could_be_ours(*id))
                 .zip(block_first_job)
                 .is_some_and(|(n, first)| n < first);
             return Err(if older {
@@ -816,7 +817,7 @@ impl Session {
             return Err(Reject::Stale);
         }
         let difficulty = sent.difficulty.min(current_difficulty);
-        let target = Target::from_difficulty(difficulty).unwrap_or(Target::MAX);
+        let target = difficulty.target();
         let ctx = validate::Context {
             job: &sent.job,
             coinbase: &sent.coinbase,

@@ -7,7 +7,7 @@ use crate::hash::Hash256;
 use crate::hexfmt::decode_u32_be;
 use crate::stratum::message::{MessageError, type_name};
 use crate::stratum::work::{prevhash_from_stratum, prevhash_to_stratum};
-use crate::target::CompactTarget;
+use crate::target::{CompactTarget, Difficulty};
 
 /// A method call with its parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,7 +21,7 @@ pub enum Method {
     /// `mining.extranonce.subscribe`.
     ExtranonceSubscribe,
     /// `mining.suggest_difficulty`.
-    SuggestDifficulty(f64),
+    SuggestDifficulty(Difficulty),
     /// `mining.configure` (BIP 310).
     Configure(Configure),
     /// `mining.get_transactions` for a job id.
@@ -29,7 +29,7 @@ pub enum Method {
     /// `mining.notify` (server to client).
     Notify(Notify),
     /// `mining.set_difficulty`.
-    SetDifficulty(f64),
+    SetDifficulty(Difficulty),
     /// `mining.set_extranonce`.
     SetExtranonce(SetExtranonce),
     /// `mining.set_version_mask` (BIP 310).
@@ -110,13 +110,14 @@ impl Configure {
     }
 
     /// The requested minimum difficulty (`minimum-difficulty.value`), when asked for.
-    pub fn minimum_difficulty(&self) -> Option<f64> {
+    pub fn minimum_difficulty(&self) -> Option<Difficulty> {
         if !self.extensions.iter().any(|e| e == "minimum-difficulty") {
             return None;
         }
         self.params
             .get("minimum-difficulty.value")
             .and_then(Value::as_f64)
+            .and_then(Difficulty::new)
     }
 }
 
@@ -246,17 +247,15 @@ impl<'a> Params<'a> {
     }
 
     /// A positive, finite difficulty; a numeric string is accepted too.
-    fn difficulty(&self, i: usize) -> Result<f64, MessageError> {
+    fn difficulty(&self, i: usize) -> Result<Difficulty, MessageError> {
         let v = self.get(i, "difficulty")?;
         let d = match v {
             Value::Number(n) => n.as_f64(),
             Value::String(s) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
-        match d {
-            Some(d) if d.is_finite() && d > 0.0 => Ok(d),
-            _ => Err(self.bad(format!("difficulty must be a number above zero, got {v}"))),
-        }
+        d.and_then(Difficulty::new)
+            .ok_or_else(|| self.bad(format!("difficulty must be a number above zero, got {v}")))
     }
 
     fn bool(&self, i: usize, field: &str) -> Result<bool, MessageError> {
@@ -435,7 +434,7 @@ impl Method {
                 Value::Array(v)
             }
             Method::ExtranonceSubscribe | Method::GetVersion => json!([]),
-            Method::SuggestDifficulty(d) | Method::SetDifficulty(d) => json!([d]),
+            Method::SuggestDifficulty(d) | Method::SetDifficulty(d) => json!([d.get()]),
             Method::Configure(c) => json!([c.extensions, c.params]),
             Method::GetTransactions(job) => json!([job]),
             Method::Notify(n) => json!([

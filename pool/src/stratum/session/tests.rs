@@ -5,7 +5,7 @@ use crate::chain::jobs::JobMaker;
 use crate::chain::jobs::tests::{PREV_A, PREV_B, regtest_template};
 use protocol::stratum::Notify;
 use protocol::stratum::codec::parse_line;
-use protocol::{CompactTarget, Hash256};
+use protocol::{CompactTarget, Hash256, Target};
 
 const ADDR: &str = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn";
 const ADDR2: &str = "n3GNqMveyvaPvUbH469vDRadqpJMPc84JA";
@@ -111,7 +111,7 @@ fn set_difficulty(out: &[Message]) -> Option<f64> {
         Message::Request {
             method: Method::SetDifficulty(d),
             ..
-        } => Some(*d),
+        } => Some(d.get()),
         _ => None,
     })
 }
@@ -172,7 +172,7 @@ fn opening_grants_the_mask_and_sends_difficulty_then_work() {
     ));
     assert!(accepted(&out));
     assert!(
-        matches!(&out[1], Message::Request { method: Method::SetDifficulty(d), .. } if *d == 3e-10)
+        matches!(&out[1], Message::Request { method: Method::SetDifficulty(d), .. } if d.get() == 3e-10)
     );
     let n = last_notify(&out).unwrap();
     assert!(n.clean_jobs);
@@ -373,11 +373,11 @@ fn suggest_difficulty_before_or_after_authorize_and_password_override() {
         r#"{{"id":3,"method":"mining.authorize","params":["{ADDR}","x"]}}"#
     ));
     assert!(out.iter().any(
-        |m| matches!(m, Message::Request { method: Method::SetDifficulty(d), .. } if *d == 2e-10)
+        |m| matches!(m, Message::Request { method: Method::SetDifficulty(d), .. } if d.get() == 2e-10)
     ));
     let out = h.line(r#"{"id":4,"method":"mining.suggest_difficulty","params":[3e-10]}"#);
     assert!(out.iter().any(
-        |m| matches!(m, Message::Request { method: Method::SetDifficulty(d), .. } if *d == 3e-10)
+        |m| matches!(m, Message::Request { method: Method::SetDifficulty(d), .. } if d.get() == 3e-10)
     ));
     assert!(last_notify(&out).is_some(), "applies from a new job");
     // d=N fixes it, capped at the network difficulty (regtest: about 4.66e-10).
@@ -704,7 +704,7 @@ fn the_same_work_again_comes_with_a_new_ntime_and_a_share_counts_once() {
     }
     // And a refresh of the feed with nothing new (run::make_jobs gives it the work's
     // number) goes out later again.
-    let first = JobIds::number(&n.job_id).unwrap();
+    let first = JobId::parse(&n.job_id).unwrap();
     let mut refresh = h.maker.make(regtest_template(PREV_A, 2), NOW_UNIX).unwrap();
     assert_eq!(refresh.ntime, n.ntime);
     refresh.work = first;
