@@ -456,15 +456,15 @@ impl PoolConfig {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        Self::from_toml(&text).map_err(|detail| ConfigError::Parse {
+        Self::from_toml(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
-            detail,
+            detail: e.to_string(),
         })
     }
 
     /// Parses TOML text.
-    pub fn from_toml(text: &str) -> Result<PoolConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<PoolConfig, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Checks every value that could fail later, and derives the parsed forms.
@@ -665,7 +665,9 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_named() {
-        let err = PoolConfig::from_toml("modee = \"solo\"").unwrap_err();
+        let err = PoolConfig::from_toml("modee = \"solo\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `modee`"), "{err}");
         let mut c = minimal();
         c.pool_address = Some("not-an-address".into());
@@ -698,7 +700,9 @@ mod tests {
                 .to_string()
                 .starts_with("api.pool_id")
         );
-        let err = PoolConfig::from_toml("[api]\nbnd = \"127.0.0.1:1\"").unwrap_err();
+        let err = PoolConfig::from_toml("[api]\nbnd = \"127.0.0.1:1\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `bnd`"), "{err}");
         let mut c = minimal();
         c.payouts.fee_percent = 101.0;

@@ -62,6 +62,9 @@ pub enum StartError {
         /// What the node said.
         detail: String,
     },
+    /// The `stratum+ssl` certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::stratum::tls::TlsError),
     /// PostgreSQL could not be reached or its schema brought up to date.
     #[error("database.url: {0}")]
     Database(#[from] crate::store::StoreError),
@@ -149,12 +152,7 @@ pub async fn start(
     let mut tls_addr = None;
     let mut certificates = None;
     if let Some(tls) = &s.tls {
-        let certs = Arc::new(Certificates::load(&tls.cert_file, &tls.key_file).map_err(
-            |detail| StartError::Io {
-                what: "loading the TLS certificate".into(),
-                detail,
-            },
-        )?);
+        let certs = Arc::new(Certificates::load(&tls.cert_file, &tls.key_file)?);
         let tcp = net::reserve(tls.bind, s.reuse_port)
             .map_err(|e| bind_error("stratum.tls.bind", tls.bind, e))?;
         tls_addr = Some(local(&tcp)?);

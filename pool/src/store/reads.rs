@@ -1,7 +1,8 @@
-//! Reads for the HTTP API: history and accounts. Amounts stay in satoshis and times in
-//! unix microseconds here; the API turns them into Miningcore's shapes.
+//! Reads for the HTTP API: history and accounts, each row mapped by `sqlx::FromRow` from
+//! columns named as the fields. Amounts stay in satoshis and times in unix microseconds
+//! here; the API turns them into Miningcore's shapes.
 
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::store::{BlockRow, Store, StoreError};
 
@@ -27,7 +28,7 @@ impl Interval {
 }
 
 /// The pool over one interval.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct PoolSample {
     /// Start of the interval.
     pub time_us: i64,
@@ -42,7 +43,7 @@ pub struct PoolSample {
 }
 
 /// One worker over one interval.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct WorkerSample {
     /// Start of the interval.
     pub time_us: i64,
@@ -55,9 +56,10 @@ pub struct WorkerSample {
 }
 
 /// A found block as the API shows it: the stored block and where it stands.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct BlockView {
     /// The block as found.
+    #[sqlx(flatten)]
     pub block: BlockRow,
     /// pending, confirmed or orphaned.
     pub status: String,
@@ -68,7 +70,7 @@ pub struct BlockView {
 }
 
 /// One payment to one address.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct PaymentRow {
     /// The address paid.
     pub address: String,
@@ -81,7 +83,7 @@ pub struct PaymentRow {
 }
 
 /// One address's account.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, FromRow)]
 pub struct Account {
     /// Whether the pool has ever seen the address (shares, credits or payments).
     pub known: bool,
@@ -112,6 +114,18 @@ pub struct Totals {
     pub round_difficulty: f64,
 }
 
+/// The row behind [`Totals`].
+#[derive(FromRow)]
+struct TotalsRow {
+    paid: i64,
+    blocks: i64,
+    pending: i64,
+    confirmed: i64,
+    orphaned: i64,
+    last_block_us: Option<i64>,
+    round_difficulty: f64,
+}
+
 /// Share difficulty since the pool's last block (all of it before the first block):
 /// whole minutes after the block's minute from `share_minutes`, the rest of the block's
 /// own minute from raw `shares`, so the sum is exact without scanning a long round's
@@ -134,27 +148,17 @@ impl Store {
         since_secs: f64,
         interval: Interval,
     ) -> Result<Vec<PoolSample>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts_to_micros(date_trunc($2, time)) AS t, avg(hashrate) AS h,
-                    avg(shares_per_sec) AS s, max(miners)::bigint AS m, max(workers)::bigint AS w
+        Ok(sqlx::query_as(
+            "SELECT ts_to_micros(date_trunc($2, time)) AS time_us, avg(hashrate) AS hashrate,
+                    avg(shares_per_sec) AS shares_per_sec, max(miners)::bigint AS miners,
+                    max(workers)::bigint AS workers
              FROM pool_stats WHERE time >= now() - make_interval(secs => $1)
              GROUP BY 1 ORDER BY 1",
         )
         .bind(since_secs)
         .bind(interval.unit())
         .fetch_all(self.db())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PoolSample {
-                    time_us: r.try_get("t")?,
-                    hashrate: r.try_get("h")?,
-                    shares_per_sec: r.try_get("s")?,
-                    miners: r.try_get("m")?,
-                    workers: r.try_get("w")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// One address's per-worker samples of the last `since_secs`, oldest first.
@@ -164,9 +168,9 @@ impl Store {
         since_secs: f64,
         interval: Interval,
     ) -> Result<Vec<WorkerSample>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts_to_micros(date_trunc($3, time)) AS t, worker, avg(hashrate) AS h,
-                    avg(shares_per_sec) AS s
+        Ok(sqlx::query_as(
+            "SELECT ts_to_micros(date_trunc($3, time)) AS time_us, worker,
+                    avg(hashrate) AS hashrate, avg(shares_per_sec) AS shares_per_sec
              FROM miner_stats
              WHERE address = $1 AND time >= now() - make_interval(secs => $2)
              GROUP BY 1, 2 ORDER BY 1, 2",
@@ -175,47 +179,20 @@ impl Store {
         .bind(since_secs)
         .bind(interval.unit())
         .fetch_all(self.db())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WorkerSample {
-                    time_us: r.try_get("t")?,
-                    worker: r.try_get("worker")?,
-                    hashrate: r.try_get("h")?,
-                    shares_per_sec: r.try_get("s")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Blocks, newest first.
     pub async fn blocks_page(&self, offset: i64, limit: i64) -> Result<Vec<BlockView>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT hash, height, ts_to_micros(found_at) AS found, finder, reward,
+        Ok(sqlx::query_as(
+            "SELECT hash, height, ts_to_micros(found_at) AS found_us, finder, reward,
                     network_difficulty, status::text AS status, confirmations, effort
              FROM blocks ORDER BY found_at DESC, hash OFFSET $1 LIMIT $2",
         )
         .bind(offset)
         .bind(limit)
         .fetch_all(self.db())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BlockView {
-                    block: BlockRow {
-                        hash: r.try_get("hash")?,
-                        height: r.try_get("height")?,
-                        found_us: r.try_get("found")?,
-                        finder: r.try_get("finder")?,
-                        reward: r.try_get("reward")?,
-                        network_difficulty: r.try_get("network_difficulty")?,
-                    },
-                    status: r.try_get("status")?,
-                    confirmations: r.try_get("confirmations")?,
-                    effort: r.try_get("effort")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Payments sent, newest first; one address's when `address` is given.
@@ -225,9 +202,9 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<PaymentRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT p.address, p.amount, o.txid,
-                    ts_to_micros(coalesce(o.sent_at, o.created_at)) AS t
+                    ts_to_micros(coalesce(o.sent_at, o.created_at)) AS time_us
              FROM payments p JOIN payouts o ON o.id = p.payout_id
              WHERE o.status = 'sent' AND ($1::text IS NULL OR p.address = $1)
              ORDER BY o.id DESC, p.address OFFSET $2 LIMIT $3",
@@ -236,33 +213,23 @@ impl Store {
         .bind(offset)
         .bind(limit)
         .fetch_all(self.db())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PaymentRow {
-                    address: r.try_get("address")?,
-                    amount: r.try_get("amount")?,
-                    txid: r.try_get("txid")?,
-                    time_us: r.try_get("t")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// One address's account.
     pub async fn account(&self, address: &str) -> Result<Account, StoreError> {
-        let r = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT
                coalesce((SELECT amount FROM balances WHERE address = $1), 0) AS balance,
                coalesce((SELECT paid FROM balances WHERE address = $1), 0) AS paid,
                coalesce((SELECT sum(p.amount) FROM payments p JOIN payouts o ON o.id = p.payout_id
                          WHERE p.address = $1 AND o.status = 'sent'
                            AND o.sent_at >= date_trunc('day', now() AT TIME ZONE 'UTC')
-                                            AT TIME ZONE 'UTC'), 0)::bigint AS today,
+                                            AT TIME ZONE 'UTC'), 0)::bigint AS paid_today,
                (SELECT ts_to_micros(max(o.sent_at)) FROM payments p
                   JOIN payouts o ON o.id = p.payout_id
-                WHERE p.address = $1 AND o.status = 'sent') AS last_payment,
-               {round} AS round,
+                WHERE p.address = $1 AND o.status = 'sent') AS last_payment_us,
+               {round} AS round_difficulty,
                EXISTS (SELECT 1 FROM share_minutes WHERE address = $1)
                  OR EXISTS (SELECT 1 FROM balances WHERE address = $1)
                  OR EXISTS (SELECT 1 FROM credits WHERE address = $1) AS known",
@@ -270,15 +237,7 @@ impl Store {
         ))
         .bind(address)
         .fetch_one(self.db())
-        .await?;
-        Ok(Account {
-            known: r.try_get("known")?,
-            balance: r.try_get("balance")?,
-            paid: r.try_get("paid")?,
-            paid_today: r.try_get("today")?,
-            last_payment_us: r.try_get("last_payment")?,
-            round_difficulty: r.try_get("round")?,
-        })
+        .await?)
     }
 
     /// Blocks by status: pending, confirmed, orphaned (for `/metrics`).
@@ -300,29 +259,29 @@ impl Store {
 
     /// Pool-wide totals.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let r = sqlx::query(&format!(
+        let r: TotalsRow = sqlx::query_as(&format!(
             "SELECT
                coalesce((SELECT sum(paid) FROM balances), 0)::bigint AS paid,
                (SELECT count(*) FROM blocks) AS blocks,
                (SELECT count(*) FROM blocks WHERE status = 'pending') AS pending,
                (SELECT count(*) FROM blocks WHERE status = 'confirmed') AS confirmed,
                (SELECT count(*) FROM blocks WHERE status = 'orphaned') AS orphaned,
-               (SELECT ts_to_micros(max(found_at)) FROM blocks) AS last_block,
-               {round} AS round",
+               (SELECT ts_to_micros(max(found_at)) FROM blocks) AS last_block_us,
+               {round} AS round_difficulty",
             round = round_difficulty_sql("")
         ))
         .fetch_one(self.db())
         .await?;
         Ok(Totals {
-            paid: r.try_get("paid")?,
-            blocks: r.try_get("blocks")?,
+            paid: r.paid,
+            blocks: r.blocks,
             by_status: [
-                ("pending".into(), r.try_get("pending")?),
-                ("confirmed".into(), r.try_get("confirmed")?),
-                ("orphaned".into(), r.try_get("orphaned")?),
+                ("pending".into(), r.pending),
+                ("confirmed".into(), r.confirmed),
+                ("orphaned".into(), r.orphaned),
             ],
-            last_block_us: r.try_get("last_block")?,
-            round_difficulty: r.try_get("round")?,
+            last_block_us: r.last_block_us,
+            round_difficulty: r.round_difficulty,
         })
     }
 }

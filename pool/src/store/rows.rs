@@ -29,7 +29,7 @@ pub struct ShareRow {
 }
 
 /// A block the node accepted, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct BlockRow {
     /// Block hash (display hex).
     pub hash: String,

@@ -13,6 +13,47 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Why a certificate or key could not be used; each names the file and the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("reading stratum.tls.{setting} {file}: {source}")]
+    Read {
+        /// `cert_file` or `key_file`.
+        setting: &'static str,
+        /// The file.
+        file: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The certificate file is not PEM, or holds no certificate.
+    #[error("stratum.tls.cert_file {file}: {detail}")]
+    Certificate {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The key file holds no usable private key.
+    #[error("stratum.tls.key_file {file}: no usable private key ({detail})")]
+    Key {
+        /// The file.
+        file: String,
+        /// What rustls said.
+        detail: String,
+    },
+    /// The key does not belong to the certificate (or rustls refused the pair).
+    #[error("stratum.tls: the key {key} does not fit the certificate {cert}: {detail}")]
+    Mismatch {
+        /// The key file.
+        key: String,
+        /// The certificate file.
+        cert: String,
+        /// What rustls said.
+        detail: String,
+    },
+}
+
 /// The acceptor in use and the files it came from.
 pub struct Certificates {
     cert_file: PathBuf,
@@ -31,7 +72,7 @@ impl std::fmt::Debug for Certificates {
 
 impl Certificates {
     /// Reads the files; an error names the file and what is wrong with it.
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Certificates, String> {
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Certificates, TlsError> {
         let acceptor = read(cert_file, key_file)?;
         Ok(Certificates {
             cert_file: cert_file.to_path_buf(),
@@ -49,46 +90,56 @@ impl Certificates {
     }
 
     /// Re-reads the files; on failure the old certificate stays in use.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let fresh = read(&self.cert_file, &self.key_file)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
 }
 
-fn read(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
-    let cert_pem = std::fs::read(cert_file)
-        .map_err(|e| format!("reading stratum.tls.cert_file {}: {e}", cert_file.display()))?;
+fn read(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsError> {
+    let (cert, key) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let cert_pem = std::fs::read(cert_file).map_err(|source| TlsError::Read {
+        setting: "cert_file",
+        file: cert.clone(),
+        source,
+    })?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("stratum.tls.cert_file {}: {e}", cert_file.display()))?;
+        .map_err(|e| TlsError::Certificate {
+            file: cert.clone(),
+            detail: e.to_string(),
+        })?;
     if chain.is_empty() {
-        return Err(format!(
-            "stratum.tls.cert_file {}: no PEM CERTIFICATE block in it",
-            cert_file.display()
-        ));
+        return Err(TlsError::Certificate {
+            file: cert,
+            detail: "no PEM CERTIFICATE block in it".into(),
+        });
     }
-    let key_pem = std::fs::read(key_file)
-        .map_err(|e| format!("reading stratum.tls.key_file {}: {e}", key_file.display()))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        format!(
-            "stratum.tls.key_file {}: no usable private key ({e})",
-            key_file.display()
-        )
+    let key_pem = std::fs::read(key_file).map_err(|source| TlsError::Read {
+        setting: "key_file",
+        file: key.clone(),
+        source,
+    })?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Key {
+        file: key.clone(),
+        detail: e.to_string(),
     })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mismatch = |detail: String| TlsError::Mismatch {
+        key: key.clone(),
+        cert: cert.clone(),
+        detail,
+    };
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
+        .map_err(|e| mismatch(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            format!(
-                "stratum.tls: the key {} does not fit the certificate {}: {e}",
-                key_file.display(),
-                cert_file.display()
-            )
-        })?;
+        .with_single_cert(chain, private)
+        .map_err(|e| mismatch(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -111,12 +162,14 @@ mod tests {
         let (c, k) = write_pair(dir.path(), "a");
         let certs = Certificates::load(&c, &k).unwrap();
 
-        let missing = Certificates::load(&dir.path().join("nope.crt"), &k).unwrap_err();
+        let missing = Certificates::load(&dir.path().join("nope.crt"), &k)
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("nope.crt"), "{missing}");
         let (_, other_key) = write_pair(dir.path(), "b");
-        let mismatch = Certificates::load(&c, &other_key).unwrap_err();
+        let mismatch = Certificates::load(&c, &other_key).unwrap_err().to_string();
         assert!(mismatch.contains("does not fit"), "{mismatch}");
-        let not_pem = Certificates::load(&k, &k).unwrap_err();
+        let not_pem = Certificates::load(&k, &k).unwrap_err().to_string();
         assert!(not_pem.contains("no PEM CERTIFICATE"), "{not_pem}");
 
         // A failed reload keeps the old certificate; a good one replaces it.

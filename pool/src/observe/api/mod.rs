@@ -168,9 +168,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A database error is logged here, never shown: its text can name tables, hosts and
+/// users. The client gets a short 503.
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Unavailable(format!("the database did not answer: {e}"))
+        tracing::warn!(error = %e, "API request failed on the database");
+        ApiError::Unavailable("the database did not answer; try again later".into())
     }
 }
 
