@@ -13,7 +13,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use testkit::{RegtestPair, TempPostgres};
 
 /// 2^-33: below regtest's network difficulty.
 const D: &str = "1.1641532182693481e-10";
@@ -97,16 +96,9 @@ fn assert_no_console_errors(dom: &str, stderr: &str, page: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_pools_hashrate_and_a_found_block() {
-    let pair = RegtestPair::start().unwrap();
-    let pg = TempPostgres::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pool_address = pair.node(0).new_address().unwrap();
-    let mut cfg = pplns_config(
-        vec![node_config(pair.node(0))],
-        pool_address,
-        dir.path(),
-        &pg,
-    );
+    let setup = Setup::start();
+    let pair = &setup.pair;
+    let mut cfg = setup.config();
     cfg.database.stats_interval_secs = 1;
     cfg.payouts.payments = false;
     let mut pool = TestPool::start(cfg).await;

@@ -237,16 +237,9 @@ async fn credits_follow_the_formula_and_an_orphan_credits_no_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_shares_survive_thirty_seconds_without_postgres() {
     let _turn = SERIAL.lock().await;
-    let pair = RegtestPair::start().unwrap();
-    let mut pg = TempPostgres::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pool_address = pair.node(0).new_address().unwrap();
-    let mut cfg = pplns_config(
-        vec![node_config(pair.node(0))],
-        pool_address,
-        dir.path(),
-        &pg,
-    );
+    let mut setup = Setup::start();
+    let mut cfg = setup.config();
+    let (pair, pg) = (&setup.pair, &mut setup.pg);
     cfg.payouts.payments = false;
     let mut pool = TestPool::start(cfg).await;
     let db = pool.running.store.clone().unwrap().db().clone();
@@ -308,7 +301,7 @@ async fn acknowledged_shares_survive_thirty_seconds_without_postgres() {
     let minutes: i64 = count(&db, "SELECT sum(shares)::bigint FROM share_minutes").await;
     assert_eq!(minutes, stored, "per-minute totals count each share once");
     assert!(count(&db, "SELECT count(*) FROM blocks").await >= 3);
-    let spool = std::fs::read_to_string(dir.path().join("spool/spool.jsonl")).unwrap();
+    let spool = std::fs::read_to_string(setup.dir.path().join("spool/spool.jsonl")).unwrap();
     assert!(spool.is_empty(), "the spool is emptied after the replay");
 }
 

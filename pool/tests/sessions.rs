@@ -27,28 +27,13 @@ const NOW_UNIX: u32 = 1_700_000_100;
 const PREV_A: &str = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
 const PREV_B: &str = "1f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
 
-/// A regtest template as a Bitcoin SV node sends it (one transaction, no segwit).
+/// A regtest template as a Bitcoin SV node sends it (one transaction, no segwit), on `prev`.
 fn template(prev: &str, height: u64) -> Arc<Template> {
-    let json = serde_json::json!({
-        "version": 536870912u32,
-        "previousblockhash": prev,
-        "transactions": [{
-            "data": "0100000001c997a5e56e104102fa209c6a852dd90660a20b2d9c352423edce25857fcd3704000000004847304402204e45e16932b8af514961a1d3a1a25fdf3f4f7732e9d624c6c61548ab5fb8cd410220181522ec8eca07de4860a4acdd12909d831cc56cbbac4622082221a8768d1d0901ffffffff0200ca9a3b00000000434104ae1a62fe09c5f51b13905f07f06b99a2f7159b2225f374cd378d71302fa28414e7aab37397f554a7df5f142c21c1b7303b8a0626f1baded5c72a704f7e6cd84cac00286bee0000000043410411db93e1dcdb8a016b49840f8c53bc1eb68a382e97b1482ecad7b148a6909a5cb2e0eaddfb84ccf9744464f82e160bfa9b8b64f9d4c03f999b8643f656b412a3ac00000000",
-            "hash": "f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16",
-            "fee": 0
-        }],
-        "coinbaseaux": {"flags": ""},
-        "coinbasevalue": 5_000_000_000u64,
-        "longpollid": format!("{prev}1"),
-        "target": "7fffff0000000000000000000000000000000000000000000000000000000000",
-        "mintime": 1_700_000_000u32,
-        "mutable": ["time", "transactions", "prevblock"],
-        "noncerange": "00000000ffffffff",
-        "sizelimit": 32000000,
-        "curtime": NOW_UNIX,
-        "bits": "207fffff",
-        "height": height
-    });
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("data/gbt-regtest-sv.json")).unwrap();
+    json["previousblockhash"] = prev.into();
+    json["longpollid"] = format!("{prev}1").into();
+    json["height"] = height.into();
     let raw = protocol::template::BlockTemplate::from_json(&json).unwrap();
     Arc::new(Template {
         checked: raw.validate().unwrap(),

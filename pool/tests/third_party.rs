@@ -25,7 +25,7 @@ use protocol::Target;
 use protocol::stratum::codec::parse_line;
 use protocol::stratum::{Message, Method, Notify, SubscribeResult, share_header};
 use serde_json::{Value, json};
-use testkit::{RegtestPair, TempPostgres};
+use testkit::RegtestPair;
 
 const POOLER: &str = "pooler cpuminer 2.5.1 (minerd -a sha256d -t 1)";
 const OPT: &str = "cpuminer-opt 26.1 (cpuminer -a sha256d -t 1, built with -march=native)";
@@ -538,16 +538,8 @@ async fn real_miner_shapes_flood_valid_shares_for_a_minute_and_are_never_closed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_valid_shares_waits_for_the_database_instead_of_piling_up() {
-    let pair = RegtestPair::start().unwrap();
-    let pg = TempPostgres::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pool_address = pair.node(1).new_address().unwrap();
-    let cfg = pplns_config(
-        vec![node_config(pair.node(0))],
-        pool_address,
-        dir.path(),
-        &pg,
-    );
+    let setup = Setup::start();
+    let cfg = setup.config();
     let pool = TestPool::start(cfg).await;
     let port = pool.port();
     let opt = shape(OPT);

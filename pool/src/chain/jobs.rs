@@ -270,24 +270,15 @@ pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A real regtest template (Bitcoin SV node, height 103, one transaction).
+    /// A regtest template as a Bitcoin SV node sends it (`tests/data/gbt-regtest-sv.json`),
+    /// on `prev` at `height`, without its transaction.
     pub(crate) fn regtest_template(prev: &str, height: u64) -> Arc<Template> {
-        let json = serde_json::json!({
-            "version": 536870912u32,
-            "previousblockhash": prev,
-            "transactions": [],
-            "coinbaseaux": {"flags": ""},
-            "coinbasevalue": 5000000000u64,
-            "longpollid": format!("{prev}1"),
-            "target": "7fffff0000000000000000000000000000000000000000000000000000000000",
-            "mintime": 1_700_000_000u32,
-            "mutable": ["time", "transactions", "prevblock"],
-            "noncerange": "00000000ffffffff",
-            "sizelimit": 32000000,
-            "curtime": 1_700_000_100u32,
-            "bits": "207fffff",
-            "height": height
-        });
+        let mut json: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/gbt-regtest-sv.json")).unwrap();
+        json["previousblockhash"] = prev.into();
+        json["longpollid"] = format!("{prev}1").into();
+        json["height"] = height.into();
+        json["transactions"] = serde_json::json!([]);
         let raw = protocol::template::BlockTemplate::from_json(&json).unwrap();
         Arc::new(Template {
             checked: raw.validate().unwrap(),

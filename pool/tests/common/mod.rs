@@ -71,6 +71,40 @@ pub fn pplns_config(
     c
 }
 
+/// What most PPLNS tests start from: a regtest pair, a throwaway PostgreSQL, a temp dir,
+/// and the pool's address in node 0's wallet.
+pub struct Setup {
+    pub pair: testkit::RegtestPair,
+    pub pg: TempPostgres,
+    pub dir: tempfile::TempDir,
+    pub pool_address: String,
+}
+
+impl Setup {
+    pub fn start() -> Setup {
+        let pair = testkit::RegtestPair::start().unwrap();
+        let pg = TempPostgres::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pool_address = pair.node(0).new_address().unwrap();
+        Setup {
+            pair,
+            pg,
+            dir,
+            pool_address,
+        }
+    }
+
+    /// A PPLNS pool on node 0 with the database.
+    pub fn config(&self) -> PoolConfig {
+        pplns_config(
+            vec![node_config(self.pair.node(0))],
+            self.pool_address.clone(),
+            self.dir.path(),
+            &self.pg,
+        )
+    }
+}
+
 /// A running pool and the token that stops it.
 pub struct TestPool {
     pub running: RunningPool,
