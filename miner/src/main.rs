@@ -149,6 +149,8 @@ fn main() -> ExitCode {
                 )
                 .with_target(false)
                 .with_writer(std::io::stderr)
+                // Colour codes only for a terminal: a log file or journald gets plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let args = match &cli.config {
                 Some(path) => match MineArgs::from_file(path) {

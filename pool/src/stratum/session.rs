@@ -23,7 +23,9 @@
 //! - A submit that arrives before the connection is subscribed and authorized (a miner
 //!   flushing shares of its last connection as it reconnects) is held and answered after
 //!   the authorize reply, so that a miner which takes the first reply for the answer to
-//!   its authorize reads the right one. Its refusal does not count against it.
+//!   its authorize reads the right one. Its refusal does not count against it; if the
+//!   connection did not resume the session the miner asked for, they are stale (made
+//!   with another extranonce1).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -196,6 +198,9 @@ pub struct Session {
     bucket: Bucket,
     /// Submits that came before subscribe and authorize (at most [`HELD_SUBMITS`]).
     held: VecDeque<(Id, Submit)>,
+    /// The miner subscribed with the session id it got (our extranonce1): its work from
+    /// the last connection is still good.
+    resumed: bool,
     /// The number of the first job of the current block this connection was given: a job
     /// id below it names a job of an older block.
     block_first_job: Option<JobId>,
@@ -255,6 +260,7 @@ impl Session {
                 last: now,
             },
             held: VecDeque::new(),
+            resumed: false,
             block_first_job: None,
             connected: now,
             connected_us: now_unix_us,
@@ -401,10 +407,13 @@ impl Session {
                 }
                 self.reply(id, result.to_value());
             }
-            Method::Subscribe(_) => {
+            Method::Subscribe(sub) => {
                 let first = !self.subscribed;
                 self.subscribed = true;
                 let sid = hex::encode(self.extranonce1);
+                if first {
+                    self.resumed = sub.session_id.as_deref() == Some(sid.as_str());
+                }
                 let result = SubscribeResult {
                     subscriptions: vec![
                         ("mining.set_difficulty".into(), sid.clone()),
@@ -515,7 +524,17 @@ impl Session {
             return;
         }
         while let Some((id, submit)) = self.held.pop_front() {
-            self.submit(now, id, &submit, true);
+            if self.resumed {
+                self.submit(now, id, &submit, true);
+            } else {
+                // Made with the extranonce1 of a session this connection did not resume:
+                // they cannot be checked, and are no fault of the miner's.
+                self.reply_error(id, Reject::Stale.to_error());
+                self.events.push_back(Event::Rejected {
+                    user: submit.worker.clone(),
+                    reason: Reject::Stale,
+                });
+            }
         }
     }
 

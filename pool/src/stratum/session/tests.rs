@@ -605,8 +605,11 @@ fn submits_before_authorize_are_answered_after_it() {
     h.job(PREV_A, 2);
     // As pooler's cpuminer does after a reconnect: subscribe, the shares it still had,
     // then authorize, all in one write.
-    let mut lines =
-        vec![r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#.to_string()];
+    // The session id the miner had: this connection resumes it (the same extranonce1).
+    let mut lines = vec![
+        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1","00000009"]}"#
+            .to_string(),
+    ];
     for &x in &good {
         lines.push(submit(&user, &n, x, n.ntime, "").replace(r#""id":9"#, r#""id":4"#));
     }
@@ -639,6 +642,31 @@ fn submits_before_authorize_are_answered_after_it() {
     assert!(
         closes(&h.events()).is_empty(),
         "held refusals do not ban (the limit is 10)"
+    );
+
+    // Without the session (another extranonce1), the held shares cannot be checked:
+    // answered stale, after the authorize reply all the same.
+    let mut h = Harness::new(Mode::Pplns);
+    h.job(PREV_A, 2);
+    let mut lines = vec![
+        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1","0000000a"]}"#
+            .to_string(),
+    ];
+    lines.extend(good.iter().map(|&x| submit(&user, &n, x, n.ntime, "")));
+    lines.push(format!(
+        r#"{{"id":2,"method":"mining.authorize","params":["{user}","x"]}}"#
+    ));
+    let replies: Vec<Value> = burst(&mut h, &lines)
+        .iter()
+        .filter(|m| matches!(m, Message::Response(_)))
+        .map(Message::to_value)
+        .collect();
+    assert_eq!(replies[1]["result"], json!(true), "{replies:?}");
+    assert!(
+        replies[2..]
+            .iter()
+            .all(|r| r["error"][1] == json!("Stale share")),
+        "{replies:?}"
     );
 
     // More than the session holds: the rest are refused at once, and never authorized,
