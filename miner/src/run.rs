@@ -106,7 +106,8 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
                 .tls_fingerprint
                 .as_deref()
                 .map(client::tls::parse_fingerprint)
-                .transpose()?,
+                .transpose()
+                .map_err(|e| e.to_string())?,
         })
     };
 

@@ -95,7 +95,7 @@ impl Endpoint {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
-        let (host, port) = split_host_port(hostport).map_err(|e| bad(&e))?;
+        let (host, port) = split_host_port(hostport).map_err(|e| bad(&e.to_string()))?;
         let host = if host.contains(':') {
             format!("[{host}]")
         } else {
@@ -138,21 +138,37 @@ impl Endpoint {
     }
 }
 
+/// A `HOST:PORT` that is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostPortError {
+    /// An IPv6 address without its brackets and port.
+    #[error("an IPv6 host needs [addr]:port")]
+    Ipv6,
+    /// No `:PORT`.
+    #[error("missing :PORT")]
+    NoPort,
+    /// Nothing before the port.
+    #[error("missing host")]
+    NoHost,
+    /// Not a port number.
+    #[error("bad port {0:?}")]
+    BadPort(String),
+}
+
 /// `HOST:PORT` or `[V6]:PORT`, with an optional trailing `/`.
-pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
+pub fn split_host_port(text: &str) -> Result<(String, u16), HostPortError> {
     let text = text.trim_end_matches('/');
     let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        v6.split_once("]:")
-            .ok_or("an IPv6 host needs [addr]:port")?
+        v6.split_once("]:").ok_or(HostPortError::Ipv6)?
     } else {
-        text.rsplit_once(':').ok_or("missing :PORT")?
+        text.rsplit_once(':').ok_or(HostPortError::NoPort)?
     };
     if host.is_empty() {
-        return Err("missing host".into());
+        return Err(HostPortError::NoHost);
     }
     let port = port
         .parse::<u16>()
-        .map_err(|_| format!("bad port {port:?}"))?;
+        .map_err(|_| HostPortError::BadPort(port.to_string()))?;
     Ok((host.to_string(), port))
 }
 

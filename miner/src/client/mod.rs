@@ -143,7 +143,9 @@ async fn open(pool: &PoolUrl, pin: Option<[u8; 32]>) -> Result<Box<dyn Io>, Stri
     }
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(pool.host.clone())
         .map_err(|e| format!("bad TLS server name {:?}: {e}", pool.host))?;
-    let handshake = tls::connector(pin)?.connect(name, stream);
+    let handshake = tls::connector(pin)
+        .map_err(|e| e.to_string())?
+        .connect(name, stream);
     match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Ok(Ok(s)) => Ok(Box::new(s)),
         Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),

@@ -17,14 +17,34 @@ use tokio_rustls::rustls::{
     self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+/// Why TLS cannot be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// `--tls-fingerprint` is not 32 bytes of hex.
+    #[error("bad TLS fingerprint {text:?}: {reason}")]
+    Fingerprint {
+        /// What was given.
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS set-up failed: {0}")]
+    Setup(String),
+}
+
 /// Parses a SHA-256 fingerprint: 64 hex digits, colons allowed (as `openssl x509
 /// -fingerprint -sha256` prints it).
-pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], TlsError> {
+    let bad = |reason: String| TlsError::Fingerprint {
+        text: text.to_string(),
+        reason,
+    };
     let clean: String = text.chars().filter(|c| *c != ':').collect();
-    let bytes = hex::decode(&clean).map_err(|e| format!("bad TLS fingerprint {text:?}: {e}"))?;
+    let bytes = hex::decode(&clean).map_err(|e| bad(e.to_string()))?;
     bytes
         .try_into()
-        .map_err(|_| format!("bad TLS fingerprint {text:?}: a SHA-256 fingerprint is 32 bytes"))
+        .map_err(|_| bad("a SHA-256 fingerprint is 32 bytes".into()))
 }
 
 /// The SHA-256 fingerprint of a DER certificate.
@@ -95,11 +115,11 @@ impl ServerCertVerifier for Pinned {
 }
 
 /// A connector that trusts the web PKI roots, or only the pinned certificate.
-pub fn connector(pin: Option<[u8; 32]>) -> Result<TlsConnector, String> {
+pub fn connector(pin: Option<[u8; 32]>) -> Result<TlsConnector, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?;
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
     let config = match pin {
         Some(fingerprint) => builder
             .dangerous()

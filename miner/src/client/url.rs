@@ -42,7 +42,7 @@ impl FromStr for PoolUrl {
             "stratum+ssl" | "stratum+tls" | "ssl" | "tls" => true,
             other => return Err(err(&format!("unknown scheme {other:?}"))),
         };
-        let (host, port) = split_host_port(rest).map_err(|e| err(&e))?;
+        let (host, port) = split_host_port(rest).map_err(|e| err(&e.to_string()))?;
         Ok(PoolUrl { host, port, tls })
     }
 }
