@@ -9,6 +9,7 @@ use std::time::Duration;
 use protocol::address::{self, Network, PayoutAddress};
 
 use crate::net::Trusted;
+use crate::stratum::v2::keys::AuthorityKeys;
 use serde::Deserialize;
 
 /// Who the coinbase pays.
@@ -167,6 +168,43 @@ pub struct StratumConfig {
     pub proxy_protocol_from: Vec<String>,
     /// A second, `stratum+ssl` listener (absent: none).
     pub tls: Option<TlsConfig>,
+    /// The Stratum V2 listener (absent: none).
+    pub v2: Option<V2Config>,
+}
+
+/// The Stratum V2 listener: Noise-encrypted binary frames, certified by an authority key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V2Config {
+    /// Listen address, e.g. 0.0.0.0:3336.
+    pub bind: SocketAddr,
+    /// The authority secret key, base58check as `pool keygen` prints it.
+    #[serde(default)]
+    pub authority_secret_key: Option<String>,
+    /// A file holding the authority secret key instead (first line).
+    #[serde(default)]
+    pub authority_secret_key_file: Option<PathBuf>,
+    /// The authority public key miners are given; checked against the secret at start.
+    #[serde(default)]
+    pub authority_public_key: Option<String>,
+    /// How long each connection's certificate is valid (seconds).
+    #[serde(default = "default_cert_validity_secs")]
+    pub cert_validity_secs: u64,
+}
+
+fn default_cert_validity_secs() -> u64 {
+    3600
+}
+
+/// The Stratum V2 listener's checked settings.
+#[derive(Clone, Debug)]
+pub struct V2Checked {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// The authority key pair.
+    pub keys: AuthorityKeys,
+    /// Certificate validity.
+    pub cert_validity: Duration,
 }
 
 /// The TLS listener: the same Stratum service, inside TLS 1.2/1.3 (rustls).
@@ -365,6 +403,7 @@ impl Default for StratumConfig {
             reuse_port: false,
             proxy_protocol_from: Vec::new(),
             tls: None,
+            v2: None,
         }
     }
 }
@@ -447,6 +486,8 @@ pub struct Checked {
     pub version_mask: u32,
     /// Where PROXY protocol headers are accepted from.
     pub proxies: Trusted,
+    /// The Stratum V2 listener, when configured.
+    pub v2: Option<V2Checked>,
 }
 
 impl PoolConfig {
@@ -615,11 +656,67 @@ impl PoolConfig {
                 "check_secs, payment_interval_secs and confirmations above zero",
             ));
         }
+        let v2 = match &self.stratum.v2 {
+            Some(v2) => Some(v2.check()?),
+            None => None,
+        };
         Ok(Checked {
             network,
             pool_payout,
             version_mask,
             proxies,
+            v2,
+        })
+    }
+}
+
+impl V2Config {
+    /// The key pair (from the value or the file) and validity.
+    fn check(&self) -> Result<V2Checked, ConfigError> {
+        let key = "stratum.v2.authority_secret_key";
+        let text = match (&self.authority_secret_key, &self.authority_secret_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    key,
+                    "give authority_secret_key or authority_secret_key_file, not both",
+                ));
+            }
+            (Some(text), None) => text.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    invalid(
+                        "stratum.v2.authority_secret_key_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            (None, None) => {
+                return Err(invalid(
+                    key,
+                    "the V2 listener needs the authority key: run `pool keygen` and set \
+                     authority_secret_key (or authority_secret_key_file)",
+                ));
+            }
+        };
+        let keys =
+            AuthorityKeys::from_secret_text(&text).map_err(|e| invalid(key, e.to_string()))?;
+        if let Some(public) = &self.authority_public_key {
+            keys.check_public(public)
+                .map_err(|e| invalid("stratum.v2.authority_public_key", e.to_string()))?;
+        }
+        if self.cert_validity_secs < 60 || self.cert_validity_secs > u64::from(u32::MAX) {
+            return Err(invalid(
+                "stratum.v2.cert_validity_secs",
+                "from 60 seconds to about 136 years",
+            ));
+        }
+        Ok(V2Checked {
+            bind: self.bind,
+            keys,
+            cert_validity: Duration::from_secs(self.cert_validity_secs),
         })
     }
 }
@@ -727,6 +824,55 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("cookie_file")
+        );
+    }
+
+    #[test]
+    fn the_v2_listener_needs_a_usable_authority_key() {
+        const SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+        const PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+        let with = |section: &str| {
+            let mut c = minimal();
+            let v2: V2Config = toml::from_str(section).unwrap();
+            c.stratum.v2 = Some(v2);
+            c.validate()
+        };
+        let ok = with(&format!(
+            "bind = \"127.0.0.1:3336\"\nauthority_secret_key = \"{SECRET}\"\nauthority_public_key = \"{PUBLIC}\""
+        ))
+        .unwrap();
+        let v2 = ok.v2.unwrap();
+        assert_eq!(v2.keys.public_text(), PUBLIC);
+        assert_eq!(v2.cert_validity, Duration::from_secs(3600));
+        let err = |section: &str| with(section).unwrap_err().to_string();
+        assert!(err("bind = \"127.0.0.1:3336\"").contains("pool keygen"));
+        assert!(
+            err(&format!(
+                "bind = \"127.0.0.1:3336\"\nauthority_secret_key = \"{PUBLIC}\""
+            ))
+            .contains("stratum.v2.authority_secret_key")
+        );
+        let other = AuthorityKeys::generate(|| [9; 32]).public_text();
+        assert!(
+            err(&format!(
+                "bind = \"127.0.0.1:3336\"\nauthority_secret_key = \"{SECRET}\"\nauthority_public_key = \"{other}\""
+            ))
+            .contains("does not belong")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("authority.key");
+        std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+        let from_file = with(&format!(
+            "bind = \"127.0.0.1:3336\"\nauthority_secret_key_file = \"{}\"\ncert_validity_secs = 600",
+            file.display()
+        ))
+        .unwrap()
+        .v2
+        .unwrap();
+        assert_eq!(from_file.keys.public_text(), PUBLIC);
+        assert!(
+            err("bind = \"127.0.0.1:3336\"\nauthority_secret_key_file = \"/nonexistent/key\"")
+                .contains("cannot read")
         );
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use pool::config::{Mode, NodeConfig, PoolConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -51,6 +51,36 @@ struct Args {
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a new Stratum V2 authority key pair, as `[stratum.v2]` settings: miners are
+    /// given the public key, the secret key certifies the pool's V2 endpoint.
+    Keygen,
+}
+
+/// The `[stratum.v2]` lines of a fresh authority key pair.
+fn keygen() -> String {
+    let random = || {
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&pool::clock::random_u64().to_le_bytes());
+        }
+        bytes
+    };
+    let keys = pool::stratum::v2::keys::AuthorityKeys::generate(random);
+    format!(
+        "# A new Stratum V2 authority key pair: give miners the public key, keep the\n\
+         # secret key to this pool (or put it in a file: authority_secret_key_file).\n\
+         [stratum.v2]\n\
+         authority_public_key = \"{}\"\n\
+         authority_secret_key = \"{}\"\n",
+        keys.public_text(),
+        keys.secret_text()
+    )
 }
 
 /// `http://user:pass@host:port/` (or without credentials, with `--rpc-cookie`) into a
@@ -140,6 +170,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    if let Some(Command::Keygen) = args.command {
+        print!("{}", keygen());
+        return ExitCode::SUCCESS;
+    }
     let config = match settings(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -187,6 +221,18 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keygen_prints_a_usable_pair() {
+        let text = keygen();
+        let section: toml::Table = toml::from_str(&text).unwrap();
+        let v2 = &section["stratum"]["v2"];
+        let secret = v2["authority_secret_key"].as_str().unwrap();
+        let keys = pool::stratum::v2::keys::AuthorityKeys::from_secret_text(secret).unwrap();
+        keys.check_public(v2["authority_public_key"].as_str().unwrap())
+            .unwrap();
+        assert_ne!(keygen(), text, "a new pair each time");
+    }
 
     #[test]
     fn node_urls() {

@@ -114,6 +114,13 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> Result<RunningPool, StartError> {
     let checked = config.validate()?;
+    if checked.v2.is_some() {
+        // Refuse rather than ignore a setting: the V2 listener lands in its own steps.
+        return Err(StartError::Config(ConfigError::Invalid {
+            key: "stratum.v2",
+            detail: "the Stratum V2 listener is not served by this version yet".into(),
+        }));
+    }
     let longpoll = Duration::from_secs(config.jobs.longpoll_timeout_secs);
     let nodes: Vec<Node> = config
         .nodes

@@ -10,3 +10,4 @@ pub mod proxy_protocol;
 pub mod session;
 pub mod shared;
 pub mod tls;
+pub mod v2;

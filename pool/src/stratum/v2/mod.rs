@@ -1,0 +1,7 @@
+//! Stratum V2, the second front door: the Noise transport and binary frames of the
+//! Stratum Reference Implementation's crates, over the same template feed, jobs, share
+//! validation, vardiff, store and PPLNS as Stratum v1.
+//!
+//! - [`keys`]: the authority key pair that certifies the endpoint (SRI's encoding).
+
+pub mod keys;
