@@ -3,5 +3,7 @@
 //! validation, vardiff, store and PPLNS as Stratum v1.
 //!
 //! - [`keys`]: the authority key pair that certifies the endpoint (SRI's encoding).
+//! - [`transport`]: the Noise NX handshake as responder and encrypted frames both ways.
 
 pub mod keys;
+pub mod transport;

@@ -1,0 +1,419 @@
+//! Stratum V2's transport on the pool's side: the Noise NX handshake as responder, with a
+//! certificate over this connection's static key signed by the authority key, then
+//! encrypted frames both ways, each carrying one message.
+//!
+//! The cryptography and the binary encoding are the Stratum Reference Implementation's
+//! (`noise_sv2`, `codec_sv2`, `parsers_sv2`); this module moves their bytes over a tokio
+//! stream and caps what a peer can make us hold. A frame from a miner is small (the
+//! largest, `SetupConnection`, is under 2 KiB), so anything over [`MAX_FRAME_FROM_MINER`]
+//! ends the connection: a peer must not make us buffer a 16 MiB frame.
+
+use std::time::Duration;
+
+use codec_sv2::{
+    Decrypted, Handshake, MessageFrame, NoiseDecoder, NoiseEncoder, TransportDecryptState,
+    TransportEncryptState,
+};
+use noise_sv2::{ELLSWIFT_ENCODING_SIZE, Responder};
+use parsers_sv2::{AnyMessage, AnyMessageOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::stratum::v2::keys::AuthorityKeys;
+
+/// The most encrypted bytes one frame from a miner may take (header, payload and MACs).
+pub const MAX_FRAME_FROM_MINER: usize = 64 * 1024;
+
+/// Why a V2 connection ended at the transport.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The socket failed or closed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The Noise handshake failed (a peer that is not a Stratum V2 client, or a bad key).
+    #[error("noise handshake: {0}")]
+    Handshake(String),
+    /// The handshake did not finish in time.
+    #[error("noise handshake: no answer within {0:?}")]
+    Timeout(Duration),
+    /// A frame could not be decrypted or parsed as a frame.
+    #[error("bad frame: {0}")]
+    Frame(String),
+    /// A frame larger than the cap.
+    #[error("frame over {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// A frame that is not a message of the protocols this pool speaks.
+    #[error(
+        "unknown or malformed message (extension {extension:#06x}, type {kind:#04x}): {detail}"
+    )]
+    Message {
+        /// The frame's extension type.
+        extension: u16,
+        /// The frame's message type.
+        kind: u8,
+        /// What the parser said.
+        detail: String,
+    },
+}
+
+/// Reads frames and turns them into messages.
+pub struct Reader {
+    decoder: NoiseDecoder,
+    state: Option<TransportDecryptState>,
+    /// Encrypted bytes read into the frame being assembled.
+    in_frame: usize,
+}
+
+/// Turns messages into encrypted frames.
+pub struct Writer {
+    encoder: NoiseEncoder,
+    state: TransportEncryptState,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+/// Runs the responder's side of the handshake on `stream` within `timeout`: reads the
+/// miner's ephemeral key, answers with ours, our static key and its certificate (valid
+/// from now for `validity`, signed by `keys`). Each connection gets a fresh static key.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    keys: &AuthorityKeys,
+    validity: Duration,
+    timeout: Duration,
+) -> Result<(Reader, Writer), TransportError> {
+    let handshake = async {
+        let responder = Responder::from_authority_kp(&keys.public, &keys.secret, validity)
+            .map_err(|e| TransportError::Handshake(format!("{e:?}")))?;
+        let mut first = [0u8; ELLSWIFT_ENCODING_SIZE];
+        stream.read_exact(&mut first).await?;
+        let (reply, transport) = Handshake::responder(responder)
+            .step_1(first)
+            .map_err(|e| TransportError::Handshake(format!("{e:?}")))?;
+        stream.write_all(reply.payload()).await?;
+        stream.flush().await?;
+        Ok::<_, TransportError>(transport)
+    };
+    let transport = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| TransportError::Timeout(timeout))??;
+    let (encrypt, decrypt) = transport.split();
+    Ok((
+        Reader {
+            decoder: NoiseDecoder::new(),
+            state: Some(decrypt),
+            in_frame: 0,
+        },
+        Writer {
+            encoder: NoiseEncoder::new(),
+            state: encrypt,
+        },
+    ))
+}
+
+impl Reader {
+    /// The next message from `stream`.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+    ) -> Result<AnyMessageOwned, TransportError> {
+        loop {
+            let state = self
+                .state
+                .take()
+                .ok_or_else(|| TransportError::Frame("the stream failed before".into()))?;
+            match self
+                .decoder
+                .next_transport_frame(state)
+                .map_err(|e| TransportError::Frame(format!("{e:?}")))?
+            {
+                Decrypted::Frame(mut frame, state) => {
+                    self.state = Some(state);
+                    self.in_frame = 0;
+                    let header = frame.header();
+                    let (extension, kind) = (header.ext_type(), header.msg_type());
+                    let message: AnyMessage<'_> =
+                        (header, frame.payload()).try_into().map_err(|e| {
+                            TransportError::Message {
+                                extension,
+                                kind,
+                                detail: format!("{e:?}"),
+                            }
+                        })?;
+                    return Ok(message.into_owned());
+                }
+                Decrypted::Incomplete(_, state) => {
+                    self.state = Some(state);
+                    let buf = self.decoder.writable();
+                    self.in_frame += buf.len();
+                    if self.in_frame > MAX_FRAME_FROM_MINER {
+                        return Err(TransportError::TooLarge {
+                            limit: MAX_FRAME_FROM_MINER,
+                        });
+                    }
+                    if !buf.is_empty() {
+                        stream.read_exact(buf).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// `message` as the bytes of one encrypted frame.
+    pub fn encode(&mut self, message: AnyMessageOwned) -> Result<Vec<u8>, TransportError> {
+        let frame: MessageFrame<AnyMessageOwned> = message
+            .try_into()
+            .map_err(|e| TransportError::Frame(format!("cannot frame a message: {e:?}")))?;
+        let bytes = self
+            .encoder
+            .encode_transport(frame, &mut self.state)
+            .map_err(|e| TransportError::Frame(format!("cannot encrypt a frame: {e:?}")))?;
+        Ok(AsRef::<[u8]>::as_ref(&bytes).to_vec())
+    }
+
+    /// Sends `message` on `stream`.
+    pub async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut W,
+        message: AnyMessageOwned,
+    ) -> Result<(), TransportError> {
+        let bytes = self.encode(message)?;
+        stream.write_all(&bytes).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codec_sv2::Transport;
+    use common_messages_sv2::{Protocol, SetupConnectionOwned, SetupConnectionSuccess};
+    use noise_sv2::{INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE, Initiator};
+    use parsers_sv2::CommonMessagesOwned;
+
+    const SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+
+    fn keys() -> AuthorityKeys {
+        AuthorityKeys::from_secret_text(SECRET).unwrap()
+    }
+
+    /// A miner's side of the handshake, checking the certificate against `authority` at
+    /// unix second `now`.
+    async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: &mut S,
+        authority: [u8; 32],
+        now: u32,
+    ) -> Result<Transport, String> {
+        let initiator = Initiator::from_raw_k(authority).map_err(|e| format!("{e:?}"))?;
+        let (first, sent) = Handshake::initiator(initiator)
+            .step_0()
+            .map_err(|e| format!("{e:?}"))?;
+        stream.write_all(first.payload()).await.unwrap();
+        let mut answer = [0u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE];
+        stream.read_exact(&mut answer).await.unwrap();
+        sent.step_2_with_now(answer, now)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn unix_now() -> u32 {
+        crate::clock::unix_now()
+    }
+
+    fn setup_connection() -> AnyMessageOwned {
+        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(SetupConnectionOwned {
+            protocol: Protocol::MiningProtocol,
+            min_version: 2,
+            max_version: 2,
+            flags: 0b100,
+            endpoint_host: "127.0.0.1".to_string().try_into().unwrap(),
+            endpoint_port: 3336,
+            vendor: "test".to_string().try_into().unwrap(),
+            hardware_version: String::new().try_into().unwrap(),
+            firmware: String::new().try_into().unwrap(),
+            device_id: String::new().try_into().unwrap(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_miner_with_the_authority_key_talks_to_the_pool_both_ways() {
+        let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 16);
+        let pool = tokio::spawn(async move {
+            let (mut reader, mut writer) = accept(
+                &mut pool_end,
+                &keys(),
+                Duration::from_secs(3600),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            let message = reader.next(&mut pool_end).await.unwrap();
+            assert!(matches!(
+                message,
+                AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(_))
+            ));
+            let success = AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(
+                SetupConnectionSuccess {
+                    used_version: 2,
+                    flags: 0,
+                },
+            ));
+            writer.send(&mut pool_end, success).await.unwrap();
+            pool_end
+        });
+        let transport = initiate(&mut miner_end, keys().public, unix_now())
+            .await
+            .unwrap();
+        let (encrypt, decrypt) = transport.split();
+        let mut miner_writer = Writer {
+            encoder: NoiseEncoder::new(),
+            state: encrypt,
+        };
+        miner_writer
+            .send(&mut miner_end, setup_connection())
+            .await
+            .unwrap();
+        let mut miner_reader = Reader {
+            decoder: NoiseDecoder::new(),
+            state: Some(decrypt),
+            in_frame: 0,
+        };
+        let answer = miner_reader.next(&mut miner_end).await.unwrap();
+        assert!(matches!(
+            answer,
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(
+                SetupConnectionSuccess {
+                    used_version: 2,
+                    ..
+                }
+            ))
+        ));
+        let _ = pool.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_authority_key_or_an_expired_certificate_fails_on_the_miner_side() {
+        for (authority, now, what) in [
+            (
+                AuthorityKeys::generate(|| [3; 32]).public,
+                unix_now(),
+                "another authority",
+            ),
+            // The certificate is valid for 600 s from the handshake.
+            (keys().public, unix_now() + 700, "an expired certificate"),
+        ] {
+            let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 16);
+            let pool = tokio::spawn(async move {
+                accept(
+                    &mut pool_end,
+                    &keys(),
+                    Duration::from_secs(600),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map(|_| ())
+            });
+            assert!(
+                initiate(&mut miner_end, authority, now).await.is_err(),
+                "{what} was accepted"
+            );
+            // The pool's side finished its part; the miner drops the connection.
+            drop(miner_end);
+            let _ = pool.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn junk_instead_of_a_handshake_or_an_oversized_frame_ends_the_connection() {
+        // Not a Noise client: 64 bytes of text, then nothing.
+        let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 16);
+        miner_end.write_all(&[b'{'; 64]).await.unwrap();
+        drop(miner_end);
+        let result = accept(
+            &mut pool_end,
+            &keys(),
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            result.is_err() || {
+                // The handshake bytes are random-looking either way; the first frame fails.
+                let (mut reader, _) = result.unwrap();
+                reader.next(&mut pool_end).await.is_err()
+            }
+        );
+        // Silence: the handshake times out.
+        let (mut pool_end, _miner_end) = tokio::io::duplex(1 << 16);
+        let err = accept(
+            &mut pool_end,
+            &keys(),
+            Duration::from_secs(600),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, TransportError::Timeout(_)), "{err}");
+        // A frame of 120 KiB: refused once the cap is passed, before all of it is read.
+        let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 20);
+        let pool = tokio::spawn(async move {
+            let (mut reader, _) = accept(
+                &mut pool_end,
+                &keys(),
+                Duration::from_secs(600),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            let first = reader.next(&mut pool_end).await;
+            let second = reader.next(&mut pool_end).await;
+            (first, second)
+        });
+        let transport = initiate(&mut miner_end, keys().public, unix_now())
+            .await
+            .unwrap();
+        let (encrypt, _) = transport.split();
+        let mut writer = Writer {
+            encoder: NoiseEncoder::new(),
+            state: encrypt,
+        };
+        miner_end
+            .write_all(&writer.encode(setup_connection()).unwrap())
+            .await
+            .unwrap();
+        let half = vec![0u8; 60_000];
+        let big = AnyMessageOwned::Mining(parsers_sv2::MiningOwned::NewExtendedMiningJob(
+            mining_sv2::NewExtendedMiningJobOwned {
+                channel_id: 2,
+                job_id: 1,
+                min_ntime: binary_sv2::Sv2OptionOwned::new(None),
+                version: 0x2000_0000,
+                version_rolling_allowed: true,
+                merkle_path: Vec::new().try_into().unwrap(),
+                coinbase_tx_prefix: half.clone().try_into().unwrap(),
+                coinbase_tx_suffix: half.try_into().unwrap(),
+            },
+        ));
+        let bytes = writer.encode(big).unwrap();
+        assert!(bytes.len() > MAX_FRAME_FROM_MINER);
+        let _ = miner_end.write_all(&bytes).await;
+        let (first, second) = pool.await.unwrap();
+        assert!(first.is_ok(), "the small message comes first: {first:?}");
+        assert!(
+            matches!(second, Err(TransportError::TooLarge { .. })),
+            "{second:?}"
+        );
+    }
+}
