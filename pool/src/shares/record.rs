@@ -1,10 +1,14 @@
 //! What an accepted share and a found block become: the records every protocol's sessions
 //! hand to the rest of the pool (statistics, the store, the block submitter).
 
-use protocol::stratum::Id;
 use protocol::{Difficulty, Hash256};
 
 use crate::shares::validate::Accepted;
+
+/// Names an accepted share whose answer waits for the store: the session that made it knows
+/// what to answer (a Stratum v1 request id, a V2 channel and sequence number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AckToken(pub u64);
 
 /// A share the pool accepted, for statistics and the share log.
 #[derive(Clone, Debug)]
@@ -23,9 +27,9 @@ pub struct ShareEvent {
     pub network_difficulty: Difficulty,
     /// When the pool accepted it (unix microseconds).
     pub time_us: i64,
-    /// The submit's id, when its answer waits for the store (the session's
-    /// `share_stored`).
-    pub awaiting_ack: Option<Id>,
+    /// When the miner's answer waits for the store: the token the session is given back
+    /// with the store's word (`share_stored`).
+    pub awaiting_ack: Option<AckToken>,
 }
 
 /// A share that is a block: everything needed to submit it.

@@ -10,10 +10,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
-use futures::{FutureExt, SinkExt, StreamExt};
-use protocol::stratum::{Id, Message, Method, StratumCodec};
+use futures::{SinkExt, StreamExt};
+use protocol::stratum::{Message, Method, StratumCodec};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +22,8 @@ use crate::clock::now_us;
 use crate::net::peer_ip;
 use crate::observe::live::Live;
 use crate::shares::extranonce::Lease;
-use crate::store::Record;
-use crate::store::writer::Submission;
 use crate::stratum::session::{CloseReason, Event, Session};
-use crate::stratum::shared::Shared;
+use crate::stratum::shared::{Ack, Shared};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,7 +31,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shares waiting for the store, oldest first: each ends as (submit id, stored?).
-type Acks = FuturesOrdered<BoxFuture<'static, (Id, bool)>>;
+type Acks = FuturesOrdered<Ack>;
 
 /// Shares of one connection waiting for the store at most: beyond this the connection
 /// stops reading until the store catches up, so a miner that submits faster than the
@@ -214,38 +211,8 @@ async fn route_events(
                 debug!(%peer, %user, "authorized");
             }
             Event::Share(share) => {
-                shared
-                    .stats
-                    .accepted(share.accepted.difficulty, share.accepted.share_difficulty);
-                shared.stats.live.share(
-                    &share.address,
-                    &share.worker,
-                    share.accepted.difficulty,
-                    u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
-                );
-                let Some(sink) = &shared.outlets.shares else {
-                    continue;
-                };
-                let (durable, stored) = tokio::sync::oneshot::channel();
-                let record = Record::Share(sink.row(&share));
-                let _ = sink
-                    .writer
-                    .send(Submission {
-                        record,
-                        durable: share.awaiting_ack.is_some().then_some(durable),
-                    })
-                    .await;
-                if let Some(id) = share.awaiting_ack {
-                    let since = Instant::now();
-                    let stats = shared.stats.clone();
-                    acks.push_back(
-                        stored
-                            .map(move |r| {
-                                stats.share_ack.record(since.elapsed());
-                                (id, r.is_ok())
-                            })
-                            .boxed(),
-                    );
+                if let Some(ack) = shared.record_share(&share).await {
+                    acks.push_back(ack);
                 }
             }
             Event::Rejected { user, reason } => {
@@ -256,7 +223,7 @@ async fn route_events(
                 // On an easy chain every share is a candidate: the submitter logs what the
                 // node made of them at INFO, once per block.
                 debug!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
-                let _ = shared.outlets.blocks.send(*block).await;
+                shared.submit_block(*block).await;
             }
             Event::Difficulty(d) => {
                 debug!(%peer, difficulty = %d, "difficulty")

@@ -27,7 +27,7 @@
 //!   connection did not resume the session the miner asked for, they are stale (made
 //!   with another extranonce1).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 
 use crate::chain::jobs::{CoinbaseSettings, Job, JobId, JobIds, coinbase_for};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
-use crate::shares::record::{BlockEvent, ShareEvent};
+use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
 use crate::shares::validate::{self, Accepted, Reject, ShareKey};
 use crate::shares::vardiff::Vardiff;
 
@@ -196,6 +196,9 @@ pub struct Session {
     bad_lines_in_row: u32,
     /// Junk messages (see the module docs), not all messages.
     bucket: Bucket,
+    /// Answers waiting for the store, by token.
+    awaiting: HashMap<u64, Id>,
+    next_ack: u64,
     /// Submits that came before subscribe and authorize (at most [`HELD_SUBMITS`]).
     held: VecDeque<(Id, Submit)>,
     /// The miner subscribed with the session id it got (our extranonce1): its work from
@@ -259,6 +262,8 @@ impl Session {
                 rate,
                 last: now,
             },
+            awaiting: HashMap::new(),
+            next_ack: 0,
             held: VecDeque::new(),
             resumed: false,
             block_first_job: None,
@@ -702,7 +707,10 @@ impl Session {
     }
 
     /// The store's word on an accepted share that waits for it: answer the miner.
-    pub fn share_stored(&mut self, id: Id, stored: bool) {
+    pub fn share_stored(&mut self, token: AckToken, stored: bool) {
+        let Some(id) = self.awaiting.remove(&token.0) else {
+            return;
+        };
         if stored {
             self.reply(id, json!(true));
         } else {
@@ -736,7 +744,9 @@ impl Session {
             Ok((accepted, job, coinbase)) => {
                 self.invalid_in_row = 0;
                 let awaiting_ack = if self.settings.ack_when_stored {
-                    Some(id)
+                    self.next_ack += 1;
+                    self.awaiting.insert(self.next_ack, id);
+                    Some(AckToken(self.next_ack))
                 } else {
                     self.reply(id, json!(true));
                     None

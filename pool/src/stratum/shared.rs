@@ -2,14 +2,18 @@
 //! counters, where shares and blocks go, the job feed, and admission.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::jobs::{Job, JobIds};
 use crate::observe::stats::PoolStats;
 use crate::shares::extranonce::Extranonces;
-use crate::shares::record::BlockEvent;
-use crate::store::writer::ShareSink;
+use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
+use crate::store::Record;
+use crate::store::writer::{ShareSink, Submission};
 use crate::stratum::admission::Admission;
 use crate::stratum::proxy_protocol::Trusted;
 use crate::stratum::session::SessionSettings;
@@ -68,5 +72,48 @@ impl Shared {
             shutdown_message,
             proxies: Trusted::default(),
         }
+    }
+}
+
+/// The store's word on a share whose answer waits for it, once it comes.
+pub type Ack = BoxFuture<'static, (AckToken, bool)>;
+
+impl Shared {
+    /// Counts an accepted share and hands it to the store's writer (waiting while the
+    /// writer's queue is full); the answer to wait for, when the session waits for one.
+    pub async fn record_share(&self, share: &ShareEvent) -> Option<Ack> {
+        self.stats
+            .accepted(share.accepted.difficulty, share.accepted.share_difficulty);
+        self.stats.live.share(
+            &share.address,
+            &share.worker,
+            share.accepted.difficulty,
+            u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
+        );
+        let sink = self.outlets.shares.as_ref()?;
+        let (durable, stored) = tokio::sync::oneshot::channel();
+        let _ = sink
+            .writer
+            .send(Submission {
+                record: Record::Share(sink.row(share)),
+                durable: share.awaiting_ack.is_some().then_some(durable),
+            })
+            .await;
+        let token = share.awaiting_ack?;
+        let since = Instant::now();
+        let stats = self.stats.clone();
+        Some(
+            stored
+                .map(move |r| {
+                    stats.share_ack.record(since.elapsed());
+                    (token, r.is_ok())
+                })
+                .boxed(),
+        )
+    }
+
+    /// Hands a block candidate to the submitter (waiting while its queue is full).
+    pub async fn submit_block(&self, block: BlockEvent) {
+        let _ = self.outlets.blocks.send(block).await;
     }
 }

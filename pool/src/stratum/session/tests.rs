@@ -477,18 +477,36 @@ fn with_a_store_the_answer_waits_until_the_share_is_durable() {
         out.is_empty(),
         "answered before the store confirmed: {out:?}"
     );
-    let id = h
+    let token = h
         .events()
         .into_iter()
         .find_map(|e| match e {
             Event::Share(s) => s.awaiting_ack,
             _ => None,
         })
-        .expect("the share event carries the submit's id");
-    assert_eq!(id, Id::Num(9.into()));
-    h.session.share_stored(id.clone(), true);
-    assert!(accepted(&h.drain()));
-    h.session.share_stored(id, false);
+        .expect("the share event carries a token");
+    h.session.share_stored(token, true);
+    let out = h.drain();
+    assert!(accepted(&out));
+    assert_eq!(
+        out[0].to_value()["id"],
+        json!(9),
+        "answered with the submit's id"
+    );
+    h.session.share_stored(token, false);
+    assert!(h.drain().is_empty(), "answered once");
+    // A share the store could not take is refused.
+    let out = h.line(&submit(&user, &n, shares(&n, 3e-10, 2)[1], n.ntime, ""));
+    assert!(out.is_empty());
+    let token = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Share(s) => s.awaiting_ack,
+            _ => None,
+        })
+        .unwrap();
+    h.session.share_stored(token, false);
     assert_eq!(error_code(&h.drain()), Some(StratumError::OTHER));
 }
 
