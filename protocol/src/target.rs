@@ -76,6 +76,12 @@ impl Target {
         out
     }
 
+    /// The inverse of [`Target::to_le_bytes`]: the byte order of Stratum V2's U256 fields.
+    pub fn from_le_bytes(mut bytes: [u8; 32]) -> Target {
+        bytes.reverse();
+        Target::from_be_bytes(bytes)
+    }
+
     /// Parses 64 hex digits, big-endian.
     pub fn from_be_hex(s: &str) -> Result<Target, HexError> {
         Ok(Target::from_be_bytes(decode_array::<32>(s)?))
@@ -461,6 +467,16 @@ fn div_limbs_u64(limbs: &mut [u64], divisor: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn little_endian_bytes_are_the_reverse_of_big_endian() {
+        // Difficulty 1: 0x00000000ffff0000...; Stratum V2 carries it least significant first.
+        let one = Target::from_difficulty(1.0).unwrap();
+        let le = one.to_le_bytes();
+        assert_eq!(&le[26..], &[0xff, 0xff, 0, 0, 0, 0]);
+        assert!(le[..26].iter().all(|b| *b == 0));
+        assert_eq!(Target::from_le_bytes(le), one);
+    }
 
     #[test]
     fn a_difficulty_is_finite_and_positive_and_prints_like_format_difficulty() {

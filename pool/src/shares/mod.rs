@@ -1,7 +1,9 @@
 //! What every protocol's sessions share: share [`validate`]ion, [`vardiff`], extranonce1
-//! leases ([`extranonce`]), and the [`record`] of an accepted share or a found block. Pure:
+//! leases ([`extranonce`]), the junk rate limit ([`bucket`]), and the [`record`] of an
+//! accepted share or a found block. Pure:
 //! no sockets, no clock.
 
+pub mod bucket;
 pub mod extranonce;
 pub mod record;
 pub mod validate;

@@ -1,8 +1,11 @@
 //! What an accepted share and a found block become: the records every protocol's sessions
 //! hand to the rest of the pool (statistics, the store, the block submitter).
 
+use protocol::block::{self, Solution};
+use protocol::coinbase::Coinbase;
 use protocol::{Difficulty, Hash256};
 
+use crate::chain::jobs::Job;
 use crate::shares::validate::Accepted;
 
 /// Names an accepted share whose answer waits for the store: the session that made it knows
@@ -51,4 +54,29 @@ pub struct BlockEvent {
     pub network_difficulty: Difficulty,
     /// When the pool accepted its share (unix microseconds).
     pub found_us: i64,
+}
+
+impl BlockEvent {
+    /// The block a share that met the network target completes, ready to submit; `None`
+    /// only if the template cannot be assembled (then the share still counts as a share).
+    pub fn assemble(
+        job: &Job,
+        coinbase: &Coinbase,
+        solution: &Solution,
+        user: String,
+        found_us: i64,
+    ) -> Option<BlockEvent> {
+        let t = job.checked();
+        let block = block::assemble(t, coinbase, solution).ok()?;
+        Some(BlockEvent {
+            height: t.height,
+            hash: block.hash(),
+            prev_hash: t.prev_hash,
+            hex: block.to_hex(),
+            user,
+            reward: t.coinbase_value,
+            network_difficulty: job.network_difficulty(),
+            found_us,
+        })
+    }
 }

@@ -137,6 +137,27 @@ impl Vardiff {
         self.change_to(self.clamp(d))
     }
 
+    /// A new difficulty to start from (a V2 channel's declared hash rate), within the floor
+    /// and the ceiling; the floor stays.
+    pub fn start_at(&mut self, d: Difficulty) -> Option<Difficulty> {
+        if self.fixed {
+            return None;
+        }
+        self.change_to(self.clamp(d.get()))
+    }
+
+    /// The least difficulty the miner takes (a V2 channel's maximum target): the floor
+    /// rises to it if it is higher, within the ceiling.
+    pub fn raise_floor(&mut self, d: Difficulty) -> Option<Difficulty> {
+        self.floor = self.floor.max(d.get()).min(self.ceiling);
+        self.change_to(self.clamp(self.difficulty.get()))
+    }
+
+    /// The difficulty for `hash_rate` (H/s) at this controller's share interval.
+    pub fn for_hash_rate(&self, hash_rate: f64) -> Option<Difficulty> {
+        Difficulty::new(hash_rate * self.cfg.target_secs / protocol::target::HASHES_PER_DIFFICULTY)
+    }
+
     /// A `d=N` password: this difficulty, no retargets (still within min and the network).
     pub fn fix(&mut self, d: Difficulty) -> Option<Difficulty> {
         self.fixed = true;
@@ -313,6 +334,33 @@ mod tests {
         }
         let new = changed.expect("retarget after the fifth share");
         assert!(new.get() > 30.0, "{new}");
+    }
+
+    #[test]
+    fn a_declared_hash_rate_and_a_maximum_target() {
+        let t0 = Instant::now();
+        let mut v = Vardiff::new(&cfg(), t0);
+        v.set_network_difficulty(d(1e9));
+        // 1 GH/s at one share per 10 s: 10e9 hashes, 2^32 per difficulty 1.
+        let want = 1e10 / 4_294_967_296.0;
+        assert_eq!(v.for_hash_rate(1e9), Some(d(want)));
+        assert_eq!(v.for_hash_rate(0.0), None);
+        assert_eq!(v.start_at(d(want)), Some(d(want)));
+        assert_eq!(v.start_at(d(1e15)), Some(d(1e9)), "within the ceiling");
+        assert_eq!(v.start_at(d(1e-9)), Some(d(1e-6)), "within the floor");
+        // A maximum target raises the floor, at once and for later retargets.
+        assert_eq!(v.raise_floor(d(5.0)), Some(d(5.0)));
+        assert_eq!(v.raise_floor(d(1.0)), None, "a lower one changes nothing");
+        for i in 1..=20 {
+            v.on_tick(t0 + Duration::from_secs(60 * i));
+        }
+        assert_eq!(v.difficulty(), d(5.0));
+        assert_eq!(v.start_at(d(2.0)), None);
+        assert_eq!(
+            v.raise_floor(d(1e12)),
+            Some(d(1e9)),
+            "never over the network"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod connection;
+pub mod events;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod session;

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use protocol::Difficulty;
 use protocol::address::{self, Network, PayoutAddress};
-use protocol::block::{self, Solution};
+use protocol::block::Solution;
 use protocol::coinbase::Coinbase;
 use protocol::stratum::{
     ConfigureResult, FrameError, Id, Message, Method, Reconnect, SetExtranonce, StratumError,
@@ -43,9 +43,11 @@ use serde_json::{Value, json};
 
 use crate::chain::jobs::{CoinbaseSettings, Job, JobId, JobIds, coinbase_for};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
+use crate::shares::bucket::Bucket;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
 use crate::shares::validate::{self, Accepted, Reject, ShareKey};
 use crate::shares::vardiff::Vardiff;
+pub use crate::stratum::events::{CloseReason, Event};
 
 /// What every session of a pool shares.
 #[derive(Clone, Debug)]
@@ -71,75 +73,6 @@ pub struct SessionSettings {
     pub ack_when_stored: bool,
 }
 
-/// Why the session wants the connection closed.
-#[derive(Clone, Debug, PartialEq)]
-pub enum CloseReason {
-    /// The peer sent a line over the limit.
-    LineTooLong,
-    /// Too many malformed lines in a row.
-    BadLines(u32),
-    /// More messages per second than allowed.
-    Flood,
-    /// Not authorized in time.
-    AuthorizeTimeout,
-    /// Nothing received for too long.
-    Idle,
-    /// Banned for a run of invalid shares.
-    Banned(u32),
-    /// The pool is shutting down.
-    Shutdown,
-}
-
-impl CloseReason {
-    /// Whether the close counts against the peer's address as a protocol violation
-    /// (`limits.ban_after_violations`): junk, never valid work or a timeout.
-    pub fn is_violation(&self) -> bool {
-        matches!(
-            self,
-            CloseReason::LineTooLong | CloseReason::BadLines(_) | CloseReason::Flood
-        )
-    }
-}
-
-impl std::fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CloseReason::LineTooLong => write!(f, "line over the length limit"),
-            CloseReason::BadLines(n) => write!(f, "{n} malformed lines in a row"),
-            CloseReason::Flood => write!(f, "too many messages per second"),
-            CloseReason::AuthorizeTimeout => write!(f, "did not authorize in time"),
-            CloseReason::Idle => write!(f, "idle too long"),
-            CloseReason::Banned(n) => write!(f, "banned after {n} invalid shares in a row"),
-            CloseReason::Shutdown => write!(f, "pool shutting down"),
-        }
-    }
-}
-
-/// Something the driver or the rest of the pool must act on.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// A worker authorized.
-    Authorized {
-        /// The username.
-        user: String,
-    },
-    /// A share was accepted.
-    Share(Box<ShareEvent>),
-    /// A share was refused.
-    Rejected {
-        /// The username (as sent).
-        user: String,
-        /// Why.
-        reason: Reject,
-    },
-    /// A block candidate.
-    Block(Box<BlockEvent>),
-    /// The difficulty changed.
-    Difficulty(Difficulty),
-    /// Close the connection (after sending what is queued); a ban is also recorded.
-    Close(CloseReason),
-}
-
 /// Submits held until the connection is subscribed and authorized; more are refused.
 const HELD_SUBMITS: usize = 32;
 
@@ -149,28 +82,6 @@ struct SentJob {
     job: Arc<Job>,
     coinbase: Arc<Coinbase>,
     difficulty: Difficulty,
-}
-
-/// A token bucket for the message rate.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    rate: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.rate * 2.0);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// The session.
@@ -257,11 +168,7 @@ impl Session {
             seen: Vec::new(),
             invalid_in_row: 0,
             bad_lines_in_row: 0,
-            bucket: Bucket {
-                tokens: rate * 2.0,
-                rate,
-                last: now,
-            },
+            bucket: Bucket::new(rate, now),
             awaiting: HashMap::new(),
             next_ack: 0,
             held: VecDeque::new(),
@@ -761,17 +668,10 @@ impl Session {
                         time: s.ntime,
                         nonce: s.nonce,
                     };
-                    if let Ok(block) = block::assemble(t, &coinbase, &solution) {
-                        self.events.push_back(Event::Block(Box::new(BlockEvent {
-                            height: t.height,
-                            hash: block.hash(),
-                            prev_hash: t.prev_hash,
-                            hex: block.to_hex(),
-                            user: s.worker.clone(),
-                            reward: t.coinbase_value,
-                            network_difficulty: job.network_difficulty(),
-                            found_us: self.unix_us(now),
-                        })));
+                    let found = self.unix_us(now);
+                    let user = s.worker.clone();
+                    if let Some(b) = BlockEvent::assemble(&job, &coinbase, &solution, user, found) {
+                        self.events.push_back(Event::Block(Box::new(b)));
                     }
                 }
                 self.events.push_back(Event::Share(Box::new(ShareEvent {

@@ -4,6 +4,8 @@
 //!
 //! - [`keys`]: the authority key pair that certifies the endpoint (SRI's encoding).
 //! - [`transport`]: the Noise NX handshake as responder and encrypted frames both ways.
+//! - [`session`]: one connection's Mining Protocol state machine, sans-IO.
 
 pub mod keys;
+pub mod session;
 pub mod transport;

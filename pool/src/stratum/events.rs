@@ -1,0 +1,75 @@
+//! What a session (Stratum v1 or V2) asks of its connection: the events it hands on
+//! (shares, blocks, closes) and why it wants the connection closed.
+
+use crate::shares::record::{BlockEvent, ShareEvent};
+use crate::shares::validate::Reject;
+use protocol::Difficulty;
+
+/// Why the session wants the connection closed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CloseReason {
+    /// The peer sent a line over the limit.
+    LineTooLong,
+    /// Too many malformed lines in a row.
+    BadLines(u32),
+    /// More messages per second than allowed.
+    Flood,
+    /// Not authorized in time.
+    AuthorizeTimeout,
+    /// Nothing received for too long.
+    Idle,
+    /// Banned for a run of invalid shares.
+    Banned(u32),
+    /// The pool is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Whether the close counts against the peer's address as a protocol violation
+    /// (`limits.ban_after_violations`): junk, never valid work or a timeout.
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::LineTooLong | CloseReason::BadLines(_) | CloseReason::Flood
+        )
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::LineTooLong => write!(f, "line over the length limit"),
+            CloseReason::BadLines(n) => write!(f, "{n} malformed lines in a row"),
+            CloseReason::Flood => write!(f, "too many messages per second"),
+            CloseReason::AuthorizeTimeout => write!(f, "did not authorize in time"),
+            CloseReason::Idle => write!(f, "idle too long"),
+            CloseReason::Banned(n) => write!(f, "banned after {n} invalid shares in a row"),
+            CloseReason::Shutdown => write!(f, "pool shutting down"),
+        }
+    }
+}
+
+/// Something the driver or the rest of the pool must act on.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A worker authorized.
+    Authorized {
+        /// The username.
+        user: String,
+    },
+    /// A share was accepted.
+    Share(Box<ShareEvent>),
+    /// A share was refused.
+    Rejected {
+        /// The username (as sent).
+        user: String,
+        /// Why.
+        reason: Reject,
+    },
+    /// A block candidate.
+    Block(Box<BlockEvent>),
+    /// The difficulty changed.
+    Difficulty(Difficulty),
+    /// Close the connection (after sending what is queued); a ban is also recorded.
+    Close(CloseReason),
+}

@@ -1,0 +1,762 @@
+//! One Stratum V2 connection as a state machine with no IO and no clock, like the v1
+//! session: the driver feeds it decoded messages ([`Session::handle`]), jobs
+//! ([`Session::on_job`]) and ticks ([`Session::on_tick`]), each with `now`, and takes the
+//! messages to send ([`Session::poll_transmit`]) and what happened
+//! ([`Session::poll_event`]: the same events as v1, so shares, blocks and closes go the same
+//! way to the store, the submitter and admission).
+//!
+//! What it speaks (the Mining Protocol, version 2):
+//! - `SetupConnection` first; version rolling is supported, work selection and
+//!   standard-jobs-only connections are refused with `unsupported-feature-flags`.
+//! - Extended channels: each has an extranonce prefix (the connection's extranonce1 and a
+//!   byte of its own, so up to 256 channels share one lease) and leaves the miner the rest
+//!   of the pool's extranonce2 size. The user identity is `ADDRESS[.WORKER]`, as for v1.
+//!   Its first target comes from the declared hash rate, then vardiff moves it through
+//!   `SetTarget`; a `max_target` (the least difficulty the miner takes) is honoured.
+//! - Jobs: on a new block a future job and `SetNewPrevHash` naming it; a refresh on the same
+//!   block as a job active at once. The same work never goes out twice with one ntime.
+//! - `SubmitSharesExtended` is checked by the same share validation as v1; its answer
+//!   (`SubmitShares.Success`) goes out only once the store has it, like v1's. Refusals carry
+//!   the spec's error codes; the same junk rules, rate limit and bans apply.
+//! - Standard channels (header-only mining) are refused for now with a clear error code.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use binary_sv2::{B032Owned, B064KOwned, Seq0255Owned, Str0255Owned, Sv2OptionOwned, U256Owned};
+use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
+use mining_sv2::{
+    NewExtendedMiningJobOwned, OpenExtendedMiningChannelOwned,
+    OpenExtendedMiningChannelSuccessOwned, OpenMiningChannelErrorOwned, SetNewPrevHashOwned,
+    SetTargetOwned, SubmitSharesErrorOwned, SubmitSharesExtendedOwned, SubmitSharesSuccess,
+    UpdateChannelOwned,
+};
+use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use protocol::address::{self, PayoutAddress};
+use protocol::block::Solution;
+use protocol::coinbase::Coinbase;
+use protocol::stratum::Submit;
+use protocol::{Difficulty, Target};
+
+use crate::chain::jobs::{Job, JobId, coinbase_for};
+use crate::shares::bucket::Bucket;
+use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
+use crate::shares::validate::{self, Reject, ShareKey};
+use crate::shares::vardiff::Vardiff;
+use crate::stratum::events::{CloseReason, Event};
+use crate::stratum::session::{SessionSettings, split_user};
+
+/// The group channel every extended channel of a connection belongs to.
+pub const GROUP_CHANNEL: u32 = 1;
+/// The first channel id of a connection.
+pub const FIRST_CHANNEL: u32 = 2;
+/// Channels per connection: each takes one byte of the extranonce.
+pub const MAX_CHANNELS: usize = 256;
+
+/// `SetupConnection` flags of the Mining Protocol.
+pub mod flags {
+    /// The miner only takes standard jobs (header-only mining).
+    pub const REQUIRES_STANDARD_JOBS: u32 = 1;
+    /// The miner selects its own work (job declaration).
+    pub const REQUIRES_WORK_SELECTION: u32 = 1 << 1;
+    /// The miner rolls version bits.
+    pub const REQUIRES_VERSION_ROLLING: u32 = 1 << 2;
+}
+
+/// The protocol version this pool speaks.
+const VERSION: u16 = 2;
+
+/// A job as sent on one channel.
+#[derive(Debug)]
+struct ChannelJob {
+    id: u32,
+    job: Arc<Job>,
+    coinbase: Arc<Coinbase>,
+    ntime: u32,
+}
+
+/// One extended channel.
+#[derive(Debug)]
+struct Channel {
+    user: String,
+    address: String,
+    worker: String,
+    payout: PayoutAddress,
+    /// The connection's extranonce1 and this channel's byte.
+    prefix: [u8; 5],
+    vardiff: Vardiff,
+    /// The difficulty before the last `SetTarget`: shares already in flight meet it.
+    previous: Option<Difficulty>,
+    jobs: VecDeque<ChannelJob>,
+    next_job: u32,
+    /// The id of the first job of the current block on this channel.
+    block_first_job: Option<u32>,
+    /// Shares accepted per work of the jobs kept.
+    seen: Vec<(JobId, HashSet<ShareKey>)>,
+    invalid_in_row: u32,
+}
+
+/// What an answer waiting for the store will say.
+#[derive(Debug)]
+struct Awaiting {
+    channel: u32,
+    sequence: u32,
+    difficulty: Difficulty,
+}
+
+/// The session.
+#[derive(Debug)]
+pub struct Session {
+    settings: Arc<SessionSettings>,
+    extranonce1: [u8; 4],
+    set_up: bool,
+    version_rolling: bool,
+    channels: BTreeMap<u32, Channel>,
+    next_channel: u32,
+    current: Option<Arc<Job>>,
+    bucket: Bucket,
+    awaiting: HashMap<u64, Awaiting>,
+    next_ack: u64,
+    connected: Instant,
+    connected_us: i64,
+    last_message: Instant,
+    closing: bool,
+    out: VecDeque<AnyMessageOwned>,
+    events: VecDeque<Event>,
+}
+
+/// A string field of a V2 message (255 bytes at most: longer text is cut).
+fn str0255(text: &str) -> Str0255Owned {
+    let mut text = text.to_string();
+    while text.len() > 255 {
+        text.pop();
+    }
+    text.try_into().unwrap_or_else(|_| {
+        // Only a string over 255 bytes is refused, and this one is not.
+        Str0255Owned::try_from(String::new()).unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// A hash or target in the byte order V2 carries (internal, little-endian).
+fn u256(bytes: [u8; 32]) -> U256Owned {
+    U256Owned::from(bytes)
+}
+
+/// The error code of a refused share, as the spec names them.
+pub fn error_code(reason: &Reject) -> &'static str {
+    match reason {
+        Reject::UnknownJob => "invalid-job-id",
+        Reject::Stale => "stale-share",
+        Reject::Extranonce2Size { .. } => "bad-extranonce-size",
+        Reject::VersionBits { .. } => "invalid-non-rollable-version-bit",
+        Reject::Duplicate => "duplicate-share",
+        Reject::LowDifficulty { .. } => "difficulty-too-low",
+        Reject::NtimeOutOfRange { .. } => "invalid-share",
+        Reject::Unauthorized | Reject::NotSubscribed => "invalid-channel-id",
+    }
+}
+
+impl Session {
+    /// A new connection with its extranonce1 lease, at `now` (unix microseconds
+    /// `now_unix_us`).
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        extranonce1: [u8; 4],
+        now: Instant,
+        now_unix_us: i64,
+    ) -> Session {
+        let rate = f64::from(settings.limits.messages_per_sec);
+        Session {
+            settings,
+            extranonce1,
+            set_up: false,
+            version_rolling: false,
+            channels: BTreeMap::new(),
+            next_channel: FIRST_CHANNEL,
+            current: None,
+            bucket: Bucket::new(rate, now),
+            awaiting: HashMap::new(),
+            next_ack: 0,
+            connected: now,
+            connected_us: now_unix_us,
+            last_message: now,
+            closing: false,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<AnyMessageOwned> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Open channels.
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    fn unix_us(&self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.connected).as_micros();
+        self.connected_us
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if !self.closing {
+            self.closing = true;
+            self.events.push_back(Event::Close(reason));
+        }
+    }
+
+    fn send(&mut self, message: AnyMessageOwned) {
+        self.out.push_back(message);
+    }
+
+    fn send_mining(&mut self, message: MiningOwned) {
+        self.out.push_back(AnyMessageOwned::Mining(message));
+    }
+
+    /// Counts a junk message against the rate limit; closes when over it.
+    fn charge(&mut self, now: Instant) {
+        if !self.bucket.take(now) {
+            self.close(CloseReason::Flood);
+        }
+    }
+
+    /// Handles one message from the miner.
+    pub fn handle(&mut self, now: Instant, message: AnyMessageOwned) {
+        if self.closing {
+            return;
+        }
+        self.last_message = now;
+        match message {
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(setup)) => {
+                self.charge(now);
+                self.setup(
+                    setup.protocol,
+                    setup.min_version,
+                    setup.max_version,
+                    setup.flags,
+                );
+            }
+            _ if !self.set_up => {
+                // Anything before SetupConnection is a protocol error.
+                self.close(CloseReason::BadLines(1));
+            }
+            AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannel(open)) => {
+                self.charge(now);
+                self.open_extended(now, open);
+            }
+            AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(open)) => {
+                self.charge(now);
+                self.send_mining(MiningOwned::OpenMiningChannelError(
+                    OpenMiningChannelErrorOwned {
+                        request_id: open.request_id,
+                        error_code: str0255("standard-channels-not-supported"),
+                    },
+                ));
+            }
+            AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(submit)) => {
+                self.submit_extended(now, submit);
+            }
+            AnyMessageOwned::Mining(MiningOwned::UpdateChannel(update)) => {
+                self.charge(now);
+                self.update_channel(update);
+            }
+            AnyMessageOwned::Mining(MiningOwned::CloseChannel(close)) => {
+                self.charge(now);
+                self.channels.remove(&close.channel_id);
+            }
+            _ => {
+                // A message a pool never receives, or one of a feature we refused.
+                self.charge(now);
+                self.close(CloseReason::BadLines(1));
+            }
+        }
+    }
+
+    fn setup(&mut self, protocol: Protocol, min: u16, max: u16, flags: u32) {
+        let error = |flags: u32, code: &str| {
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(
+                SetupConnectionErrorOwned {
+                    flags,
+                    error_code: str0255(code),
+                },
+            ))
+        };
+        if self.set_up {
+            self.close(CloseReason::BadLines(1));
+            return;
+        }
+        let refusal = if protocol != Protocol::MiningProtocol {
+            Some(error(0, "unsupported-protocol"))
+        } else if !(min..=max).contains(&VERSION) {
+            Some(error(0, "protocol-version-mismatch"))
+        } else {
+            let unsupported =
+                flags & (flags::REQUIRES_STANDARD_JOBS | flags::REQUIRES_WORK_SELECTION);
+            (unsupported != 0).then(|| error(unsupported, "unsupported-feature-flags"))
+        };
+        if let Some(refusal) = refusal {
+            self.send(refusal);
+            self.close(CloseReason::Shutdown);
+            return;
+        }
+        self.set_up = true;
+        self.version_rolling = true;
+        self.send(AnyMessageOwned::Common(
+            CommonMessagesOwned::SetupConnectionSuccess(SetupConnectionSuccess {
+                used_version: VERSION,
+                flags: 0,
+            }),
+        ));
+    }
+
+    fn open_extended(&mut self, now: Instant, open: OpenExtendedMiningChannelOwned) {
+        let request_id = open.request_id;
+        let refuse = |session: &mut Session, code: &str| {
+            session.send_mining(MiningOwned::OpenMiningChannelError(
+                OpenMiningChannelErrorOwned {
+                    request_id,
+                    error_code: str0255(code),
+                },
+            ));
+        };
+        let user = open.user_identity.as_utf8_or_hex();
+        let (addr, worker) = split_user(&user);
+        let Ok(payout) = address::parse(addr, self.settings.network) else {
+            return refuse(self, "invalid-user-identity");
+        };
+        let hash_rate = f64::from(open.nominal_hash_rate);
+        if !hash_rate.is_finite() || hash_rate < 0.0 {
+            return refuse(self, "invalid-nominal-hashrate");
+        }
+        let miner_size = self.settings.coinbase.extranonce2_size.saturating_sub(1);
+        if usize::from(open.min_extranonce_size) > miner_size {
+            return refuse(self, "min-extranonce-size-too-large");
+        }
+        if self.channels.len() >= MAX_CHANNELS {
+            return refuse(self, "channel-capacity-exhausted");
+        }
+        let id = self.next_channel;
+        self.next_channel += 1;
+        let mut vardiff = Vardiff::new(&self.settings.vardiff, now);
+        if let Some(job) = &self.current {
+            vardiff.set_network_difficulty(job.network_difficulty());
+        }
+        if let Some(d) = vardiff.for_hash_rate(hash_rate) {
+            vardiff.start_at(d);
+        }
+        // The least difficulty the miner takes: its maximum target.
+        let max_target = Target::from_le_bytes(open.max_target.to_array());
+        vardiff.raise_floor(Difficulty::of_target(&max_target));
+        let byte = u8::try_from((id - FIRST_CHANNEL) as usize % MAX_CHANNELS).unwrap_or(0);
+        let e = self.extranonce1;
+        let channel = Channel {
+            user: user.clone(),
+            address: addr.to_string(),
+            worker: worker.to_string(),
+            payout,
+            prefix: [e[0], e[1], e[2], e[3], byte],
+            previous: None,
+            vardiff,
+            jobs: VecDeque::new(),
+            next_job: 1,
+            block_first_job: None,
+            seen: Vec::new(),
+            invalid_in_row: 0,
+        };
+        let target = channel.vardiff.difficulty().target();
+        let prefix = channel.prefix.to_vec();
+        self.channels.insert(id, channel);
+        self.send_mining(MiningOwned::OpenExtendedMiningChannelSuccess(
+            OpenExtendedMiningChannelSuccessOwned {
+                request_id,
+                channel_id: id,
+                target: u256(target.to_le_bytes()),
+                extranonce_size: u16::try_from(miner_size).unwrap_or(0),
+                extranonce_prefix: B032Owned::try_from(prefix).unwrap_or_else(|_| unreachable!()),
+                group_channel_id: GROUP_CHANNEL,
+            },
+        ));
+        self.events.push_back(Event::Authorized { user });
+        if let Some(job) = self.current.clone() {
+            self.send_job(id, job, true);
+        }
+    }
+}
+
+impl Session {
+    /// A new job from the template feed, for every channel.
+    pub fn on_job(&mut self, _now: Instant, job: Arc<Job>) {
+        if self.closing {
+            return;
+        }
+        let new_block = self
+            .current
+            .as_ref()
+            .is_none_or(|c| c.checked().prev_hash != job.checked().prev_hash);
+        self.current = Some(job.clone());
+        let ids: Vec<u32> = self.channels.keys().copied().collect();
+        for id in ids {
+            if let Some(channel) = self.channels.get_mut(&id)
+                && let Some(d) = channel
+                    .vardiff
+                    .set_network_difficulty(job.network_difficulty())
+            {
+                let previous = channel.vardiff.difficulty();
+                channel.previous = Some(previous.max(d));
+                self.set_target(id, d);
+            }
+            self.send_job(id, job.clone(), new_block);
+        }
+    }
+
+    /// Sends `job` on channel `id`: on a new block as a future job with `SetNewPrevHash`,
+    /// otherwise active at once. The same work goes out with a later ntime than it had on
+    /// the channel, so a miner starting its nonces over finds new headers.
+    fn send_job(&mut self, id: u32, job: Arc<Job>, new_block: bool) {
+        let settings = self.settings.clone();
+        let version_rolling = self.version_rolling;
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let coinbase = match &job.coinbase {
+            Some(cb) => cb.clone(),
+            None => {
+                // SOLO: the channel's own address gets the reward.
+                let reuse = channel
+                    .jobs
+                    .back()
+                    .filter(|last| Arc::ptr_eq(&last.job.template, &job.template))
+                    .map(|last| last.coinbase.clone());
+                match reuse {
+                    Some(cb) => cb,
+                    None => match coinbase_for(
+                        job.checked(),
+                        &channel.payout.script_pubkey,
+                        &settings.coinbase,
+                    ) {
+                        Ok(cb) => Arc::new(cb),
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
+        let ntime = channel
+            .jobs
+            .iter()
+            .filter(|j| j.job.work == job.work)
+            .map(|j| j.ntime.saturating_add(1))
+            .max()
+            .map_or(job.ntime, |floor| floor.max(job.ntime));
+        let job_id = channel.next_job;
+        channel.next_job = channel.next_job.wrapping_add(1).max(1);
+        if new_block {
+            channel.block_first_job = Some(job_id);
+        }
+        let t = job.checked();
+        let branch: Vec<U256Owned> = job.branch.iter().map(|h| u256(h.0)).collect();
+        let message = NewExtendedMiningJobOwned {
+            channel_id: id,
+            job_id,
+            min_ntime: Sv2OptionOwned::new(if new_block { None } else { Some(ntime) }),
+            version: t.version,
+            version_rolling_allowed: version_rolling,
+            merkle_path: Seq0255Owned::try_from(branch).unwrap_or_else(|_| {
+                // A block has at most 2^32 transactions: a branch of at most 32 hashes.
+                unreachable!()
+            }),
+            coinbase_tx_prefix: B064KOwned::try_from(coinbase.coinb1.clone())
+                .unwrap_or_else(|_| unreachable!()),
+            coinbase_tx_suffix: B064KOwned::try_from(coinbase.coinb2.clone())
+                .unwrap_or_else(|_| unreachable!()),
+        };
+        if !channel.seen.iter().any(|(work, _)| *work == job.work) {
+            channel.seen.push((job.work, HashSet::new()));
+        }
+        channel.jobs.push_back(ChannelJob {
+            id: job_id,
+            job: job.clone(),
+            coinbase,
+            ntime,
+        });
+        while channel.jobs.len() > settings.keep_jobs {
+            channel.jobs.pop_front();
+        }
+        let jobs = &channel.jobs;
+        channel
+            .seen
+            .retain(|(work, _)| jobs.iter().any(|j| j.job.work == *work));
+        self.send_mining(MiningOwned::NewExtendedMiningJob(message));
+        if new_block {
+            self.send_mining(MiningOwned::SetNewPrevHash(SetNewPrevHashOwned {
+                channel_id: id,
+                job_id,
+                prev_hash: u256(t.prev_hash.0),
+                min_ntime: ntime,
+                nbits: t.bits.0,
+            }));
+        }
+    }
+
+    fn set_target(&mut self, id: u32, d: Difficulty) {
+        self.events.push_back(Event::Difficulty(d));
+        self.send_mining(MiningOwned::SetTarget(SetTargetOwned {
+            channel_id: id,
+            maximum_target: u256(d.target().to_le_bytes()),
+        }));
+    }
+
+    fn update_channel(&mut self, update: UpdateChannelOwned) {
+        let id = update.channel_id;
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let max_target = Target::from_le_bytes(update.maximum_target.to_array());
+        let before = channel.vardiff.difficulty();
+        let mut changed = channel
+            .vardiff
+            .raise_floor(Difficulty::of_target(&max_target));
+        let hash_rate = f64::from(update.nominal_hash_rate);
+        if hash_rate.is_finite()
+            && hash_rate > 0.0
+            && let Some(d) = channel.vardiff.for_hash_rate(hash_rate)
+        {
+            changed = channel.vardiff.start_at(d).or(changed);
+        }
+        if let Some(d) = changed {
+            channel.previous = Some(before);
+            self.set_target(id, d);
+        }
+    }
+
+    fn refuse(&mut self, now: Instant, channel: u32, sequence: u32, reason: Reject) {
+        let user = self
+            .channels
+            .get(&channel)
+            .map(|c| c.user.clone())
+            .unwrap_or_default();
+        self.send_mining(MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
+            channel_id: channel,
+            sequence_number: sequence,
+            error_code: str0255(error_code(&reason)),
+        }));
+        let honest = reason.is_honest();
+        self.events.push_back(Event::Rejected { user, reason });
+        if honest {
+            return;
+        }
+        let ban = self.settings.limits.ban_after_invalid;
+        let in_row = match self.channels.get_mut(&channel) {
+            Some(c) => {
+                c.invalid_in_row += 1;
+                c.invalid_in_row
+            }
+            None => 1,
+        };
+        if ban > 0 && in_row >= ban {
+            self.close(CloseReason::Banned(in_row));
+        } else {
+            self.charge(now);
+        }
+    }
+
+    fn submit_extended(&mut self, now: Instant, m: SubmitSharesExtendedOwned) {
+        let (channel_id, sequence) = (m.channel_id, m.sequence_number);
+        let unix_us = self.unix_us(now);
+        let now_unix = u32::try_from(unix_us / 1_000_000).unwrap_or(u32::MAX);
+        let current_prev = self.current.as_ref().map(|j| j.checked().prev_hash);
+        let mask = if self.version_rolling {
+            self.settings.version_mask
+        } else {
+            0
+        };
+        let extranonce1 = self.extranonce1;
+        let max_ahead = self.settings.max_ntime_ahead;
+        let Some(channel) = self.channels.get_mut(&channel_id) else {
+            return self.refuse(now, channel_id, sequence, Reject::Unauthorized);
+        };
+        let Some(sent) = channel.jobs.iter().find(|j| j.id == m.job_id) else {
+            let older = channel
+                .block_first_job
+                .is_some_and(|first| m.job_id < first && m.job_id >= 1);
+            let reason = if older {
+                Reject::Stale
+            } else {
+                Reject::UnknownJob
+            };
+            return self.refuse(now, channel_id, sequence, reason);
+        };
+        if Some(sent.job.checked().prev_hash) != current_prev {
+            return self.refuse(now, channel_id, sequence, Reject::Stale);
+        }
+        let template_version = sent.job.checked().version;
+        if (m.version ^ template_version) & !mask != 0 {
+            let reason = Reject::VersionBits {
+                bits: m.version,
+                mask,
+            };
+            return self.refuse(now, channel_id, sequence, reason);
+        }
+        let mut extranonce2 = vec![channel.prefix[4]];
+        extranonce2.extend_from_slice(m.extranonce.as_bytes());
+        let submit = Submit {
+            worker: channel.user.clone(),
+            job_id: sent.job.id.to_string(),
+            extranonce2,
+            ntime: m.ntime,
+            nonce: m.nonce,
+            version_bits: (mask != 0).then_some(m.version & mask),
+        };
+        let current = channel.vardiff.difficulty();
+        let difficulty = channel.previous.map_or(current, |p| p.min(current));
+        let ctx = validate::Context {
+            job: &sent.job,
+            coinbase: &sent.coinbase,
+            extranonce1: &extranonce1,
+            version_mask: mask,
+            difficulty,
+            target: difficulty.target(),
+            now: now_unix,
+            max_ntime_ahead: max_ahead,
+        };
+        let work = sent.job.work;
+        let (job, coinbase) = (sent.job.clone(), sent.coinbase.clone());
+        let mut fresh = HashSet::new();
+        let seen = channel
+            .seen
+            .iter_mut()
+            .find(|(w, _)| *w == work)
+            .map_or(&mut fresh, |(_, set)| set);
+        let accepted = match validate::validate(&ctx, &submit, seen) {
+            Ok(a) => a,
+            Err(reason) => return self.refuse(now, channel_id, sequence, reason),
+        };
+        channel.invalid_in_row = 0;
+        let (user, address, worker) = (
+            channel.user.clone(),
+            channel.address.clone(),
+            channel.worker.clone(),
+        );
+        let retarget = channel.vardiff.on_share(now, accepted.difficulty);
+        if retarget.is_some() {
+            channel.previous = Some(current);
+        }
+        let t = job.checked();
+        if accepted.block {
+            let solution = Solution {
+                extranonce1: &extranonce1,
+                extranonce2: &submit.extranonce2,
+                version: accepted.header.version,
+                time: m.ntime,
+                nonce: m.nonce,
+            };
+            if let Some(b) = BlockEvent::assemble(&job, &coinbase, &solution, user.clone(), unix_us)
+            {
+                self.events.push_back(Event::Block(Box::new(b)));
+            }
+        }
+        let awaiting_ack = if self.settings.ack_when_stored {
+            self.next_ack += 1;
+            self.awaiting.insert(
+                self.next_ack,
+                Awaiting {
+                    channel: channel_id,
+                    sequence,
+                    difficulty: accepted.difficulty,
+                },
+            );
+            Some(AckToken(self.next_ack))
+        } else {
+            self.success(channel_id, sequence, accepted.difficulty);
+            None
+        };
+        self.events.push_back(Event::Share(Box::new(ShareEvent {
+            user,
+            address,
+            worker,
+            height: t.height,
+            network_difficulty: job.network_difficulty(),
+            time_us: unix_us,
+            accepted,
+            awaiting_ack,
+        })));
+        if let Some(d) = retarget {
+            self.set_target(channel_id, d);
+        }
+    }
+
+    fn success(&mut self, channel: u32, sequence: u32, difficulty: Difficulty) {
+        self.send_mining(MiningOwned::SubmitSharesSuccess(SubmitSharesSuccess {
+            channel_id: channel,
+            last_sequence_number: sequence,
+            new_submits_accepted_count: 1,
+            // Whole difficulty-1 shares (at least one: a share was accepted).
+            new_shares_sum: (difficulty.get() as u64).max(1),
+        }));
+    }
+
+    /// The store's word on an accepted share that waits for it: answer the miner.
+    pub fn share_stored(&mut self, token: AckToken, stored: bool) {
+        let Some(a) = self.awaiting.remove(&token.0) else {
+            return;
+        };
+        if stored {
+            self.success(a.channel, a.sequence, a.difficulty);
+        } else {
+            self.send_mining(MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
+                channel_id: a.channel,
+                sequence_number: a.sequence,
+                error_code: str0255("share-not-recorded"),
+            }));
+        }
+    }
+
+    /// Timers: setup and channel timeouts, idle connections, vardiff for quiet channels.
+    pub fn on_tick(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
+        let limits = &self.settings.limits;
+        if self.channels.is_empty()
+            && now.saturating_duration_since(self.connected) >= limits.authorize_timeout()
+        {
+            self.close(CloseReason::AuthorizeTimeout);
+            return;
+        }
+        if now.saturating_duration_since(self.last_message)
+            >= Duration::from_secs(limits.idle_timeout_secs)
+        {
+            self.close(CloseReason::Idle);
+            return;
+        }
+        let ids: Vec<u32> = self.channels.keys().copied().collect();
+        for id in ids {
+            let Some(channel) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            let before = channel.vardiff.difficulty();
+            if let Some(d) = channel.vardiff.on_tick(now) {
+                channel.previous = Some(before);
+                self.set_target(id, d);
+            }
+        }
+    }
+
+    /// Shutdown: the connection is closed (the reference translator cannot take a
+    /// `Reconnect` yet; miners reconnect on their own).
+    pub fn shutdown(&mut self) {
+        self.close(CloseReason::Shutdown);
+    }
+}
+
+#[cfg(test)]
+mod tests;
