@@ -7,6 +7,7 @@
 //! chain/     node RPC, ZMQ --> feed (templates) --> jobs             --> blocks (submitblock)
 //!                                                  |                    ^
 //! stratum/   listener, admission --> connection <-> session (v1)     | block candidates
+//!            v2/: Noise transport --> connection <-> session (V2)     |
 //!                                                  |                    |
 //! shares/    validation, vardiff, extranonce1 leases, the share record -+
 //!                                                  | accepted shares

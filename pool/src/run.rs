@@ -39,10 +39,11 @@ use crate::store::Store;
 use crate::store::spool::Spool;
 use crate::store::writer::ShareSink;
 use crate::store::writer::{self, WriterOptions, WriterStats};
-use crate::stratum::listener::{self, Listener};
+use crate::stratum::listener::{self, Door, Listener};
 use crate::stratum::session::SessionSettings;
 use crate::stratum::shared::{Outlets, Shared};
 use crate::stratum::tls::Certificates;
+use crate::stratum::v2::connection::Endpoint;
 
 /// Block candidates waiting for the submitter. Beyond a few, candidates are for a height
 /// already solved (regtest-like difficulty) and cost the submitter a set lookup each.
@@ -84,6 +85,8 @@ pub struct RunningPool {
     pub stratum_addr: SocketAddr,
     /// The `stratum+ssl` address, when configured.
     pub tls_addr: Option<SocketAddr>,
+    /// The Stratum V2 address, when configured.
+    pub v2_addr: Option<SocketAddr>,
     /// Live counters.
     pub stats: Arc<PoolStats>,
     /// Blocks as they are decided (accepted or refused).
@@ -114,13 +117,6 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> Result<RunningPool, StartError> {
     let checked = config.validate()?;
-    if checked.v2.is_some() {
-        // Refuse rather than ignore a setting: the V2 listener lands in its own steps.
-        return Err(StartError::Config(ConfigError::Invalid {
-            key: "stratum.v2",
-            detail: "the Stratum V2 listener is not served by this version yet".into(),
-        }));
-    }
     let longpoll = Duration::from_secs(config.jobs.longpoll_timeout_secs);
     let nodes: Vec<Node> = config
         .nodes
@@ -155,7 +151,7 @@ pub async fn start(
     let plain =
         net::reserve(s.bind, s.reuse_port).map_err(|e| bind_error("stratum.bind", s.bind, e))?;
     let stratum_addr = local(&plain)?;
-    let mut reserved = vec![(plain, None)];
+    let mut reserved = vec![(plain, Door::V1)];
     let mut tls_addr = None;
     let mut certificates = None;
     if let Some(tls) = &s.tls {
@@ -163,8 +159,19 @@ pub async fn start(
         let tcp = net::reserve(tls.bind, s.reuse_port)
             .map_err(|e| bind_error("stratum.tls.bind", tls.bind, e))?;
         tls_addr = Some(local(&tcp)?);
-        reserved.push((tcp, Some(certs.clone())));
+        reserved.push((tcp, Door::V1Tls(certs.clone())));
         certificates = Some(certs);
+    }
+    let mut v2_addr = None;
+    if let Some(v2) = &checked.v2 {
+        let tcp = net::reserve(v2.bind, s.reuse_port)
+            .map_err(|e| bind_error("stratum.v2.bind", v2.bind, e))?;
+        v2_addr = Some(local(&tcp)?);
+        let endpoint = Endpoint {
+            keys: v2.keys.clone(),
+            cert_validity: v2.cert_validity,
+        };
+        reserved.push((tcp, Door::V2(Arc::new(endpoint))));
     }
 
     let store = match &config.database.url {
@@ -348,10 +355,10 @@ pub async fn start(
     tasks.push(reload_on_sighup(certificates, cancel.clone())?);
     let listeners = reserved
         .into_iter()
-        .map(|(socket, tls)| {
+        .map(|(socket, door)| {
             let addr = socket.local_addr().ok();
             net::listen(socket)
-                .map(|tcp| Listener { tcp, tls })
+                .map(|tcp| Listener { tcp, door })
                 .map_err(|e| StartError::Io {
                     what: format!("listening on {addr:?}"),
                     detail: e.to_string(),
@@ -362,6 +369,7 @@ pub async fn start(
     info!(
         stratum = %stratum_addr,
         tls = %tls_addr.map_or("off".into(), |a| a.to_string()),
+        v2 = %v2_addr.map_or("off".into(), |a| a.to_string()),
         mode = ?config.mode,
         network = %config.network,
         nodes = config.nodes.len(),
@@ -371,6 +379,7 @@ pub async fn start(
     Ok(RunningPool {
         stratum_addr,
         tls_addr,
+        v2_addr,
         stats,
         blocks: found_rx,
         store,

@@ -13,9 +13,58 @@ use protocol::Difficulty;
 use crate::observe::latency::Latency;
 use crate::observe::live::Live;
 
+/// The Stratum protocol a connection speaks: counters are also kept per protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Stratum v1 (plain or TLS).
+    V1,
+    /// Stratum V2.
+    V2,
+}
+
+impl Protocol {
+    /// Every protocol, in label order.
+    pub const ALL: [Protocol; 2] = [Protocol::V1, Protocol::V2];
+
+    /// The `protocol` label of the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::V1 => "v1",
+            Protocol::V2 => "v2",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The counters of one protocol.
+#[derive(Debug, Default)]
+struct PerProtocol {
+    connections: AtomicU64,
+    connections_total: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A copy of one protocol's counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProtocolSnapshot {
+    /// Open connections.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Accepted shares.
+    pub accepted: u64,
+    /// Rejected shares.
+    pub rejected: u64,
+}
+
 /// The counters.
 #[derive(Debug, Default)]
 pub struct PoolStats {
+    per_protocol: [PerProtocol; 2],
     connections: AtomicU64,
     connections_total: AtomicU64,
     refused: AtomicU64,
@@ -79,18 +128,33 @@ pub struct Snapshot {
     pub longpolls_abandoned: u64,
     /// Long polls of this process waiting on a node now (one per node at most).
     pub longpolls_in_flight: u64,
+    /// Per protocol, in [`Protocol::ALL`] order.
+    pub protocols: [ProtocolSnapshot; 2],
+}
+
+impl Snapshot {
+    /// The counters of `protocol`.
+    pub fn protocol(&self, protocol: Protocol) -> &ProtocolSnapshot {
+        &self.protocols[protocol.index()]
+    }
 }
 
 impl PoolStats {
     /// A connection opened.
-    pub fn connected(&self) {
+    pub fn connected(&self, protocol: Protocol) {
         self.connections.fetch_add(1, Relaxed);
         self.connections_total.fetch_add(1, Relaxed);
+        let p = &self.per_protocol[protocol.index()];
+        p.connections.fetch_add(1, Relaxed);
+        p.connections_total.fetch_add(1, Relaxed);
     }
 
     /// A connection closed.
-    pub fn disconnected(&self) {
+    pub fn disconnected(&self, protocol: Protocol) {
         self.connections.fetch_sub(1, Relaxed);
+        self.per_protocol[protocol.index()]
+            .connections
+            .fetch_sub(1, Relaxed);
     }
 
     /// A connection was refused.
@@ -104,9 +168,17 @@ impl PoolStats {
     }
 
     /// A share was accepted.
-    pub fn accepted(&self, difficulty: Difficulty, share_difficulty: Difficulty) {
+    pub fn accepted(
+        &self,
+        protocol: Protocol,
+        difficulty: Difficulty,
+        share_difficulty: Difficulty,
+    ) {
         let (difficulty, share_difficulty) = (difficulty.get(), share_difficulty.get());
         self.accepted.fetch_add(1, Relaxed);
+        self.per_protocol[protocol.index()]
+            .accepted
+            .fetch_add(1, Relaxed);
         let _ = self
             .accepted_difficulty_bits
             .fetch_update(Relaxed, Relaxed, |bits| {
@@ -118,7 +190,10 @@ impl PoolStats {
     }
 
     /// A share was rejected.
-    pub fn rejected(&self, reason: &'static str) {
+    pub fn rejected(&self, protocol: Protocol, reason: &'static str) {
+        self.per_protocol[protocol.index()]
+            .rejected
+            .fetch_add(1, Relaxed);
         let mut map = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry(reason).or_default() += 1;
     }
@@ -180,6 +255,15 @@ impl PoolStats {
             longpolls: self.longpolls.load(Relaxed),
             longpolls_abandoned: self.longpolls_abandoned.load(Relaxed),
             longpolls_in_flight: self.longpolls_in_flight.load(Relaxed),
+            protocols: Protocol::ALL.map(|p| {
+                let c = &self.per_protocol[p.index()];
+                ProtocolSnapshot {
+                    connections: c.connections.load(Relaxed),
+                    connections_total: c.connections_total.load(Relaxed),
+                    accepted: c.accepted.load(Relaxed),
+                    rejected: c.rejected.load(Relaxed),
+                }
+            }),
         }
     }
 }

@@ -21,22 +21,24 @@ use tracing::{debug, info, warn};
 use crate::clock::now_us;
 use crate::net::peer_ip;
 use crate::observe::live::Live;
+use crate::observe::stats::Protocol;
 use crate::shares::extranonce::Lease;
 use crate::stratum::session::{CloseReason, Event, Session};
 use crate::stratum::shared::{Ack, Shared};
 
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write may take before the miner counts as not reading.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a shutdown waits for the store to confirm shares already accepted.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Shares waiting for the store, oldest first: each ends as (submit id, stored?).
-type Acks = FuturesOrdered<Ack>;
+/// Shares waiting for the store, oldest first: each ends as (token, stored?).
+pub(crate) type Acks = FuturesOrdered<Ack>;
 
 /// Shares of one connection waiting for the store at most: beyond this the connection
 /// stops reading until the store catches up, so a miner that submits faster than the
 /// database commits is slowed by TCP, not queued in memory or closed.
-const MAX_ACKS_IN_FLIGHT: usize = 256;
+pub(crate) const MAX_ACKS_IN_FLIGHT: usize = 256;
 
 /// Serves one miner until it leaves, misbehaves, or the pool shuts down.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -62,10 +64,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutting_down = false;
     let mut acks = Acks::new();
-    let mut presence = Presence {
-        live: &shared.stats.live,
-        workers: Vec::new(),
-    };
+    let mut presence = Presence::new(&shared.stats.live);
     debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "connected");
     let end = loop {
         // Send what the session queued, then act on what happened.
@@ -84,8 +83,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => break "not reading (write timed out)".to_string(),
             }
         }
+        let events = std::iter::from_fn(|| session.poll_event());
         if let Some(reason) =
-            route_events(&mut session, peer, shared, &mut acks, &mut presence).await
+            route_events(Protocol::V1, events, peer, shared, &mut acks, &mut presence).await
         {
             if reason == CloseReason::Shutdown {
                 // The miner must read our reconnect request before the socket goes.
@@ -134,7 +134,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// How long a gentle close waits for the miner to read our last lines and close its side.
-const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Sends our FIN, then reads and drops what the miner still sends until it closes too (at
 /// most [`LINGER`]): a socket closed with unread input is reset, and a reset can destroy the
@@ -170,12 +170,20 @@ fn resume(lease: &mut Lease, session: &mut Session, id: Option<&str>, shared: &S
 
 /// The workers a connection authorized: counted as connected in [`Live`] until the
 /// connection ends, however it ends.
-struct Presence<'a> {
+pub(crate) struct Presence<'a> {
     live: &'a Live,
     workers: Vec<(String, String)>,
 }
 
-impl Presence<'_> {
+impl<'a> Presence<'a> {
+    /// Nobody yet.
+    pub(crate) fn new(live: &'a Live) -> Presence<'a> {
+        Presence {
+            live,
+            workers: Vec::new(),
+        }
+    }
+
     fn add(&mut self, user: &str) {
         let (address, worker) = user.split_once('.').unwrap_or((user, ""));
         let key = (address.to_string(), worker.to_string());
@@ -194,29 +202,31 @@ impl Drop for Presence<'_> {
     }
 }
 
-/// Routes the session's events; returns why to close, if it asked to. A full writer or
-/// block queue makes this wait: the connection reads no more from its miner meanwhile.
-async fn route_events(
-    session: &mut Session,
+/// Routes a session's events (v1 or V2); returns why to close, if it asked to. A full
+/// writer or block queue makes this wait: the connection reads no more from its miner
+/// meanwhile.
+pub(crate) async fn route_events(
+    protocol: Protocol,
+    events: impl Iterator<Item = Event>,
     peer: SocketAddr,
     shared: &Shared,
     acks: &mut Acks,
     presence: &mut Presence<'_>,
 ) -> Option<CloseReason> {
     let mut close = None;
-    while let Some(event) = session.poll_event() {
+    for event in events {
         match event {
             Event::Authorized { user } => {
                 presence.add(&user);
                 debug!(%peer, %user, "authorized");
             }
             Event::Share(share) => {
-                if let Some(ack) = shared.record_share(&share).await {
+                if let Some(ack) = shared.record_share(&share, protocol).await {
                     acks.push_back(ack);
                 }
             }
             Event::Rejected { user, reason } => {
-                shared.stats.rejected(reason.label());
+                shared.stats.rejected(protocol, reason.label());
                 debug!(%peer, %user, reason = reason.label(), "share rejected");
             }
             Event::Block(block) => {
@@ -268,7 +278,7 @@ fn log_close(reason: &CloseReason, peer: SocketAddr, shared: &Shared) {
 }
 
 /// Counts a protocol-violation close against the peer's address; logs the ban it causes.
-fn strike(shared: &Shared, peer: SocketAddr) {
+pub(crate) fn strike(shared: &Shared, peer: SocketAddr) {
     if shared.admission.strike(peer_ip(&peer), Instant::now()) {
         warn!(
             %peer,

@@ -12,19 +12,33 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::net::peer_ip;
+use crate::observe::stats::Protocol;
 use crate::stratum::admission::Refusal;
 use crate::stratum::connection;
 use crate::stratum::proxy_protocol;
 use crate::stratum::shared::Shared;
 use crate::stratum::tls::Certificates;
+use crate::stratum::v2;
+use crate::stratum::v2::connection::Endpoint;
 
-/// A bound Stratum port: plain, or `stratum+ssl` with the certificates to handshake with.
+/// A bound Stratum port and what it speaks.
 #[derive(Debug)]
 pub struct Listener {
     /// The socket.
     pub tcp: TcpListener,
-    /// TLS, for a `stratum+ssl` port.
-    pub tls: Option<Arc<Certificates>>,
+    /// The protocol.
+    pub door: Door,
+}
+
+/// What a port speaks.
+#[derive(Clone, Debug)]
+pub enum Door {
+    /// Stratum v1 in plain text.
+    V1,
+    /// Stratum v1 inside TLS (`stratum+ssl`), with the certificates to handshake with.
+    V1Tls(Arc<Certificates>),
+    /// Stratum V2: the Noise handshake and binary frames.
+    V2(Arc<Endpoint>),
 }
 
 /// Accepts connections on every listener until `cancel` fires, then tells every miner to
@@ -79,7 +93,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.clone();
-        let tls = listener.tls.as_ref().map(|c| c.acceptor());
+        let door = listener.door.clone();
         tracker.spawn(async move {
             let mut stream = stream;
             let mut addr = addr;
@@ -93,9 +107,14 @@ async fn accept_loop(
                 }
             }
             // From here the address's count is released however the task ends.
+            let protocol = match door {
+                Door::V1 | Door::V1Tls(_) => Protocol::V1,
+                Door::V2(_) => Protocol::V2,
+            };
             let mut slot = Slot {
                 shared: &shared,
                 ip: peer_ip(&addr),
+                protocol,
                 connected: false,
             };
             let Some(lease) = shared.extranonces.allocate() else {
@@ -103,11 +122,15 @@ async fn accept_loop(
                 warn!(peer = %addr, "connection refused: extranonce1 space exhausted");
                 return;
             };
-            shared.stats.connected();
+            shared.stats.connected(protocol);
             slot.connected = true;
-            match tls {
-                None => connection::serve(stream, addr, lease, &shared, cancel).await,
-                Some(tls) => {
+            match door {
+                Door::V1 => connection::serve(stream, addr, lease, &shared, cancel).await,
+                Door::V2(endpoint) => {
+                    v2::connection::serve(stream, addr, lease, &shared, endpoint, cancel).await;
+                }
+                Door::V1Tls(certificates) => {
+                    let tls = certificates.acceptor();
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             connection::serve(stream, addr, lease, &shared, cancel).await;
@@ -126,13 +149,14 @@ async fn accept_loop(
 struct Slot<'a> {
     shared: &'a Shared,
     ip: IpAddr,
+    protocol: Protocol,
     connected: bool,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.connected {
-            self.shared.stats.disconnected();
+            self.shared.stats.disconnected(self.protocol);
         }
         self.shared.admission.release(self.ip);
     }

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::jobs::{Job, JobIds};
-use crate::observe::stats::PoolStats;
+use crate::observe::stats::{PoolStats, Protocol};
 use crate::shares::extranonce::Extranonces;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
 use crate::store::Record;
@@ -81,9 +81,12 @@ pub type Ack = BoxFuture<'static, (AckToken, bool)>;
 impl Shared {
     /// Counts an accepted share and hands it to the store's writer (waiting while the
     /// writer's queue is full); the answer to wait for, when the session waits for one.
-    pub async fn record_share(&self, share: &ShareEvent) -> Option<Ack> {
-        self.stats
-            .accepted(share.accepted.difficulty, share.accepted.share_difficulty);
+    pub async fn record_share(&self, share: &ShareEvent, protocol: Protocol) -> Option<Ack> {
+        self.stats.accepted(
+            protocol,
+            share.accepted.difficulty,
+            share.accepted.share_difficulty,
+        );
         self.stats.live.share(
             &share.address,
             &share.worker,

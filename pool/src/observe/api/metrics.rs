@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::ApiState;
 use crate::clock::unix_now;
 use crate::observe::latency::LatencySnapshot;
+use crate::observe::stats::Protocol;
 
 /// The handler.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
@@ -80,18 +81,29 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     let now = u64::from(unix_now());
     let live = state.stats.live.snapshot(now);
     let mut o = Out(String::new());
-    o.one(
+    o.head(
         "pool_connections",
         "gauge",
-        "Open Stratum connections.",
-        s.connections as f64,
+        "Open Stratum connections, by protocol (v1: plain and TLS; v2).",
     );
-    o.one(
+    for p in Protocol::ALL {
+        let labels = format!("protocol=\"{}\"", p.label());
+        o.value(
+            "pool_connections",
+            &labels,
+            s.protocol(p).connections as f64,
+        );
+    }
+    o.head(
         "pool_connections_total",
         "counter",
-        "Stratum connections accepted since start.",
-        s.connections_total as f64,
+        "Stratum connections accepted since start, by protocol.",
     );
+    for p in Protocol::ALL {
+        let labels = format!("protocol=\"{}\"", p.label());
+        let total = s.protocol(p).connections_total as f64;
+        o.value("pool_connections_total", &labels, total);
+    }
     o.one(
         "pool_connections_refused_total",
         "counter",
@@ -119,15 +131,15 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     o.head(
         "pool_shares_total",
         "counter",
-        "Shares by result (accepted or rejected).",
+        "Shares by protocol and result (accepted or rejected).",
     );
-    let rejected: u64 = s.rejected.values().sum();
-    o.value(
-        "pool_shares_total",
-        "result=\"accepted\"",
-        s.accepted as f64,
-    );
-    o.value("pool_shares_total", "result=\"rejected\"", rejected as f64);
+    for p in Protocol::ALL {
+        let counts = s.protocol(p);
+        for (result, n) in [("accepted", counts.accepted), ("rejected", counts.rejected)] {
+            let labels = format!("protocol=\"{}\",result=\"{result}\"", p.label());
+            o.value("pool_shares_total", &labels, n as f64);
+        }
+    }
     o.head(
         "pool_shares_rejected_total",
         "counter",

@@ -6,8 +6,9 @@
 //! way to the store, the submitter and admission).
 //!
 //! What it speaks (the Mining Protocol, version 2):
-//! - `SetupConnection` first; version rolling is supported, work selection and
-//!   standard-jobs-only connections are refused with `unsupported-feature-flags`.
+//! - `SetupConnection` first; version rolling and standard-jobs-only connections are
+//!   supported, work selection (job declaration) is refused with
+//!   `unsupported-feature-flags`.
 //! - Extended channels: each has an extranonce prefix (the connection's extranonce1 and a
 //!   byte of its own, so up to 256 channels share one lease) and leaves the miner the rest
 //!   of the pool's extranonce2 size. The user identity is `ADDRESS[.WORKER]`, as for v1.
@@ -18,25 +19,36 @@
 //! - `SubmitSharesExtended` is checked by the same share validation as v1; its answer
 //!   (`SubmitShares.Success`) goes out only once the store has it, like v1's. Refusals carry
 //!   the spec's error codes; the same junk rules, rate limit and bans apply.
-//! - Standard channels (header-only mining) are refused for now with a clear error code.
+//! - Standard channels (header-only mining, as small ASICs do it): the pool fixes the whole
+//!   extranonce (the channel's prefix, the rest zero) and sends each job as a merkle root
+//!   computed for that channel (`NewMiningJob`); `SubmitSharesStandard` goes through the
+//!   same validation with that extranonce. Group channels exist only as an id: every job
+//!   is sent on each channel.
+//! - `UpdateChannel` re-declares the hash rate and maximum target, `CloseChannel` ends a
+//!   channel; [`Session::change_extranonce1`] moves every channel to a new prefix with
+//!   `SetExtranoncePrefix`; at shutdown a `Reconnect` to the same host and port, then the
+//!   close (after the connection has answered the shares it holds).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use binary_sv2::{B032Owned, B064KOwned, Seq0255Owned, Str0255Owned, Sv2OptionOwned, U256Owned};
-use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
+use common_messages_sv2::{
+    Protocol, ReconnectOwned, SetupConnectionErrorOwned, SetupConnectionSuccess,
+};
 use mining_sv2::{
-    NewExtendedMiningJobOwned, OpenExtendedMiningChannelOwned,
-    OpenExtendedMiningChannelSuccessOwned, OpenMiningChannelErrorOwned, SetNewPrevHashOwned,
-    SetTargetOwned, SubmitSharesErrorOwned, SubmitSharesExtendedOwned, SubmitSharesSuccess,
-    UpdateChannelOwned,
+    NewExtendedMiningJobOwned, NewMiningJobOwned, OpenExtendedMiningChannelOwned,
+    OpenExtendedMiningChannelSuccessOwned, OpenMiningChannelErrorOwned,
+    OpenStandardMiningChannelOwned, OpenStandardMiningChannelSuccessOwned,
+    SetExtranoncePrefixOwned, SetNewPrevHashOwned, SetTargetOwned, SubmitSharesErrorOwned,
+    SubmitSharesSuccess, UpdateChannelOwned,
 };
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
 use protocol::address::{self, PayoutAddress};
 use protocol::block::Solution;
 use protocol::coinbase::Coinbase;
-use protocol::stratum::Submit;
+use protocol::stratum::{Submit, merkle_root};
 use protocol::{Difficulty, Target};
 
 use crate::chain::jobs::{Job, JobId, coinbase_for};
@@ -79,6 +91,9 @@ struct ChannelJob {
 /// One extended channel.
 #[derive(Debug)]
 struct Channel {
+    /// A standard channel (header-only mining): the pool fixes the whole extranonce and
+    /// sends merkle roots; otherwise extended (the miner rolls its part of the extranonce).
+    standard: bool,
     user: String,
     address: String,
     worker: String,
@@ -97,6 +112,19 @@ struct Channel {
     invalid_in_row: u32,
 }
 
+/// A share as either kind of channel submits it.
+#[derive(Debug)]
+struct ShareIn {
+    channel: u32,
+    sequence: u32,
+    job: u32,
+    nonce: u32,
+    ntime: u32,
+    version: u32,
+    /// The miner's part of the extranonce (none on a standard channel).
+    extranonce: Vec<u8>,
+}
+
 /// What an answer waiting for the store will say.
 #[derive(Debug)]
 struct Awaiting {
@@ -112,6 +140,9 @@ pub struct Session {
     extranonce1: [u8; 4],
     set_up: bool,
     version_rolling: bool,
+    /// Whether to ask the miner to reconnect when the pool shuts down (see
+    /// [`handles_reconnect`]).
+    reconnect_on_shutdown: bool,
     channels: BTreeMap<u32, Channel>,
     next_channel: u32,
     current: Option<Arc<Job>>,
@@ -121,6 +152,8 @@ pub struct Session {
     connected: Instant,
     connected_us: i64,
     last_message: Instant,
+    /// Frames in a row that were not messages this pool knows.
+    bad_in_row: u32,
     closing: bool,
     out: VecDeque<AnyMessageOwned>,
     events: VecDeque<Event>,
@@ -172,6 +205,7 @@ impl Session {
             extranonce1,
             set_up: false,
             version_rolling: false,
+            reconnect_on_shutdown: false,
             channels: BTreeMap::new(),
             next_channel: FIRST_CHANNEL,
             current: None,
@@ -181,6 +215,7 @@ impl Session {
             connected: now,
             connected_us: now_unix_us,
             last_message: now,
+            bad_in_row: 0,
             closing: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -195,6 +230,11 @@ impl Session {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Whether `SetupConnection` succeeded.
+    pub fn is_set_up(&self) -> bool {
+        self.set_up
     }
 
     /// Open channels.
@@ -236,9 +276,14 @@ impl Session {
             return;
         }
         self.last_message = now;
+        self.bad_in_row = 0;
         match message {
             AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(setup)) => {
                 self.charge(now);
+                self.reconnect_on_shutdown = handles_reconnect(
+                    &setup.vendor.as_utf8_or_hex(),
+                    &setup.hardware_version.as_utf8_or_hex(),
+                );
                 self.setup(
                     setup.protocol,
                     setup.min_version,
@@ -256,15 +301,38 @@ impl Session {
             }
             AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(open)) => {
                 self.charge(now);
-                self.send_mining(MiningOwned::OpenMiningChannelError(
-                    OpenMiningChannelErrorOwned {
-                        request_id: open.request_id,
-                        error_code: str0255("standard-channels-not-supported"),
-                    },
-                ));
+                self.open_standard(now, open);
             }
-            AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(submit)) => {
-                self.submit_extended(now, submit);
+            AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(m)) => {
+                let share = ShareIn {
+                    channel: m.channel_id,
+                    sequence: m.sequence_number,
+                    job: m.job_id,
+                    nonce: m.nonce,
+                    ntime: m.ntime,
+                    version: m.version,
+                    extranonce: m.extranonce.into_bytes(),
+                };
+                self.submit(now, share);
+            }
+            AnyMessageOwned::Mining(MiningOwned::SubmitSharesStandard(m)) => {
+                let standard = self.channels.get(&m.channel_id).is_some_and(|c| c.standard);
+                let share = ShareIn {
+                    channel: m.channel_id,
+                    sequence: m.sequence_number,
+                    job: m.job_id,
+                    nonce: m.nonce,
+                    ntime: m.ntime,
+                    version: m.version,
+                    // The pool fixed the whole extranonce: all but the channel's byte zero.
+                    // (A standard submit on an extended channel gets a size error.)
+                    extranonce: if standard {
+                        vec![0; self.miner_extranonce_size()]
+                    } else {
+                        Vec::new()
+                    },
+                };
+                self.submit(now, share);
             }
             AnyMessageOwned::Mining(MiningOwned::UpdateChannel(update)) => {
                 self.charge(now);
@@ -279,6 +347,21 @@ impl Session {
                 self.charge(now);
                 self.close(CloseReason::BadLines(1));
             }
+        }
+    }
+
+    /// A frame that decrypted but holds no message this pool knows: junk, like a malformed
+    /// v1 line (a run of them closes, and each counts against the rate limit).
+    pub fn on_malformed(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
+        self.last_message = now;
+        self.bad_in_row += 1;
+        self.charge(now);
+        let limit = self.settings.limits.max_bad_lines;
+        if limit > 0 && self.bad_in_row >= limit {
+            self.close(CloseReason::BadLines(self.bad_in_row));
         }
     }
 
@@ -300,8 +383,7 @@ impl Session {
         } else if !(min..=max).contains(&VERSION) {
             Some(error(0, "protocol-version-mismatch"))
         } else {
-            let unsupported =
-                flags & (flags::REQUIRES_STANDARD_JOBS | flags::REQUIRES_WORK_SELECTION);
+            let unsupported = flags & flags::REQUIRES_WORK_SELECTION;
             (unsupported != 0).then(|| error(unsupported, "unsupported-feature-flags"))
         };
         if let Some(refusal) = refusal {
@@ -319,31 +401,105 @@ impl Session {
         ));
     }
 
+    /// The miner's part of the extranonce on an extended channel: the pool's extranonce2
+    /// less the channel's byte.
+    fn miner_extranonce_size(&self) -> usize {
+        self.settings.coinbase.extranonce2_size.saturating_sub(1)
+    }
+
     fn open_extended(&mut self, now: Instant, open: OpenExtendedMiningChannelOwned) {
-        let request_id = open.request_id;
-        let refuse = |session: &mut Session, code: &str| {
-            session.send_mining(MiningOwned::OpenMiningChannelError(
-                OpenMiningChannelErrorOwned {
-                    request_id,
-                    error_code: str0255(code),
-                },
-            ));
+        let request = OpenRequest {
+            id: open.request_id,
+            user: open.user_identity.as_utf8_or_hex(),
+            hash_rate: open.nominal_hash_rate,
+            max_target: open.max_target.to_array(),
+            standard: false,
         };
-        let user = open.user_identity.as_utf8_or_hex();
-        let (addr, worker) = split_user(&user);
-        let Ok(payout) = address::parse(addr, self.settings.network) else {
-            return refuse(self, "invalid-user-identity");
-        };
-        let hash_rate = f64::from(open.nominal_hash_rate);
-        if !hash_rate.is_finite() || hash_rate < 0.0 {
-            return refuse(self, "invalid-nominal-hashrate");
+        if usize::from(open.min_extranonce_size) > self.miner_extranonce_size() {
+            return self.refuse_channel(request.id, "min-extranonce-size-too-large");
         }
-        let miner_size = self.settings.coinbase.extranonce2_size.saturating_sub(1);
-        if usize::from(open.min_extranonce_size) > miner_size {
-            return refuse(self, "min-extranonce-size-too-large");
+        let Some(id) = self.open_channel(now, &request) else {
+            return;
+        };
+        let Some(channel) = self.channels.get(&id) else {
+            return;
+        };
+        let message = OpenExtendedMiningChannelSuccessOwned {
+            request_id: request.id,
+            channel_id: id,
+            target: u256(channel.vardiff.difficulty().target().to_le_bytes()),
+            extranonce_size: u16::try_from(self.miner_extranonce_size()).unwrap_or(0),
+            extranonce_prefix: bytes(channel.prefix.to_vec()),
+            group_channel_id: GROUP_CHANNEL,
+        };
+        self.send_mining(MiningOwned::OpenExtendedMiningChannelSuccess(message));
+        self.channel_opened(id, request.user);
+    }
+
+    fn open_standard(&mut self, now: Instant, open: OpenStandardMiningChannelOwned) {
+        let request = OpenRequest {
+            id: open.request_id,
+            user: open.user_identity.as_utf8_or_hex(),
+            hash_rate: open.nominal_hash_rate,
+            max_target: open.max_target.to_array(),
+            standard: true,
+        };
+        let Some(id) = self.open_channel(now, &request) else {
+            return;
+        };
+        let Some(channel) = self.channels.get(&id) else {
+            return;
+        };
+        // The whole extranonce, which the miner never changes.
+        let target = u256(channel.vardiff.difficulty().target().to_le_bytes());
+        let message = OpenStandardMiningChannelSuccessOwned {
+            request_id: request.id,
+            channel_id: id,
+            target,
+            extranonce_prefix: bytes(self.announced_prefix(id)),
+            group_channel_id: GROUP_CHANNEL,
+        };
+        self.send_mining(MiningOwned::OpenStandardMiningChannelSuccess(message));
+        self.channel_opened(id, request.user);
+    }
+
+    /// The extranonce prefix a channel is told: the connection's extranonce1 and the
+    /// channel's byte, and on a standard channel the rest of the extranonce too (zeros).
+    fn announced_prefix(&self, id: u32) -> Vec<u8> {
+        let Some(channel) = self.channels.get(&id) else {
+            return Vec::new();
+        };
+        let mut prefix = channel.prefix.to_vec();
+        if channel.standard {
+            prefix.resize(4 + self.settings.coinbase.extranonce2_size, 0);
+        }
+        prefix
+    }
+
+    fn refuse_channel(&mut self, request_id: u32, code: &str) {
+        self.send_mining(MiningOwned::OpenMiningChannelError(
+            OpenMiningChannelErrorOwned {
+                request_id,
+                error_code: str0255(code),
+            },
+        ));
+    }
+
+    /// Checks a request and opens its channel (the caller answers); `None`: refused.
+    fn open_channel(&mut self, now: Instant, request: &OpenRequest) -> Option<u32> {
+        let (addr, worker) = split_user(&request.user);
+        let Ok(payout) = address::parse(addr, self.settings.network) else {
+            self.refuse_channel(request.id, "invalid-user-identity");
+            return None;
+        };
+        let hash_rate = f64::from(request.hash_rate);
+        if !hash_rate.is_finite() || hash_rate < 0.0 {
+            self.refuse_channel(request.id, "invalid-nominal-hashrate");
+            return None;
         }
         if self.channels.len() >= MAX_CHANNELS {
-            return refuse(self, "channel-capacity-exhausted");
+            self.refuse_channel(request.id, "channel-capacity-exhausted");
+            return None;
         }
         let id = self.next_channel;
         self.next_channel += 1;
@@ -355,12 +511,13 @@ impl Session {
             vardiff.start_at(d);
         }
         // The least difficulty the miner takes: its maximum target.
-        let max_target = Target::from_le_bytes(open.max_target.to_array());
+        let max_target = Target::from_le_bytes(request.max_target);
         vardiff.raise_floor(Difficulty::of_target(&max_target));
         let byte = u8::try_from((id - FIRST_CHANNEL) as usize % MAX_CHANNELS).unwrap_or(0);
         let e = self.extranonce1;
         let channel = Channel {
-            user: user.clone(),
+            standard: request.standard,
+            user: request.user.clone(),
             address: addr.to_string(),
             worker: worker.to_string(),
             payout,
@@ -373,24 +530,38 @@ impl Session {
             seen: Vec::new(),
             invalid_in_row: 0,
         };
-        let target = channel.vardiff.difficulty().target();
-        let prefix = channel.prefix.to_vec();
         self.channels.insert(id, channel);
-        self.send_mining(MiningOwned::OpenExtendedMiningChannelSuccess(
-            OpenExtendedMiningChannelSuccessOwned {
-                request_id,
-                channel_id: id,
-                target: u256(target.to_le_bytes()),
-                extranonce_size: u16::try_from(miner_size).unwrap_or(0),
-                extranonce_prefix: B032Owned::try_from(prefix).unwrap_or_else(|_| unreachable!()),
-                group_channel_id: GROUP_CHANNEL,
-            },
-        ));
+        Some(id)
+    }
+
+    /// After the success message: the event, and work at once.
+    fn channel_opened(&mut self, id: u32, user: String) {
         self.events.push_back(Event::Authorized { user });
         if let Some(job) = self.current.clone() {
             self.send_job(id, job, true);
         }
     }
+}
+
+/// What both kinds of open request ask for.
+struct OpenRequest {
+    id: u32,
+    user: String,
+    hash_rate: f32,
+    max_target: [u8; 32],
+    standard: bool,
+}
+
+/// Whether a miner that set up with this vendor and hardware version handles `Reconnect`.
+/// SRI's translator proxy 0.6.0 does not: its handler is unimplemented and the panic takes
+/// down the proxy with every miner behind it, where a plain close makes it reconnect.
+fn handles_reconnect(vendor: &str, hardware_version: &str) -> bool {
+    !(vendor == "SRI" && hardware_version == "Translator Proxy")
+}
+
+/// A byte field of a V2 message; our own, at most 32 bytes.
+fn bytes(data: Vec<u8>) -> B032Owned {
+    B032Owned::try_from(data).unwrap_or_else(|_| unreachable!("an extranonce over 32 bytes"))
 }
 
 impl Session {
@@ -463,21 +634,42 @@ impl Session {
             channel.block_first_job = Some(job_id);
         }
         let t = job.checked();
-        let branch: Vec<U256Owned> = job.branch.iter().map(|h| u256(h.0)).collect();
-        let message = NewExtendedMiningJobOwned {
-            channel_id: id,
-            job_id,
-            min_ntime: Sv2OptionOwned::new(if new_block { None } else { Some(ntime) }),
-            version: t.version,
-            version_rolling_allowed: version_rolling,
-            merkle_path: Seq0255Owned::try_from(branch).unwrap_or_else(|_| {
-                // A block has at most 2^32 transactions: a branch of at most 32 hashes.
-                unreachable!()
-            }),
-            coinbase_tx_prefix: B064KOwned::try_from(coinbase.coinb1.clone())
-                .unwrap_or_else(|_| unreachable!()),
-            coinbase_tx_suffix: B064KOwned::try_from(coinbase.coinb2.clone())
-                .unwrap_or_else(|_| unreachable!()),
+        let min_ntime = Sv2OptionOwned::new(if new_block { None } else { Some(ntime) });
+        let message = if channel.standard {
+            // Header-only mining: the merkle root of the channel's fixed extranonce.
+            let mut extranonce2 = vec![0; settings.coinbase.extranonce2_size];
+            extranonce2[0] = channel.prefix[4];
+            let root = merkle_root(
+                &coinbase.coinb1,
+                &channel.prefix[..4],
+                &extranonce2,
+                &coinbase.coinb2,
+                &job.branch,
+            );
+            MiningOwned::NewMiningJob(NewMiningJobOwned {
+                channel_id: id,
+                job_id,
+                min_ntime,
+                version: t.version,
+                merkle_root: u256(root.0),
+            })
+        } else {
+            let branch: Vec<U256Owned> = job.branch.iter().map(|h| u256(h.0)).collect();
+            MiningOwned::NewExtendedMiningJob(NewExtendedMiningJobOwned {
+                channel_id: id,
+                job_id,
+                min_ntime,
+                version: t.version,
+                version_rolling_allowed: version_rolling,
+                merkle_path: Seq0255Owned::try_from(branch).unwrap_or_else(|_| {
+                    // A block has at most 2^32 transactions: a branch of at most 32 hashes.
+                    unreachable!()
+                }),
+                coinbase_tx_prefix: B064KOwned::try_from(coinbase.coinb1.clone())
+                    .unwrap_or_else(|_| unreachable!()),
+                coinbase_tx_suffix: B064KOwned::try_from(coinbase.coinb2.clone())
+                    .unwrap_or_else(|_| unreachable!()),
+            })
         };
         if !channel.seen.iter().any(|(work, _)| *work == job.work) {
             channel.seen.push((job.work, HashSet::new()));
@@ -495,7 +687,7 @@ impl Session {
         channel
             .seen
             .retain(|(work, _)| jobs.iter().any(|j| j.job.work == *work));
-        self.send_mining(MiningOwned::NewExtendedMiningJob(message));
+        self.send_mining(message);
         if new_block {
             self.send_mining(MiningOwned::SetNewPrevHash(SetNewPrevHashOwned {
                 channel_id: id,
@@ -569,8 +761,8 @@ impl Session {
         }
     }
 
-    fn submit_extended(&mut self, now: Instant, m: SubmitSharesExtendedOwned) {
-        let (channel_id, sequence) = (m.channel_id, m.sequence_number);
+    fn submit(&mut self, now: Instant, m: ShareIn) {
+        let (channel_id, sequence) = (m.channel, m.sequence);
         let unix_us = self.unix_us(now);
         let now_unix = u32::try_from(unix_us / 1_000_000).unwrap_or(u32::MAX);
         let current_prev = self.current.as_ref().map(|j| j.checked().prev_hash);
@@ -584,10 +776,10 @@ impl Session {
         let Some(channel) = self.channels.get_mut(&channel_id) else {
             return self.refuse(now, channel_id, sequence, Reject::Unauthorized);
         };
-        let Some(sent) = channel.jobs.iter().find(|j| j.id == m.job_id) else {
+        let Some(sent) = channel.jobs.iter().find(|j| j.id == m.job) else {
             let older = channel
                 .block_first_job
-                .is_some_and(|first| m.job_id < first && m.job_id >= 1);
+                .is_some_and(|first| m.job < first && m.job >= 1);
             let reason = if older {
                 Reject::Stale
             } else {
@@ -607,7 +799,7 @@ impl Session {
             return self.refuse(now, channel_id, sequence, reason);
         }
         let mut extranonce2 = vec![channel.prefix[4]];
-        extranonce2.extend_from_slice(m.extranonce.as_bytes());
+        extranonce2.extend_from_slice(&m.extranonce);
         let submit = Submit {
             worker: channel.user.clone(),
             job_id: sent.job.id.to_string(),
@@ -753,8 +945,51 @@ impl Session {
 
     /// Shutdown: the connection is closed (the reference translator cannot take a
     /// `Reconnect` yet; miners reconnect on their own).
+    ///
+    /// A miner that handles it is first sent `Reconnect` with no host and port (the spec's
+    /// "reconnect to the present host and port"): in a rolling restart the new process
+    /// already listens there.
     pub fn shutdown(&mut self) {
+        if self.set_up && self.reconnect_on_shutdown && !self.closing {
+            self.send(AnyMessageOwned::Common(CommonMessagesOwned::Reconnect(
+                ReconnectOwned {
+                    new_host: str0255(""),
+                    new_port: 0,
+                },
+            )));
+        }
         self.close(CloseReason::Shutdown);
+    }
+
+    /// Gives the connection a new extranonce1: every channel gets `SetExtranoncePrefix`
+    /// (its new prefix: the new extranonce1 and its own byte; a standard channel's whole
+    /// extranonce) and the current work again at once. Shares on jobs sent before are
+    /// stale from then on (free, like a new block's).
+    pub fn change_extranonce1(&mut self, extranonce1: [u8; 4]) {
+        if self.closing {
+            return;
+        }
+        self.extranonce1 = extranonce1;
+        let ids: Vec<u32> = self.channels.keys().copied().collect();
+        for id in ids {
+            let Some(channel) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            let e = extranonce1;
+            channel.prefix = [e[0], e[1], e[2], e[3], channel.prefix[4]];
+            channel.jobs.clear();
+            channel.seen.clear();
+            // Any job id the channel sent before is older than the next one: stale.
+            channel.block_first_job = Some(channel.next_job);
+            let prefix = self.announced_prefix(id);
+            self.send_mining(MiningOwned::SetExtranoncePrefix(SetExtranoncePrefixOwned {
+                channel_id: id,
+                extranonce_prefix: bytes(prefix),
+            }));
+            if let Some(job) = self.current.clone() {
+                self.send_job(id, job, false);
+            }
+        }
     }
 }
 

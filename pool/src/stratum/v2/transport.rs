@@ -11,10 +11,13 @@
 use std::time::Duration;
 
 use codec_sv2::{
-    Decrypted, Handshake, MessageFrame, NoiseDecoder, NoiseEncoder, TransportDecryptState,
-    TransportEncryptState,
+    Decrypted, Handshake, MessageFrame, NoiseDecoder, NoiseEncoder, Transport,
+    TransportDecryptState, TransportEncryptState,
 };
-use noise_sv2::{ELLSWIFT_ENCODING_SIZE, Responder};
+use framing_sv2::header::Header;
+use noise_sv2::{
+    ELLSWIFT_ENCODING_SIZE, INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE, Initiator, Responder,
+};
 use parsers_sv2::{AnyMessage, AnyMessageOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -32,6 +35,9 @@ pub enum TransportError {
     /// The Noise handshake failed (a peer that is not a Stratum V2 client, or a bad key).
     #[error("noise handshake: {0}")]
     Handshake(String),
+    /// The peer opened with a JSON line: a Stratum v1 miner on the V2 port.
+    #[error("the peer speaks Stratum v1 (a v1 miner pointed at the V2 port?)")]
+    StratumV1,
     /// The handshake did not finish in time.
     #[error("noise handshake: no answer within {0:?}")]
     Timeout(Duration),
@@ -64,6 +70,8 @@ pub struct Reader {
     state: Option<TransportDecryptState>,
     /// Encrypted bytes read into the frame being assembled.
     in_frame: usize,
+    /// The most it may take.
+    limit: usize,
 }
 
 /// Turns messages into encrypted frames.
@@ -98,6 +106,9 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             .map_err(|e| TransportError::Handshake(format!("{e:?}")))?;
         let mut first = [0u8; ELLSWIFT_ENCODING_SIZE];
         stream.read_exact(&mut first).await?;
+        if looks_like_stratum_v1(&first) {
+            return Err(TransportError::StratumV1);
+        }
         let (reply, transport) = Handshake::responder(responder)
             .step_1(first)
             .map_err(|e| TransportError::Handshake(format!("{e:?}")))?;
@@ -108,18 +119,60 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let transport = tokio::time::timeout(timeout, handshake)
         .await
         .map_err(|_| TransportError::Timeout(timeout))??;
+    Ok(halves(transport, MAX_FRAME_FROM_MINER))
+}
+
+/// The reader (frames up to `limit` bytes) and writer of a finished handshake.
+fn halves(transport: Transport, limit: usize) -> (Reader, Writer) {
     let (encrypt, decrypt) = transport.split();
-    Ok((
-        Reader {
-            decoder: NoiseDecoder::new(),
-            state: Some(decrypt),
-            in_frame: 0,
-        },
-        Writer {
-            encoder: NoiseEncoder::new(),
-            state: encrypt,
-        },
-    ))
+    let reader = Reader {
+        decoder: NoiseDecoder::new(),
+        state: Some(decrypt),
+        in_frame: 0,
+        limit,
+    };
+    let writer = Writer {
+        encoder: NoiseEncoder::new(),
+        state: encrypt,
+    };
+    (reader, writer)
+}
+
+/// Whether a would-be Noise hello is a JSON-RPC line. A real hello is uniformly random
+/// bytes: one that opens with `{"` and names `"method"` in 64 bytes does not happen.
+fn looks_like_stratum_v1(hello: &[u8]) -> bool {
+    hello.starts_with(b"{\"") && hello.windows(8).any(|w| w == b"\"method\"")
+}
+
+/// The most encrypted bytes one frame from a pool may take: a job's coinbase parts are up
+/// to 64 KiB each.
+pub const MAX_FRAME_FROM_POOL: usize = 256 * 1024;
+
+/// The miner's side of the handshake on `stream` within `timeout`: the pool's certificate
+/// must be signed by `authority` (its public key, as `pool keygen` prints it decoded) and
+/// valid now.
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    authority: [u8; 32],
+    timeout: Duration,
+) -> Result<(Reader, Writer), TransportError> {
+    let handshake = async {
+        let initiator = Initiator::from_raw_k(authority)
+            .map_err(|e| TransportError::Handshake(format!("{e:?}")))?;
+        let (first, sent) = Handshake::initiator(initiator)
+            .step_0()
+            .map_err(|e| TransportError::Handshake(format!("{e:?}")))?;
+        stream.write_all(first.payload()).await?;
+        stream.flush().await?;
+        let mut answer = [0u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE];
+        stream.read_exact(&mut answer).await?;
+        sent.step_2(answer)
+            .map_err(|e| TransportError::Handshake(format!("{e:?}")))
+    };
+    let transport = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| TransportError::Timeout(timeout))??;
+    Ok(halves(transport, MAX_FRAME_FROM_POOL))
 }
 
 impl Reader {
@@ -141,26 +194,14 @@ impl Reader {
                 Decrypted::Frame(mut frame, state) => {
                     self.state = Some(state);
                     self.in_frame = 0;
-                    let header = frame.header();
-                    let (extension, kind) = (header.ext_type(), header.msg_type());
-                    let message: AnyMessage<'_> =
-                        (header, frame.payload()).try_into().map_err(|e| {
-                            TransportError::Message {
-                                extension,
-                                kind,
-                                detail: format!("{e:?}"),
-                            }
-                        })?;
-                    return Ok(message.into_owned());
+                    return message_of(frame.header(), frame.payload());
                 }
                 Decrypted::Incomplete(_, state) => {
                     self.state = Some(state);
                     let buf = self.decoder.writable();
                     self.in_frame += buf.len();
-                    if self.in_frame > MAX_FRAME_FROM_MINER {
-                        return Err(TransportError::TooLarge {
-                            limit: MAX_FRAME_FROM_MINER,
-                        });
+                    if self.in_frame > self.limit {
+                        return Err(TransportError::TooLarge { limit: self.limit });
                     }
                     if !buf.is_empty() {
                         stream.read_exact(buf).await?;
@@ -169,6 +210,30 @@ impl Reader {
             }
         }
     }
+}
+
+/// One decrypted frame's message, if it is one of the protocols this pool speaks.
+fn message_of(header: Header, payload: &mut [u8]) -> Result<AnyMessageOwned, TransportError> {
+    let (extension, kind) = (header.ext_type(), header.msg_type());
+    let message: AnyMessage<'_> =
+        (header, payload)
+            .try_into()
+            .map_err(|e| TransportError::Message {
+                extension,
+                kind,
+                detail: format!("{e:?}"),
+            })?;
+    Ok(message.into_owned())
+}
+
+/// A decrypted frame (its 6-byte header, then the payload the header declares) as a
+/// message: what [`Reader::next`] does after decryption, for the fuzzer and tests.
+pub fn decode_frame(frame: &mut [u8]) -> Result<AnyMessageOwned, TransportError> {
+    let header = Header::from_bytes(frame).map_err(|e| TransportError::Frame(format!("{e:?}")))?;
+    let payload = frame
+        .get_mut(Header::SIZE..Header::SIZE + header.payload_length())
+        .ok_or_else(|| TransportError::Frame("a payload shorter than its header says".into()))?;
+    message_of(header, payload)
 }
 
 impl Writer {
@@ -199,9 +264,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codec_sv2::Transport;
     use common_messages_sv2::{Protocol, SetupConnectionOwned, SetupConnectionSuccess};
-    use noise_sv2::{INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE, Initiator};
     use parsers_sv2::CommonMessagesOwned;
 
     const SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
@@ -289,6 +352,7 @@ mod tests {
             decoder: NoiseDecoder::new(),
             state: Some(decrypt),
             in_frame: 0,
+            limit: MAX_FRAME_FROM_POOL,
         };
         let answer = miner_reader.next(&mut miner_end).await.unwrap();
         assert!(matches!(
@@ -355,6 +419,21 @@ mod tests {
                 reader.next(&mut pool_end).await.is_err()
             }
         );
+        // A Stratum v1 miner on the V2 port is told apart from a failed handshake.
+        let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 16);
+        miner_end
+            .write_all(b"{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cpuminer/2.5.1\"]}\n")
+            .await
+            .unwrap();
+        let err = accept(
+            &mut pool_end,
+            &keys(),
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, TransportError::StratumV1), "{err}");
         // Silence: the handshake times out.
         let (mut pool_end, _miner_end) = tokio::io::duplex(1 << 16);
         let err = accept(

@@ -10,7 +10,10 @@ use crate::chain::jobs::tests::{PREV_A, PREV_B, regtest_template};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
 use bitcoin::hashes::{Hash, sha256d};
 use common_messages_sv2::SetupConnectionOwned;
-use mining_sv2::{CloseChannelOwned, OpenStandardMiningChannelOwned};
+use mining_sv2::{
+    CloseChannelOwned, OpenStandardMiningChannelOwned, SubmitSharesExtendedOwned,
+    SubmitSharesStandard,
+};
 use protocol::Hash256;
 use protocol::address::Network;
 
@@ -89,6 +92,8 @@ struct MinerJob {
     prefix: Vec<u8>,
     suffix: Vec<u8>,
     branch: Vec<[u8; 32]>,
+    /// A standard channel's job: the pool computed the merkle root.
+    merkle_root: Option<[u8; 32]>,
     min_ntime: Option<u32>,
 }
 
@@ -114,16 +119,19 @@ impl MinerChannel {
 
     /// The header hash of a share, as the miner computes it.
     fn hash(&self, job: &MinerJob, extranonce: &[u8], version: u32, nonce: u32) -> Hash256 {
-        let mut coinbase = job.prefix.clone();
-        coinbase.extend_from_slice(&self.extranonce_prefix);
-        coinbase.extend_from_slice(extranonce);
-        coinbase.extend_from_slice(&job.suffix);
-        let mut root = sha256d::Hash::hash(&coinbase).to_byte_array();
-        for step in &job.branch {
-            let mut pair = root.to_vec();
-            pair.extend_from_slice(step);
-            root = sha256d::Hash::hash(&pair).to_byte_array();
-        }
+        let root = job.merkle_root.unwrap_or_else(|| {
+            let mut coinbase = job.prefix.clone();
+            coinbase.extend_from_slice(&self.extranonce_prefix);
+            coinbase.extend_from_slice(extranonce);
+            coinbase.extend_from_slice(&job.suffix);
+            let mut root = sha256d::Hash::hash(&coinbase).to_byte_array();
+            for step in &job.branch {
+                let mut pair = root.to_vec();
+                pair.extend_from_slice(step);
+                root = sha256d::Hash::hash(&pair).to_byte_array();
+            }
+            root
+        });
         let mut header = version.to_le_bytes().to_vec();
         header.extend_from_slice(&self.prev_hash);
         header.extend_from_slice(&root);
@@ -190,6 +198,35 @@ impl MinerChannel {
             },
         ))
     }
+}
+
+impl MinerChannel {
+    fn submit_standard(&self, sequence: u32, job: u32, nonce: u32) -> AnyMessageOwned {
+        let version = self
+            .jobs
+            .iter()
+            .find(|j| j.id == job)
+            .map_or(0, |j| j.version);
+        AnyMessageOwned::Mining(MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+            channel_id: self.id,
+            sequence_number: sequence,
+            job_id: job,
+            nonce,
+            ntime: self.ntime,
+            version,
+        }))
+    }
+}
+
+fn open_standard_message(request_id: u32, user: &str, hash_rate: f32) -> AnyMessageOwned {
+    AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(
+        OpenStandardMiningChannelOwned {
+            request_id,
+            user_identity: text(user),
+            nominal_hash_rate: hash_rate,
+            max_target: U256Owned::from([0xff; 32]),
+        },
+    ))
 }
 
 struct Harness {
@@ -288,6 +325,39 @@ impl Harness {
                     prefix: j.coinbase_tx_prefix.to_owned_bytes(),
                     suffix: j.coinbase_tx_suffix.to_owned_bytes(),
                     branch: j.merkle_path.iter().map(|h| h.to_array()).collect(),
+                    merkle_root: None,
+                    min_ntime,
+                });
+                if let Some(ntime) = min_ntime {
+                    c.active = Some(j.job_id);
+                    c.ntime = ntime;
+                }
+            }
+            MiningOwned::OpenStandardMiningChannelSuccess(s) => {
+                self.channels.insert(
+                    s.channel_id,
+                    MinerChannel {
+                        id: s.channel_id,
+                        extranonce_prefix: s.extranonce_prefix.to_owned_bytes(),
+                        extranonce_size: 0,
+                        target: s.target.to_array(),
+                        ..MinerChannel::default()
+                    },
+                );
+            }
+            MiningOwned::NewMiningJob(j) => {
+                let c = self
+                    .channels
+                    .get_mut(&j.channel_id)
+                    .expect("job on an open channel");
+                let min_ntime = j.min_ntime.clone().into_inner();
+                c.jobs.push(MinerJob {
+                    id: j.job_id,
+                    version: j.version,
+                    prefix: Vec::new(),
+                    suffix: Vec::new(),
+                    branch: Vec::new(),
+                    merkle_root: Some(j.merkle_root.to_array()),
                     min_ntime,
                 });
                 if let Some(ntime) = min_ntime {
@@ -311,6 +381,11 @@ impl Harness {
                 c.prev_hash = p.prev_hash.to_array();
                 c.nbits = p.nbits;
                 c.ntime = p.min_ntime;
+            }
+            MiningOwned::SetExtranoncePrefix(p) => {
+                if let Some(c) = self.channels.get_mut(&p.channel_id) {
+                    c.extranonce_prefix = p.extranonce_prefix.to_owned_bytes();
+                }
             }
             MiningOwned::SetTarget(t) => {
                 if let Some(c) = self.channels.get_mut(&t.channel_id) {
@@ -476,10 +551,10 @@ fn setup_refusals_say_why_and_close() {
                 Protocol::MiningProtocol,
                 2,
                 2,
-                flags::REQUIRES_STANDARD_JOBS,
+                flags::REQUIRES_STANDARD_JOBS | flags::REQUIRES_WORK_SELECTION,
             ),
             "unsupported-feature-flags",
-            flags::REQUIRES_STANDARD_JOBS,
+            flags::REQUIRES_WORK_SELECTION,
         ),
     ];
     for (message, code, bad_flags) in cases {
@@ -521,18 +596,8 @@ fn channel_refusals_keep_the_connection() {
         open_error(&out).as_deref(),
         Some("invalid-nominal-hashrate")
     );
-    let out = h.send(AnyMessageOwned::Mining(
-        MiningOwned::OpenStandardMiningChannel(OpenStandardMiningChannelOwned {
-            request_id: 4,
-            user_identity: text(ADDR),
-            nominal_hash_rate: 1e9,
-            max_target: U256Owned::from([0xff; 32]),
-        }),
-    ));
-    assert_eq!(
-        open_error(&out).as_deref(),
-        Some("standard-channels-not-supported")
-    );
+    let out = h.send(open_standard_message(4, "not-an-address", 1e9));
+    assert_eq!(open_error(&out).as_deref(), Some("invalid-user-identity"));
     assert!(closes(&h.events()).is_empty());
     // Still good for a channel.
     h.open(ADDR);
@@ -947,4 +1012,265 @@ fn a_flood_of_valid_shares_is_never_closed() {
             .handle(h.now, m.submit(i as u32, m.active_job().id, &EXTRANONCE, x));
     }
     assert!(closes(&h.events()).is_empty());
+}
+
+/// Opens a standard channel on a connection that asked for standard jobs only.
+fn open_standard(h: &mut Harness, user: &str) -> u32 {
+    let out = h.send(setup_message(
+        Protocol::MiningProtocol,
+        2,
+        2,
+        flags::REQUIRES_STANDARD_JOBS | flags::REQUIRES_VERSION_ROLLING,
+    ));
+    assert!(
+        matches!(
+            &out[..],
+            [AnyMessageOwned::Common(
+                CommonMessagesOwned::SetupConnectionSuccess(_)
+            )]
+        ),
+        "standard jobs are supported: {out:?}"
+    );
+    h.set_up = true;
+    h.job(PREV_A, 2);
+    let out = h.send(open_standard_message(9, user, 0.0));
+    let AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(s)) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(s.request_id, 9);
+    assert_eq!(s.group_channel_id, GROUP_CHANNEL);
+    // The whole extranonce: extranonce1, the channel's byte, the rest zero.
+    let mut whole = EN1.to_vec();
+    whole.extend_from_slice(&[0; 8]);
+    assert_eq!(s.extranonce_prefix.to_owned_bytes(), whole);
+    assert!(
+        matches!(&out[1], AnyMessageOwned::Mining(MiningOwned::NewMiningJob(j))
+            if j.channel_id == s.channel_id && j.min_ntime.clone().into_inner().is_none()),
+        "a future job: {out:?}"
+    );
+    assert!(
+        matches!(
+            &out[2],
+            AnyMessageOwned::Mining(MiningOwned::SetNewPrevHash(_))
+        ),
+        "{out:?}"
+    );
+    s.channel_id
+}
+
+#[test]
+fn a_standard_channel_mines_headers_on_the_pool_s_merkle_root() {
+    let mut h = Harness::new(Mode::Pplns);
+    let user = format!("{ADDR}.asic");
+    let id = open_standard(&mut h, &user);
+    let events = h.events();
+    assert!(matches!(&events[0], Event::Authorized { user: u } if *u == user));
+    let m = h.miner(id);
+    let job = m.active_job().clone();
+    // Shares: the header over the pool's merkle root, the nonce and ntime the miner's.
+    let nonces = m.shares(&[], 2);
+    for (i, &x) in nonces.iter().enumerate() {
+        let out = h.send(m.submit_standard(20 + i as u32, job.id, x));
+        assert_eq!(success(&out), Some((id, 20 + i as u32)), "{out:?}");
+    }
+    let shares: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Share(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shares.len(), 2);
+    assert_eq!(
+        (shares[0].address.as_str(), shares[0].worker.as_str()),
+        (ADDR, "asic")
+    );
+    assert_eq!(
+        shares[0].accepted.hash,
+        m.hash(&job, &[], job.version, nonces[0])
+    );
+    // The same share twice is a duplicate, as on an extended channel.
+    let out = h.send(m.submit_standard(30, job.id, nonces[0]));
+    assert_eq!(share_error(&out), Some((30, "duplicate-share".into())));
+    // A block: what the pool assembles is the header the miner hashed, and its merkle
+    // root (checked by the `bitcoin` crate from the transactions) is the one the pool
+    // sent: so the pool's root was computed over the extranonce it announced.
+    let x = (0..)
+        .find(|&x| m.network().is_met_by(&m.hash(&job, &[], job.version, x)))
+        .unwrap();
+    let out = h.send(m.submit_standard(31, job.id, x));
+    assert_eq!(success(&out), Some((id, 31)), "{out:?}");
+    let block = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Block(b) => Some(b),
+            _ => None,
+        })
+        .expect("a block event");
+    let hash = m.hash(&job, &[], job.version, x);
+    assert_eq!(block.hash, hash);
+    let decoded: bitcoin::Block =
+        bitcoin::consensus::deserialize(&hex::decode(&block.hex).unwrap()).unwrap();
+    assert!(decoded.check_merkle_root());
+    assert_eq!(
+        decoded.header.merkle_root.to_byte_array(),
+        job.merkle_root.unwrap()
+    );
+    let script_sig = bitcoin::consensus::serialize(&decoded.txdata[0].input[0].script_sig);
+    assert!(
+        script_sig
+            .windows(m.extranonce_prefix.len())
+            .any(|w| w == m.extranonce_prefix),
+        "the coinbase carries the extranonce announced"
+    );
+}
+
+#[test]
+fn standard_channels_get_their_own_roots_and_new_blocks() {
+    let mut h = Harness::new(Mode::Solo);
+    let a = open_standard(&mut h, ADDR);
+    let out = h.send(open_standard_message(10, ADDR2, 0.0));
+    let b = match &out[0] {
+        AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(s)) => s.channel_id,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(a, b);
+    // Different prefixes and (SOLO: different payouts too) different roots.
+    let (ma, mb) = (h.miner(a), h.miner(b));
+    assert_ne!(ma.extranonce_prefix, mb.extranonce_prefix);
+    assert_ne!(ma.active_job().merkle_root, mb.active_job().merkle_root);
+    // A new block: a future job and SetNewPrevHash on each channel; the old job is stale.
+    let old = ma.active_job().clone();
+    let x = ma.shares(&[], 1)[0];
+    let out = h.job(PREV_B, 3);
+    let roots: Vec<_> = out
+        .iter()
+        .filter_map(|m| match m {
+            AnyMessageOwned::Mining(MiningOwned::NewMiningJob(j)) => Some(j.channel_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(roots, [a, b]);
+    let out = h.send(ma.submit_standard(1, old.id, x));
+    assert_eq!(share_error(&out), Some((1, "stale-share".into())));
+    // A standard submit on an extended channel cannot name its extranonce.
+    let e = h.open(ADDR);
+    let me = h.miner(e);
+    let out = h.send(me.submit_standard(2, me.active_job().id, 1));
+    assert_eq!(share_error(&out), Some((2, "bad-extranonce-size".into())));
+}
+
+#[test]
+fn shutdown_asks_to_reconnect_except_the_translator_that_cannot() {
+    let reconnects = |out: &[AnyMessageOwned]| {
+        out.iter()
+            .filter_map(|m| match m {
+                AnyMessageOwned::Common(CommonMessagesOwned::Reconnect(r)) => {
+                    Some((r.new_host.as_utf8_or_hex(), r.new_port))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // A miner: Reconnect to the present host and port, then the close.
+    let mut h = Harness::new(Mode::Pplns);
+    h.open(ADDR);
+    h.events();
+    h.session.shutdown();
+    assert_eq!(reconnects(&h.drain()), [(String::new(), 0)]);
+    assert_eq!(closes(&h.events()), [CloseReason::Shutdown]);
+    // Once only, and nothing after.
+    h.session.shutdown();
+    assert!(h.drain().is_empty());
+    // SRI's translator 0.6.0 panics on Reconnect: a plain close.
+    let mut h = Harness::new(Mode::Pplns);
+    let AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(mut setup)) = setup_message(
+        Protocol::MiningProtocol,
+        2,
+        2,
+        flags::REQUIRES_VERSION_ROLLING,
+    ) else {
+        unreachable!()
+    };
+    setup.vendor = text("SRI");
+    setup.hardware_version = text("Translator Proxy");
+    h.send(AnyMessageOwned::Common(
+        CommonMessagesOwned::SetupConnection(setup),
+    ));
+    h.session.shutdown();
+    assert!(reconnects(&h.drain()).is_empty());
+    assert_eq!(closes(&h.events()), [CloseReason::Shutdown]);
+    // Before SetupConnection there is nobody to ask.
+    let mut h = Harness::new(Mode::Pplns);
+    h.session.shutdown();
+    assert!(h.drain().is_empty());
+}
+
+#[test]
+fn a_new_extranonce1_moves_every_channel_and_old_jobs_go_stale() {
+    let mut h = Harness::new(Mode::Pplns);
+    let e = h.open(ADDR);
+    let s = h.send(open_standard_message(11, ADDR, 0.0));
+    let s = match &s[0] {
+        AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(m)) => m.channel_id,
+        other => panic!("{other:?}"),
+    };
+    h.events();
+    let (old_e, old_s) = (h.miner(e), h.miner(s));
+    let x = old_e.shares(&EXTRANONCE, 1)[0];
+    let new = [0, 0, 0, 42];
+    h.session.change_extranonce1(new);
+    let out = h.drain();
+    let prefixes: BTreeMap<u32, Vec<u8>> = out
+        .iter()
+        .filter_map(|m| match m {
+            AnyMessageOwned::Mining(MiningOwned::SetExtranoncePrefix(p)) => {
+                Some((p.channel_id, p.extranonce_prefix.to_owned_bytes()))
+            }
+            _ => None,
+        })
+        .collect();
+    // The new extranonce1 and the channel's own byte; the standard channel's whole
+    // extranonce.
+    let mut want_e = new.to_vec();
+    want_e.push(old_e.extranonce_prefix[4]);
+    let mut want_s = new.to_vec();
+    want_s.push(old_s.extranonce_prefix[4]);
+    want_s.resize(old_s.extranonce_prefix.len(), 0);
+    assert_eq!(
+        prefixes,
+        BTreeMap::from([(e, want_e.clone()), (s, want_s.clone())])
+    );
+    // Each channel has work at once, on the new prefix.
+    for id in [e, s] {
+        let m = h.miner(id);
+        assert_ne!(
+            m.active_job().id,
+            if id == e {
+                old_e.active_job().id
+            } else {
+                old_s.active_job().id
+            }
+        );
+    }
+    // A share on the old job is stale (free); shares on the new work are accepted.
+    let out = h.send(old_e.submit(1, old_e.active_job().id, &EXTRANONCE, x));
+    assert_eq!(share_error(&out), Some((1, "stale-share".into())));
+    let m = h.miner(e);
+    assert_eq!(m.extranonce_prefix, want_e);
+    let y = m.shares(&EXTRANONCE, 1)[0];
+    let out = h.send(m.submit(2, m.active_job().id, &EXTRANONCE, y));
+    assert_eq!(success(&out), Some((e, 2)), "{out:?}");
+    let ms = h.miner(s);
+    let z = ms.shares(&[], 1)[0];
+    let out = h.send(ms.submit_standard(3, ms.active_job().id, z));
+    assert_eq!(success(&out), Some((s, 3)), "{out:?}");
+    let shares = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Share(_)))
+        .count();
+    assert_eq!(shares, 2);
 }
