@@ -27,6 +27,11 @@ use protocol::stratum::{Message, Method, Notify, SubscribeResult, share_header};
 use serde_json::{Value, json};
 use testkit::RegtestPair;
 
+/// The flood tests take both cores for up to a minute, and the shutdown test needs its
+/// reader thread to get through a backlog of answers within the pool's two-second linger:
+/// they take turns, so that no outcome depends on how the scheduler shares two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const POOLER: &str = "pooler cpuminer 2.5.1 (minerd -a sha256d -t 1)";
 const OPT: &str = "cpuminer-opt 26.1 (cpuminer -a sha256d -t 1, built with -march=native)";
 
@@ -472,6 +477,7 @@ fn junk_until_banned(port: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_miner_shapes_flood_valid_shares_for_a_minute_and_are_never_closed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let pair = RegtestPair::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -538,6 +544,7 @@ async fn real_miner_shapes_flood_valid_shares_for_a_minute_and_are_never_closed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_valid_shares_waits_for_the_database_instead_of_piling_up() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let setup = Setup::start();
     let cfg = setup.config();
     let pool = TestPool::start(cfg).await;
@@ -575,6 +582,7 @@ fn the_fixture_holds_both_miners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_reaches_a_miner_that_is_still_submitting() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let pair = RegtestPair::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pool = TestPool::start(config(
@@ -591,11 +599,12 @@ async fn a_shutdown_reaches_a_miner_that_is_still_submitting() {
     let miner = std::thread::spawn(move || {
         let (conn, mut work) = open_like(port, &opt);
         let mut writer = conn.stream.try_clone().unwrap();
-        let bursts: Vec<String> = (0..40)
-            .map(|_| work.shares(&opt.user, opt.burst).join("\n") + "\n")
-            .collect();
+        // Fresh shares in every burst: the same ones again would be duplicates, a run of
+        // which is rightly banned (once the first block makes the job stale, they are
+        // free, but that can come too late).
         let feeder = std::thread::spawn(move || {
-            for burst in bursts.iter().cycle() {
+            loop {
+                let burst = work.shares(&opt.user, opt.burst).join("\n") + "\n";
                 if writer.write_all(burst.as_bytes()).is_err() {
                     return;
                 }
