@@ -11,32 +11,14 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::v2::{Answer, V2Miner};
+use common::v2::{Answer, V2Miner, authority, v2_config};
 use common::*;
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
-use pool::config::{Mode, V2Config};
-use pool::stratum::v2::keys::{AuthorityKeys, parse_public};
+use pool::config::Mode;
+use pool::stratum::v2::keys::AuthorityKeys;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-/// SRI's example authority pair: what the reference translator's examples trust.
-const SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
-const PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
-
-fn v2_config() -> V2Config {
-    V2Config {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        authority_secret_key: Some(SECRET.into()),
-        authority_secret_key_file: None,
-        authority_public_key: Some(PUBLIC.into()),
-        cert_validity_secs: 3600,
-    }
-}
-
-fn authority() -> [u8; 32] {
-    parse_public(PUBLIC).unwrap()
-}
 
 /// What a V2 miner did until it was stopped.
 #[derive(Debug, Default)]

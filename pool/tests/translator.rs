@@ -8,35 +8,25 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::v2::{AUTHORITY_PUBLIC, v2_config};
 use common::*;
-use pool::config::V2Config;
 use pool::observe::stats::Protocol;
 use testkit::Translator;
-
-const SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
-const PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_miners_behind_the_reference_translator_mine_on_the_v2_port() {
     let setup = Setup::start();
     let dave = setup.pair.node(1).new_address().unwrap();
     let mut cfg = setup.config();
-    cfg.stratum.v2 = Some(V2Config {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        authority_secret_key: Some(SECRET.into()),
-        authority_secret_key_file: None,
-        authority_public_key: Some(PUBLIC.into()),
-        cert_validity_secs: 3600,
-    });
+    cfg.stratum.v2 = Some(v2_config());
     cfg.payouts.payments = false;
     cfg.payouts.window_factor = 1000.0;
     let mut pool = TestPool::start(cfg).await;
     let db = pool.running.store.clone().unwrap().db().clone();
     let v2_addr = pool.running.v2_addr.unwrap();
-    let mut translator = Translator::start(v2_addr, PUBLIC, &dave).unwrap();
+    let mut translator = Translator::start(v2_addr, AUTHORITY_PUBLIC, &dave).unwrap();
 
     // The translator names its channels after itself; what the miners authorize as is
     // theirs to keep.

@@ -19,6 +19,26 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
+/// SRI's example authority pair: what the reference translator's examples trust.
+pub const AUTHORITY_SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+pub const AUTHORITY_PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+
+/// The authority public key, decoded.
+pub fn authority() -> [u8; 32] {
+    pool::stratum::v2::keys::parse_public(AUTHORITY_PUBLIC).unwrap()
+}
+
+/// A `[stratum.v2]` on a free loopback port with the example authority pair.
+pub fn v2_config() -> pool::config::V2Config {
+    pool::config::V2Config {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        authority_secret_key: Some(AUTHORITY_SECRET.into()),
+        authority_secret_key_file: None,
+        authority_public_key: Some(AUTHORITY_PUBLIC.into()),
+        cert_validity_secs: 3600,
+    }
+}
+
 /// One job of a channel, as the miner keeps it.
 #[derive(Clone, Debug)]
 pub struct V2Job {
@@ -97,7 +117,8 @@ impl V2Miner {
 
     pub async fn send(&mut self, message: AnyMessageOwned) {
         let bytes = self.writer.encode(message).unwrap();
-        self.write.write_all(&bytes).await.unwrap();
+        // A pool that closed the connection shows in the next `recv`, as `None`.
+        let _ = self.write.write_all(&bytes).await;
     }
 
     /// The next message (applied to the channels), or `None` when the pool closed.
@@ -237,6 +258,23 @@ impl V2Miner {
     /// Finds the next share on `channel`'s active job and submits it; returns what the
     /// pool answered and whether the share was a block candidate.
     pub async fn mine_one(&mut self, channel: u32) -> (Answer, bool) {
+        self.try_mine_one(channel)
+            .await
+            .expect("an answer to the share")
+    }
+
+    /// Whether the pool asked this miner to reconnect.
+    pub fn asked_to_reconnect(&self) -> bool {
+        self.received.iter().any(|m| {
+            matches!(
+                m,
+                AnyMessageOwned::Common(CommonMessagesOwned::Reconnect(_))
+            )
+        })
+    }
+
+    /// As [`V2Miner::mine_one`], or `None` once the pool closed the connection.
+    pub async fn try_mine_one(&mut self, channel: u32) -> Option<(Answer, bool)> {
         let c = self.channels.get_mut(&channel).expect("an open channel");
         let job = c
             .jobs
@@ -287,17 +325,16 @@ impl V2Miner {
         )))
         .await;
         loop {
-            let message = self.recv().await.expect("an answer to the share");
-            match message {
+            match self.recv().await? {
                 AnyMessageOwned::Mining(MiningOwned::SubmitSharesSuccess(s))
                     if s.last_sequence_number == sequence =>
                 {
-                    return (Answer::Accepted, block);
+                    return Some((Answer::Accepted, block));
                 }
                 AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(e))
                     if e.sequence_number == sequence =>
                 {
-                    return (Answer::Refused(e.error_code.as_utf8_or_hex()), block);
+                    return Some((Answer::Refused(e.error_code.as_utf8_or_hex()), block));
                 }
                 _ => {}
             }
