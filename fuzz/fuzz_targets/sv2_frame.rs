@@ -4,10 +4,8 @@
 //! to the same message (the pool sends these types back to miners).
 #![no_main]
 
-use codec_sv2::{Encoder, MessageFrame};
 use libfuzzer_sys::fuzz_target;
-use parsers_sv2::AnyMessageOwned;
-use pool::stratum::v2::transport::decode_frame;
+use protocol::sv2::transport::{decode_frame, encode_frame};
 
 fuzz_target!(|data: &[u8]| {
     let mut frame = data.to_vec();
@@ -15,12 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let first = format!("{message:?}");
-    let Ok(framed) = MessageFrame::<AnyMessageOwned>::try_from(message) else {
-        return;
-    };
-    let mut encoder = Encoder::new();
-    let encoded = encoder.encode(framed).expect("a decoded message encodes");
-    let mut bytes = AsRef::<[u8]>::as_ref(&encoded).to_vec();
+    let mut bytes = encode_frame(message).expect("a decoded message encodes");
     let again = decode_frame(&mut bytes).expect("an encoded message decodes");
     assert_eq!(first, format!("{again:?}"));
 });

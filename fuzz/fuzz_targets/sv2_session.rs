@@ -34,7 +34,7 @@ use pool::config::Mode;
 use pool::shares::record::AckToken;
 use pool::stratum::events::Event;
 use pool::stratum::v2::session::Session;
-use pool::stratum::v2::transport::decode_frame;
+use protocol::sv2::transport::decode_frame;
 
 const USERS: [&str; 4] = [
     "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use protocol::address::{self, Network, PayoutAddress};
 
 use crate::net::Trusted;
-use crate::stratum::v2::keys::AuthorityKeys;
+use protocol::sv2::keys::AuthorityKeys;
 use serde::Deserialize;
 
 /// Who the coinbase pays.

@@ -71,7 +71,7 @@ fn keygen() -> String {
         }
         bytes
     };
-    let keys = pool::stratum::v2::keys::AuthorityKeys::generate(random);
+    let keys = protocol::sv2::keys::AuthorityKeys::generate(random);
     format!(
         "# A new Stratum V2 authority key pair: give miners the public key, keep the\n\
          # secret key to this pool (or put it in a file: authority_secret_key_file).\n\
@@ -228,7 +228,7 @@ mod tests {
         let section: toml::Table = toml::from_str(&text).unwrap();
         let v2 = &section["stratum"]["v2"];
         let secret = v2["authority_secret_key"].as_str().unwrap();
-        let keys = pool::stratum::v2::keys::AuthorityKeys::from_secret_text(secret).unwrap();
+        let keys = protocol::sv2::keys::AuthorityKeys::from_secret_text(secret).unwrap();
         keys.check_public(v2["authority_public_key"].as_str().unwrap())
             .unwrap();
         assert_ne!(keygen(), text, "a new pair each time");

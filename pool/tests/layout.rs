@@ -4,8 +4,7 @@
 //!
 //! The layers, lowest first, as `src/lib.rs` draws them:
 //!
-//! 0. `clock`, `config`, `net`, `stratum::v2::keys`: the wall clock, the settings, socket
-//!    helpers, the V2 authority key (the settings parse it)
+//! 0. `clock`, `config`, `net`: the wall clock, the settings, socket helpers
 //! 1. `observe::{stats, live, latency}`: counters every task records into
 //! 2. `chain::{node, template, jobs}`: the node and the work made from its templates
 //! 3. `shares`, `accounting::pplns`: what both protocols share; the pure PPLNS split
@@ -26,7 +25,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("clock", 0),
     ("config", 0),
     ("net", 0),
-    ("stratum::v2::keys", 0),
     ("observe::stats", 1),
     ("observe::live", 1),
     ("observe::latency", 1),

@@ -17,6 +17,9 @@
 //!   witness commitment.
 //! - [`block`]: the full block for `submitblock`.
 //! - [`stratum`]: Stratum v1 messages, typed, and the newline-delimited JSON codec.
+//! - `sv2` (feature `sv2`): Stratum V2's authority keys and Noise transport, with the
+//!   Stratum Reference Implementation's crates; the one module that does IO (over a tokio
+//!   stream it is given).
 #![warn(missing_docs)]
 
 pub mod address;
@@ -29,6 +32,8 @@ pub use hexfmt::HexError;
 pub mod longpoll;
 pub mod merkle;
 pub mod stratum;
+#[cfg(feature = "sv2")]
+pub mod sv2;
 pub mod target;
 pub mod template;
 

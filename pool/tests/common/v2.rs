@@ -10,9 +10,9 @@ use binary_sv2::{Str0255Owned, U256Owned};
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
 use mining_sv2::{OpenExtendedMiningChannelOwned, SubmitSharesExtendedOwned};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
-use pool::stratum::v2::transport::{self, TransportError, Writer};
 use protocol::header::BlockHeader;
 use protocol::stratum::merkle_root;
+use protocol::sv2::transport::{self, TransportError, Writer};
 use protocol::{CompactTarget, Hash256, Target};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ pub const AUTHORITY_PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbu
 
 /// The authority public key, decoded.
 pub fn authority() -> [u8; 32] {
-    pool::stratum::v2::keys::parse_public(AUTHORITY_PUBLIC).unwrap()
+    protocol::sv2::keys::parse_public(AUTHORITY_PUBLIC).unwrap()
 }
 
 /// A `[stratum.v2]` on a free loopback port with the example authority pair.

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use parsers_sv2::AnyMessageOwned;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info};
 
 use crate::clock::now_us;
@@ -27,9 +27,9 @@ use crate::stratum::connection::{
 };
 use crate::stratum::events::CloseReason;
 use crate::stratum::shared::Shared;
-use crate::stratum::v2::keys::AuthorityKeys;
 use crate::stratum::v2::session::Session;
-use crate::stratum::v2::transport::{self, Reader, TransportError};
+use protocol::sv2::keys::AuthorityKeys;
+use protocol::sv2::transport::{self, TransportError};
 
 /// What a V2 listener needs besides what every connection shares.
 #[derive(Debug)]
@@ -77,8 +77,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     let (read_half, mut write_half) = tokio::io::split(stream);
     let (frames_tx, mut frames) = mpsc::channel(READ_AHEAD);
-    let read_task = tokio::spawn(read_frames(reader, read_half, frames_tx));
-    let _abort = AbortOnDrop(read_task);
+    let read_task = tokio::spawn(transport::forward_messages(reader, read_half, frames_tx));
+    let _stop_reader = AbortOnDropHandle::new(read_task);
 
     let mut jobs = shared.jobs.clone();
     let mut session = Session::new(
@@ -186,30 +186,5 @@ fn bad_frame(shared: &Shared, peer: SocketAddr, e: &TransportError, set_up: bool
     info!(%peer, error = %e, "closing: bad Stratum V2 frame");
     if set_up {
         strike(shared, peer);
-    }
-}
-
-/// Reads messages until the stream ends or fails; the last item is the error, if any.
-async fn read_frames<S: AsyncRead>(
-    mut reader: Reader,
-    mut stream: ReadHalf<S>,
-    frames: mpsc::Sender<Result<AnyMessageOwned, TransportError>>,
-) {
-    loop {
-        let next = reader.next(&mut stream).await;
-        // An unknown message leaves the stream in step: keep reading after it.
-        let go_on = matches!(next, Ok(_) | Err(TransportError::Message { .. }));
-        if frames.send(next).await.is_err() || !go_on {
-            return;
-        }
-    }
-}
-
-/// Stops the reader task when the connection ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -2,12 +2,11 @@
 //! Stratum Reference Implementation's crates, over the same template feed, jobs, share
 //! validation, vardiff, store and PPLNS as Stratum v1.
 //!
-//! - [`keys`]: the authority key pair that certifies the endpoint (SRI's encoding).
-//! - [`transport`]: the Noise NX handshake as responder and encrypted frames both ways.
 //! - [`session`]: one connection's Mining Protocol state machine, sans-IO.
 //! - [`connection`]: the handshake, then messages between the socket and the session.
 
+//!
+//! The authority keys and the Noise transport are `protocol::sv2`'s, shared with the miner.
+
 pub mod connection;
-pub mod keys;
 pub mod session;
-pub mod transport;

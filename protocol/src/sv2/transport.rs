@@ -21,7 +21,7 @@ use noise_sv2::{
 use parsers_sv2::{AnyMessage, AnyMessageOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::stratum::v2::keys::AuthorityKeys;
+use super::keys::AuthorityKeys;
 
 /// The most encrypted bytes one frame from a miner may take (header, payload and MACs).
 pub const MAX_FRAME_FROM_MINER: usize = 64 * 1024;
@@ -212,6 +212,24 @@ impl Reader {
     }
 }
 
+/// Reads messages from `stream` and hands them to `to` until the stream ends or fails (the
+/// last item is then the error) or nobody listens. Run it as a task of its own: a frame
+/// read cannot be abandoned half way, so it must not sit in a `select!`. An unknown
+/// message leaves the stream in step, so reading goes on after it.
+pub async fn forward_messages<R: AsyncRead + Unpin>(
+    mut reader: Reader,
+    mut stream: R,
+    to: tokio::sync::mpsc::Sender<Result<AnyMessageOwned, TransportError>>,
+) {
+    loop {
+        let next = reader.next(&mut stream).await;
+        let go_on = matches!(next, Ok(_) | Err(TransportError::Message { .. }));
+        if to.send(next).await.is_err() || !go_on {
+            return;
+        }
+    }
+}
+
 /// One decrypted frame's message, if it is one of the protocols this pool speaks.
 fn message_of(header: Header, payload: &mut [u8]) -> Result<AnyMessageOwned, TransportError> {
     let (extension, kind) = (header.ext_type(), header.msg_type());
@@ -234,6 +252,19 @@ pub fn decode_frame(frame: &mut [u8]) -> Result<AnyMessageOwned, TransportError>
         .get_mut(Header::SIZE..Header::SIZE + header.payload_length())
         .ok_or_else(|| TransportError::Frame("a payload shorter than its header says".into()))?;
     message_of(header, payload)
+}
+
+/// `message` as a plain (unencrypted) frame: header and payload, what [`decode_frame`]
+/// reads. For tests that pass messages between two sessions, and the fuzzer.
+pub fn encode_frame(message: AnyMessageOwned) -> Result<Vec<u8>, TransportError> {
+    let frame: MessageFrame<AnyMessageOwned> = message
+        .try_into()
+        .map_err(|e| TransportError::Frame(format!("cannot frame a message: {e:?}")))?;
+    let mut encoder = codec_sv2::Encoder::new();
+    let bytes = encoder
+        .encode(frame)
+        .map_err(|e| TransportError::Frame(format!("cannot encode a frame: {e:?}")))?;
+    Ok(AsRef::<[u8]>::as_ref(&bytes).to_vec())
 }
 
 impl Writer {
@@ -292,7 +323,8 @@ mod tests {
     }
 
     fn unix_now() -> u32 {
-        crate::clock::unix_now()
+        let since = std::time::UNIX_EPOCH.elapsed().unwrap();
+        u32::try_from(since.as_secs()).unwrap()
     }
 
     fn setup_connection() -> AnyMessageOwned {
