@@ -12,8 +12,9 @@ use serde::Deserialize;
 #[derive(Args, Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MineArgs {
-    /// Pool URL, stratum+tcp://HOST:PORT (repeat -o for failover pools, in order); with
-    /// --solo, the node: http://USER:PASS@HOST:PORT.
+    /// Pool URL, stratum+tcp://HOST:PORT, stratum+ssl://HOST:PORT or (Stratum V2)
+    /// stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY (repeat -o for failover pools, in order,
+    /// of either kind); with --solo, the node: http://USER:PASS@HOST:PORT.
     #[arg(short = 'o', long = "url", env = "MINER_URL", value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     pub url: Vec<String>,
@@ -60,6 +61,14 @@ pub struct MineArgs {
     /// (hex, colons allowed) instead of the usual certificate authorities.
     #[arg(long = "tls-fingerprint", env = "MINER_TLS_FINGERPRINT")]
     pub tls_fingerprint: Option<String>,
+    /// For stratum2+tcp pools given without a key: the authority public key their
+    /// certificates must be signed by (as the pool operator publishes it).
+    #[arg(long = "authority-key", env = "MINER_AUTHORITY_KEY")]
+    pub authority_key: Option<String>,
+    /// For stratum2+tcp pools: the channel to open, extended (the miner rolls its own
+    /// extranonce; the default) or standard (header-only mining).
+    #[arg(long = "sv2-channel", env = "MINER_SV2_CHANNEL")]
+    pub sv2_channel: Option<String>,
     /// Mine solo against a node's getblocktemplate instead of a pool.
     #[arg(long, env = "MINER_SOLO")]
     pub solo: bool,
@@ -157,6 +166,8 @@ impl MineArgs {
             failback: self.failback.or(file.failback),
             timeout: self.timeout.or(file.timeout),
             tls_fingerprint: self.tls_fingerprint.or(file.tls_fingerprint),
+            authority_key: self.authority_key.or(file.authority_key),
+            sv2_channel: self.sv2_channel.or(file.sv2_channel),
             solo: self.solo || file.solo,
             coinbase_addr: self.coinbase_addr.or(file.coinbase_addr),
             coinbase_tag: self.coinbase_tag.or(file.coinbase_tag),

@@ -81,11 +81,28 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
             poll: Duration::from_secs(5),
         })
     } else {
+        let authority = args
+            .authority_key
+            .as_deref()
+            .map(|k| {
+                protocol::sv2::keys::parse_public(k)
+                    .map_err(|e| format!("--authority-key {k:?}: {e}"))
+            })
+            .transpose()?;
         let pools = args
             .url
             .iter()
-            .map(|u| u.parse::<PoolUrl>().map_err(|e| e.to_string()))
+            .map(|u| PoolUrl::parse(u, authority).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
+        let sv2_channel = match args.sv2_channel.as_deref() {
+            None | Some("extended") => client::ChannelKind::Extended,
+            Some("standard") => client::ChannelKind::Standard,
+            Some(other) => {
+                return Err(format!(
+                    "--sv2-channel {other:?}: expected extended or standard"
+                ));
+            }
+        };
         Source::Pool(ClientOptions {
             pools,
             session: SessionConfig {
@@ -108,6 +125,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
                 .map(client::tls::parse_fingerprint)
                 .transpose()
                 .map_err(|e| e.to_string())?,
+            sv2_channel,
         })
     };
 

@@ -142,15 +142,12 @@ fn options(pools: Vec<PoolUrl>, failback: Duration) -> ClientOptions {
         timeout: Duration::from_secs(30),
         max_bad_lines: 3,
         tls_fingerprint: None,
+        sv2_channel: miner::client::ChannelKind::Extended,
     }
 }
 
 fn url(port: u16) -> PoolUrl {
-    PoolUrl {
-        host: "127.0.0.1".into(),
-        port,
-        tls: false,
-    }
+    PoolUrl::v1("127.0.0.1", port)
 }
 
 struct Running {
@@ -359,9 +356,8 @@ async fn tls_with_a_pinned_fingerprint() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let tls_url = PoolUrl {
-        host: "127.0.0.1".into(),
-        port,
         tls: true,
+        ..PoolUrl::v1("127.0.0.1", port)
     };
 
     // A wrong pin: the handshake fails and the client never sends a line.

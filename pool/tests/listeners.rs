@@ -64,9 +64,8 @@ async fn tls_port_mines_with_a_pinned_certificate_and_reloads_on_sighup() {
     let address = node.new_address().unwrap();
     let opts = ClientOptions {
         pools: vec![PoolUrl {
-            host: "127.0.0.1".into(),
-            port: tls_addr.port(),
             tls: true,
+            ..PoolUrl::v1("127.0.0.1", tls_addr.port())
         }],
         tls_fingerprint: Some(first_pin),
         ..ClientOptions::local(0, &address, "x,d=0.0000000001", "tls-test")

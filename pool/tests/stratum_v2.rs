@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use common::v2::{Answer, V2Miner, authority, v2_config};
 use common::*;
+use miner::client::{ChannelKind, PoolUrl};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
 use pool::config::Mode;
-use pool::stratum::v2::keys::AuthorityKeys;
+use protocol::sv2::keys::AuthorityKeys;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -258,4 +259,66 @@ async fn wrong_keys_and_junk_on_the_v2_port() {
         }
     }
     assert_eq!(reconnect, Some((String::new(), 0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_miner_mines_over_v2_on_both_channel_kinds_and_fails_over_to_v1() {
+    let pair = testkit::RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        Mode::Solo,
+        vec![node_config(pair.node(0))],
+        None,
+        dir.path(),
+    );
+    cfg.stratum.v2 = Some(v2_config());
+    cfg.vardiff.min = 1e-12;
+    let pool = TestPool::start(cfg).await;
+    let v2 = pool.running.v2_addr.unwrap();
+    let v2_url = PoolUrl::v2("127.0.0.1", v2.port(), authority());
+
+    // `miner -o stratum2+tcp://...`: extended channel by default, then standard.
+    for channel in [ChannelKind::Extended, ChannelKind::Standard] {
+        let address = pair.node(1).new_address().unwrap();
+        let miner = start_miner_on(vec![v2_url.clone()], &address, channel);
+        until(
+            &format!("shares accepted over V2 ({channel:?})"),
+            Duration::from_secs(60),
+            || async { miner.stats.snapshot(std::time::Instant::now()).accepted >= 20 },
+        )
+        .await;
+        let s = miner.stats.snapshot(std::time::Instant::now());
+        assert_eq!(s.rejected, 0, "{:?}", s.reject_reasons);
+        assert_eq!(s.pool.as_deref(), Some(v2_url.to_string().as_str()));
+        miner.cancel.cancel();
+    }
+
+    // A wrong authority key: the handshake fails with an error that says so, and the
+    // miner goes on to the next pool in its list (a v1 one), never to plain text on the
+    // V2 port.
+    let wrong = PoolUrl::v2(
+        "127.0.0.1",
+        v2.port(),
+        AuthorityKeys::generate(|| [9; 32]).public,
+    );
+    let address = pair.node(1).new_address().unwrap();
+    let miner = start_miner_on(
+        vec![wrong, PoolUrl::v1("127.0.0.1", pool.port())],
+        &address,
+        ChannelKind::Extended,
+    );
+    until(
+        "the miner on the v1 pool after the V2 one failed",
+        Duration::from_secs(60),
+        || async { miner.stats.snapshot(std::time::Instant::now()).accepted >= 5 },
+    )
+    .await;
+    let s = miner.stats.snapshot(std::time::Instant::now());
+    assert!(s.failures >= 1);
+    assert_eq!(
+        s.pool.as_deref(),
+        Some(format!("stratum+tcp://127.0.0.1:{}", pool.port()).as_str())
+    );
+    miner.cancel.cancel();
+    pool.stop().await;
 }

@@ -1,5 +1,7 @@
-//! The Stratum v1 client: connects to the configured pools in order, drives a [`Session`]
-//! over the line codec, feeds the engine, submits what it finds, and fails over.
+//! The Stratum client: connects to the configured pools in order, drives a [`Session`]
+//! over the line codec (Stratum v1) or a [`V2Session`] over the Noise transport (Stratum
+//! V2, `stratum2+tcp://`), feeds the engine, submits what it finds, and fails over across
+//! pools of both kinds in one list.
 //!
 //! - Failover: a pool that cannot be reached, refuses the worker, or drops the connection
 //!   makes the client move to the next one; a full round of failures backs off (1 s
@@ -10,10 +12,13 @@
 //!   another host only with `allow_redirect`.
 //! - A pool that sends nothing for `timeout`, an over-long line, or a run of unusable lines
 //!   ends the connection with a log line; never a panic or a hang.
+//! - A V2 pool whose certificate is not signed by the authority key given fails the
+//!   handshake: an error that says so, and the next pool; never a fallback to plain text.
 
 pub mod session;
 pub mod tls;
 pub mod url;
+pub mod v2session;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,14 +26,19 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use protocol::stratum::codec::MAX_LINE_FROM_POOL;
 use protocol::stratum::{FrameError, StratumCodec};
+use protocol::sv2::keys::encode_public;
+use protocol::sv2::transport::{self, TransportError};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 pub use session::{Event, Session, SessionConfig, Submitted};
 pub use url::PoolUrl;
+pub use v2session::{ChannelKind, V2Config, V2Session};
 
 use crate::engine::{Engine, Found};
 use crate::stats::Stats;
@@ -51,6 +61,8 @@ pub struct ClientOptions {
     /// For `stratum+ssl://` pools: trust only a certificate with this SHA-256 fingerprint
     /// (instead of the web PKI roots).
     pub tls_fingerprint: Option<[u8; 32]>,
+    /// For `stratum2+tcp://` pools: the channel kind to open (`--sv2-channel`).
+    pub sv2_channel: ChannelKind,
 }
 
 impl ClientOptions {
@@ -58,11 +70,7 @@ impl ClientOptions {
     /// usual timeouts.
     pub fn local(port: u16, user: &str, password: &str, agent: &str) -> ClientOptions {
         ClientOptions {
-            pools: vec![PoolUrl {
-                host: "127.0.0.1".into(),
-                port,
-                tls: false,
-            }],
+            pools: vec![PoolUrl::v1("127.0.0.1", port)],
             session: SessionConfig {
                 user: user.into(),
                 password: password.into(),
@@ -76,6 +84,19 @@ impl ClientOptions {
             timeout: Duration::from_secs(120),
             max_bad_lines: 10,
             tls_fingerprint: None,
+            sv2_channel: ChannelKind::Extended,
+        }
+    }
+
+    /// The V2 session's settings, from the same worker, agent and version rolling as v1's.
+    fn v2_config(&self) -> V2Config {
+        V2Config {
+            user: self.session.user.clone(),
+            agent: self.session.agent.clone(),
+            channel: self.sv2_channel,
+            nominal_hash_rate: 0.0,
+            version_rolling: self.session.version_rolling_mask.is_some(),
+            extranonce_range: self.session.extranonce2_range,
         }
     }
 }
@@ -268,6 +289,9 @@ async fn connection(
     found: &mut Receiver<Found>,
     stats: &Stats,
 ) -> End {
+    if let Some(authority) = pool.sv2 {
+        return connection_v2(opts, pool, index, authority, engine, found, stats).await;
+    }
     let stream = match open(pool, opts.tls_fingerprint).await {
         Ok(s) => s,
         Err(e) => return End::Lost(e, false),
@@ -306,36 +330,48 @@ async fn connection(
                 }
             },
             Some(f) = found.recv() => {
-                match session.submit(&f) {
-                    Submitted::Share | Submitted::AfterBlock => {}
-                    Submitted::Block => {
-                        stats.block_candidate();
-                        info!(job = %f.job_id, hash = %f.hash, "block candidate found; submitted to the pool");
-                        engine.withdraw(&f.job_id);
-                    }
-                    Submitted::UnknownJob => {
-                        if last_dropped.as_deref() != Some(f.job_id.as_str()) {
-                            warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
-                            last_dropped = Some(f.job_id.clone());
-                        }
-                    }
-                }
+                let submitted = session.submit(&f);
+                on_submitted(submitted, &f, engine, stats, &mut last_dropped);
             }
             _ = failback.tick(), if index > 0 => {
-                let first = &opts.pools[0];
-                let probe = TcpStream::connect((first.host.as_str(), first.port));
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
+                if answers(&opts.pools[0]).await {
                     return End::Failback;
                 }
             }
         }
         while let Some(event) = session.poll_event() {
-            if let Some(end) = on_event(opts, pool, event, engine, stats, &session) {
+            if let Some(end) = on_event(opts, pool, event, engine, stats, session.is_ready()) {
                 *resume = session.session_id().map(str::to_string);
                 return end;
             }
         }
         *resume = session.session_id().map(str::to_string);
+    }
+}
+
+/// Acts on what a session did with a solution.
+fn on_submitted(
+    submitted: Submitted,
+    f: &Found,
+    engine: &Engine,
+    stats: &Stats,
+    last_dropped: &mut Option<String>,
+) {
+    match submitted {
+        Submitted::Share | Submitted::AfterBlock => {}
+        Submitted::Block => {
+            stats.block_candidate();
+            info!(job = %f.job_id, hash = %f.hash, "block candidate found; submitted to the pool");
+            engine.withdraw(&f.job_id);
+        }
+        Submitted::UnknownJob => {
+            // One warning per voided job, not per solution: the engine may have a batch
+            // in flight.
+            if last_dropped.as_deref() != Some(f.job_id.as_str()) {
+                warn!(job = %f.job_id, "solution for a job this connection no longer has; dropped");
+                *last_dropped = Some(f.job_id.clone());
+            }
+        }
     }
 }
 
@@ -346,7 +382,7 @@ fn on_event(
     event: Event,
     engine: &Engine,
     stats: &Stats,
-    session: &Session,
+    ready: bool,
 ) -> Option<End> {
     match event {
         Event::Work(work) => {
@@ -406,13 +442,123 @@ fn on_event(
                 host,
                 port: r.port.filter(|p| *p != 0).unwrap_or(pool.port),
                 tls: pool.tls,
+                sv2: pool.sv2,
             };
             let wait = Duration::from_secs(r.wait.unwrap_or(0).min(600));
             return Some(End::Redirect(to, wait));
         }
         Event::Protocol(m) => {
-            warn!(pool = %pool, problem = %m, ready = session.is_ready(), "pool protocol problem")
+            warn!(pool = %pool, problem = %m, ready, "pool protocol problem")
         }
     }
     None
+}
+
+/// One Stratum V2 connection: the Noise handshake against the pool's authority key, then
+/// the V2 session until the connection ends.
+async fn connection_v2(
+    opts: &ClientOptions,
+    pool: &PoolUrl,
+    index: usize,
+    authority: [u8; 32],
+    engine: &Engine,
+    found: &mut Receiver<Found>,
+    stats: &Stats,
+) -> End {
+    let connect = TcpStream::connect((pool.host.as_str(), pool.port));
+    let mut stream = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return End::Lost(format!("cannot connect: {e}"), false),
+        Err(_) => return End::Lost("connect timed out after 10 s".into(), false),
+    };
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) =
+        match transport::connect(&mut stream, authority, Duration::from_secs(10)).await {
+            Ok(pair) => pair,
+            Err(TransportError::Handshake(detail)) => {
+                return End::Lost(
+                    format!(
+                        "Stratum V2 handshake failed: the pool's certificate is not signed by \
+                         the authority key {} (or has expired): check the key in the URL or \
+                         --authority-key ({detail})",
+                        encode_public(&authority)
+                    ),
+                    false,
+                );
+            }
+            Err(e) => return End::Lost(format!("Stratum V2 handshake failed: {e}"), false),
+        };
+    info!(pool = %pool, "connected (Stratum V2, pool certificate checked)");
+    while found.try_recv().is_ok() {}
+    let (read_half, mut write_half) = stream.into_split();
+    let (tx, mut frames) = tokio::sync::mpsc::channel(16);
+    let reader_task = tokio::spawn(transport::forward_messages(reader, read_half, tx));
+    let _stop_reader = AbortOnDropHandle::new(reader_task);
+    let mut session = V2Session::new(opts.v2_config(), &pool.host, pool.port);
+    let mut last_dropped: Option<String> = None;
+    let mut failback =
+        tokio::time::interval_at(tokio::time::Instant::now() + opts.failback, opts.failback);
+    loop {
+        let mut bytes = Vec::new();
+        while let Some(message) = session.poll_transmit() {
+            match writer.encode(message) {
+                Ok(frame) => bytes.extend_from_slice(&frame),
+                Err(e) => return End::Lost(format!("cannot encode: {e}"), session.is_ready()),
+            }
+        }
+        if !bytes.is_empty()
+            && let Err(e) = write_half.write_all(&bytes).await
+        {
+            return End::Lost(format!("send failed: {e}"), session.is_ready());
+        }
+        while let Some(event) = session.poll_event() {
+            if let Some(end) = on_event(opts, pool, event, engine, stats, session.is_ready()) {
+                return end;
+            }
+        }
+        tokio::select! {
+            frame = tokio::time::timeout(opts.timeout, frames.recv()) => match frame {
+                Err(_) => return End::Lost(format!("no message for {} s", opts.timeout.as_secs()), session.is_ready()),
+                Ok(None) => return End::Lost("the pool closed the connection".into(), session.is_ready()),
+                Ok(Some(Err(TransportError::Message { extension, kind, detail }))) => {
+                    warn!(pool = %pool, extension, kind, %detail, "unusable message from the pool; ignored");
+                }
+                Ok(Some(Err(TransportError::Io(e)))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return End::Lost("the pool closed the connection".into(), session.is_ready());
+                }
+                Ok(Some(Err(e))) => return End::Lost(e.to_string(), session.is_ready()),
+                Ok(Some(Ok(message))) => session.handle(message),
+            },
+            Some(f) = found.recv() => {
+                let submitted = session.submit(&f);
+                on_submitted(submitted, &f, engine, stats, &mut last_dropped);
+            }
+            _ = failback.tick(), if index > 0 => {
+                if answers(&opts.pools[0]).await {
+                    return End::Failback;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `pool` answers, for switching back to it: a TCP connection, and for a V2 pool
+/// a handshake that checks its certificate too (a pool with the wrong key must not win
+/// the miner back every failback period only to fail again).
+async fn answers(pool: &PoolUrl) -> bool {
+    let probe = async {
+        let mut stream = TcpStream::connect((pool.host.as_str(), pool.port))
+            .await
+            .ok()?;
+        if let Some(authority) = pool.sv2 {
+            transport::connect(&mut stream, authority, Duration::from_secs(5))
+                .await
+                .ok()?;
+        }
+        Some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), probe).await,
+        Ok(Some(()))
+    )
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use miner::client::{ClientOptions, Embedded};
+use miner::client::{ChannelKind, ClientOptions, Embedded, PoolUrl};
 use miner::hash::Backend;
 use miner::stats::Stats;
 use pool::chain::blocks::BlockRecord;
@@ -164,6 +164,23 @@ pub fn start_miner_with(port: u16, user: &str, password: &str) -> TestMiner {
     let opts = ClientOptions {
         max_bad_lines: 3,
         ..ClientOptions::local(port, user, password, "test-miner")
+    };
+    let m = Embedded::start(opts, Backend::supported()[0], 1).unwrap();
+    TestMiner {
+        cancel: m.cancel.clone(),
+        stats: m.stats.clone(),
+        _engine: m,
+    }
+}
+
+/// Our CPU miner (one thread) with these pools, in order (any mix of v1 and V2).
+pub fn start_miner_on(pools: Vec<PoolUrl>, user: &str, channel: ChannelKind) -> TestMiner {
+    let opts = ClientOptions {
+        pools,
+        max_bad_lines: 3,
+        sv2_channel: channel,
+        failback: Duration::from_secs(2),
+        ..ClientOptions::local(0, user, "x", "test-miner")
     };
     let m = Embedded::start(opts, Backend::supported()[0], 1).unwrap();
     TestMiner {
