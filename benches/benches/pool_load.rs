@@ -13,7 +13,9 @@
 //! `BENCH_MINERS`; submit mode at rising offered rates until the pool falls behind (the
 //! best rate of answered, persisted shares is the capacity); half of that capacity for a
 //! longer run, whose p99 is the latency figure.
-//! `BENCH_RATES` (comma separated) replaces the rates tried.
+//! `BENCH_RATES` (comma separated) replaces the rates tried. Each step runs once per
+//! protocol in `BENCH_PROTOCOLS` (default `v1,v2`: Stratum v1 on the pool's v1 port, then
+//! Stratum V2 on its V2 port, side by side against the same process).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -26,6 +28,10 @@ use testkit::{RegtestPair, TempPostgres};
 /// 2^-33: below regtest's network difficulty (2^-31), so shares are cheap and most are not
 /// blocks (the generator skips those that would be).
 const DIFFICULTY: &str = "1.1641532182693481e-10";
+
+/// SRI's example authority pair (what its translator's examples trust).
+const AUTHORITY_SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+const AUTHORITY_PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
 
 fn main() {
     let root = testkit::workspace_root();
@@ -46,6 +52,11 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|r| r.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![2000, 4000, 8000, 16000, 32000, 64000, 128000]);
+    let protocols: Vec<String> = std::env::var("BENCH_PROTOCOLS")
+        .unwrap_or_else(|_| "v1,v2".into())
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .collect();
 
     println!("machine: {}", machine());
     let pg = TempPostgres::start().expect("a throwaway PostgreSQL (run scripts/setup)");
@@ -55,14 +66,25 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let stratum = SocketAddr::from(([127, 0, 0, 1], testkit::free_port().expect("a port")));
     let api = SocketAddr::from(([127, 0, 0, 1], testkit::free_port().expect("a port")));
-    let config = write_config(dir.path(), &pg.url(), node, &address, stratum, api);
+    let v2 = SocketAddr::from(([127, 0, 0, 1], testkit::free_port().expect("a port")));
+    let config = write_config(dir.path(), &pg.url(), node, &address, [stratum, api, v2]);
     let mut pool = Pool::start(&pool_bin, &config, dir.path(), stratum);
     println!("pool: {} (pid {})", pool_bin.display(), pool.child.id());
 
-    let common = |mode: &str, miners: usize, seconds: u32| -> Vec<String> {
-        vec![
-            "--pool".into(),
-            stratum.to_string(),
+    let common = |protocol: &str, mode: &str, miners: usize, seconds: u32| -> Vec<String> {
+        let mut args: Vec<String> = if protocol == "v2" {
+            vec![
+                "--protocol".into(),
+                "v2".into(),
+                "--authority-key".into(),
+                AUTHORITY_PUBLIC.into(),
+                "--pool".into(),
+                v2.to_string(),
+            ]
+        } else {
+            vec!["--pool".into(), stratum.to_string()]
+        };
+        args.extend::<[String; 12]>([
             "--user".into(),
             address.clone(),
             "--miners".into(),
@@ -75,15 +97,18 @@ fn main() {
             DIFFICULTY.into(),
             "--sources".into(),
             "64".into(),
-        ]
+        ]);
+        args
     };
 
     // Memory first, while the pool is fresh: after an overload the allocator keeps what
     // the backlog took, and per-connection figures would drown in it.
     let pid = pool.child.id().to_string();
-    let mut args = common("idle", miners, 20);
-    args.extend(["--pool-pid".into(), pid]);
-    run_load(&load_bin, &args);
+    for protocol in &protocols {
+        let mut args = common(protocol, "idle", miners, 20);
+        args.extend(["--pool-pid".into(), pid.clone()]);
+        run_load(&load_bin, &args);
+    }
 
     let (user, password) = node.rpc_credentials();
     let node_url = node
@@ -91,28 +116,32 @@ fn main() {
         .replacen("http://", &format!("http://{user}:{password}@"), 1);
     // A few connections first: how fast the pool learns of the block (ZMQ); then all.
     for n in [100, miners] {
-        let mut args = common("notify", n, 60);
-        args.extend(["--node".into(), node_url.clone()]);
-        run_load(&load_bin, &args);
+        for protocol in &protocols {
+            let mut args = common(protocol, "notify", n, 60);
+            args.extend(["--node".into(), node_url.clone()]);
+            run_load(&load_bin, &args);
+        }
     }
 
     // Capacity: the best accepted rate over the offered rates.
-    let mut capacity = 0.0f64;
-    for rate in rates {
-        let mut args = common("submit", 1000, 15);
-        args.extend(["--rate".into(), rate.to_string()]);
-        let out = run_load(&load_bin, &args);
-        let accepted = field(&out, "accepted/s").unwrap_or(0.0);
-        capacity = capacity.max(accepted);
-        if accepted < f64::from(rate) * 0.9 {
-            break; // saturated: higher offers only queue
+    for protocol in &protocols {
+        let mut capacity = 0.0f64;
+        for &rate in &rates {
+            let mut args = common(protocol, "submit", 1000, 15);
+            args.extend(["--rate".into(), rate.to_string()]);
+            let out = run_load(&load_bin, &args);
+            let accepted = field(&out, "accepted/s").unwrap_or(0.0);
+            capacity = capacity.max(accepted);
+            if accepted < f64::from(rate) * 0.9 {
+                break; // saturated: higher offers only queue
+            }
         }
+        println!("capacity ({protocol}): {capacity:.0} accepted and persisted shares/s");
+        let half = (capacity / 2.0).round().max(1.0);
+        let mut args = common(protocol, "submit", 1000, 30);
+        args.extend(["--rate".into(), format!("{half}")]);
+        run_load(&load_bin, &args);
     }
-    println!("capacity: {capacity:.0} accepted and persisted shares/s");
-    let half = (capacity / 2.0).round().max(1.0);
-    let mut args = common("submit", 1000, 30);
-    args.extend(["--rate".into(), format!("{half}")]);
-    run_load(&load_bin, &args);
 
     pool.stop();
     let rows = count_shares(&pg);
@@ -143,8 +172,7 @@ fn write_config(
     database: &str,
     node: &testkit::Node,
     address: &str,
-    stratum: SocketAddr,
-    api: SocketAddr,
+    [stratum, api, v2]: [SocketAddr; 3],
 ) -> PathBuf {
     let (user, password) = node.rpc_credentials();
     let text = format!(
@@ -165,8 +193,15 @@ refresh_secs = 600
 [stratum]
 bind = "{stratum}"
 
+[stratum.v2]
+bind = "{v2}"
+authority_secret_key = "{AUTHORITY_SECRET}"
+
+# Pinned at the load's difficulty: V2 has no d= password (v1 asks for the same with it).
 [vardiff]
 min = 1e-12
+start = {DIFFICULTY}
+max = {DIFFICULTY}
 
 [limits]
 connections_per_ip = 0

@@ -1,5 +1,6 @@
 //! The Stratum load generator behind the `stratum-load` binary: simulated miners that
-//! speak plain Stratum v1 to any pool.
+//! speak plain Stratum v1 to any pool, or Stratum V2 ([`v2`]: the Noise transport, one
+//! extended channel per connection) with the same modes and the same report.
 //!
 //! - **submit**: `miners` connections subscribe and authorize, then submit real, valid
 //!   shares at `rate` shares per second in all. Shares are found on the spot at the pool's
@@ -29,6 +30,8 @@ use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
+mod v2;
+
 /// What to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -38,6 +41,18 @@ pub enum Mode {
     Idle,
     /// Time the fan-out of a new block's notify.
     Notify,
+}
+
+/// Which protocol the simulated miners speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadProtocol {
+    /// Stratum v1, plain text.
+    V1,
+    /// Stratum V2, checking the pool's certificate against this authority public key.
+    V2 {
+        /// The authority public key.
+        authority: [u8; 32],
+    },
 }
 
 /// The run's settings.
@@ -61,6 +76,8 @@ pub struct LoadOptions {
     pub mode: Mode,
     /// The pool's node (notify mode).
     pub node: Option<noderpc::Endpoint>,
+    /// The protocol.
+    pub protocol: LoadProtocol,
 }
 
 /// What happened.
@@ -138,6 +155,57 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Records a latency in microseconds.
+fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
+    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    histogram
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .saturating_record(us.max(1));
+}
+
+/// Waits for every answer; counts the accepted and records the rest by reason.
+async fn collect_answers(
+    answers: Vec<oneshot::Receiver<Result<(), String>>>,
+    shared: &Shared,
+) -> u64 {
+    let mut accepted = 0;
+    for rx in answers {
+        let reason = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(Ok(()))) => {
+                accepted += 1;
+                continue;
+            }
+            Ok(Ok(Err(reason))) => reason,
+            _ => "no answer".into(),
+        };
+        *shared
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(reason)
+            .or_default() += 1;
+    }
+    accepted
+}
+
+/// A TCP connection to the pool from loopback source address number `i` (of
+/// `opts.sources`).
+async fn connect(i: usize, opts: &LoadOptions) -> Result<tokio::net::TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if opts.sources > 1 {
+        let host = 2 + (i as u32 % opts.sources);
+        let ip = Ipv4Addr::new(127, 0, (host >> 8) as u8, (host & 0xff) as u8);
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .map_err(|e| format!("binding {ip}: {e}"))?;
+    }
+    socket
+        .connect(opts.pool)
+        .await
+        .map_err(|e| format!("connecting: {e}"))
+}
+
 /// Runs the load and reports.
 pub async fn run(opts: LoadOptions) -> Report {
     let shared = Arc::new(Shared {
@@ -154,7 +222,13 @@ pub async fn run(opts: LoadOptions) -> Report {
         let opts = opts.clone();
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
-            miner(i, &opts, per_miner, start_at, &shared).await
+            match opts.protocol {
+                LoadProtocol::V1 => miner(i, &opts, per_miner, start_at, &shared).await,
+                LoadProtocol::V2 { authority } => {
+                    let stream = connect(i, &opts).await?;
+                    v2::miner(i, stream, authority, &opts, per_miner, start_at, &shared).await
+                }
+            }
         }));
     }
     let mut report = Report::default();
@@ -205,18 +279,7 @@ async fn miner(
     start_at: Instant,
     shared: &Arc<Shared>,
 ) -> Result<(u64, u64, f64), String> {
-    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if opts.sources > 1 {
-        let host = 2 + (i as u32 % opts.sources);
-        let ip = Ipv4Addr::new(127, 0, (host >> 8) as u8, (host & 0xff) as u8);
-        socket
-            .bind(SocketAddr::new(IpAddr::V4(ip), 0))
-            .map_err(|e| format!("binding {ip}: {e}"))?;
-    }
-    let stream = socket
-        .connect(opts.pool)
-        .await
-        .map_err(|e| format!("connecting: {e}"))?;
+    let stream = connect(i, opts).await?;
     let (read, mut write) = stream.into_split();
     let waiting: Waiting = Arc::new(Mutex::new(BTreeMap::new()));
     let (jobs_tx, mut jobs) = tokio::sync::watch::channel::<Option<Notify>>(None);
@@ -322,28 +385,7 @@ async fn miner(
         submitted += 1;
         answers.push(rx);
     }
-    let mut accepted = 0;
-    for rx in answers {
-        match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(Ok(()))) => accepted += 1,
-            Ok(Ok(Err(reason))) => {
-                *shared
-                    .rejected
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(reason)
-                    .or_default() += 1;
-            }
-            _ => {
-                *shared
-                    .rejected
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry("no answer".into())
-                    .or_default() += 1;
-            }
-        }
-    }
+    let accepted = collect_answers(answers, shared).await;
     // To the last answer: a pool that falls behind shows in the rate, not only the latency.
     let seconds = began.elapsed().as_secs_f64();
     reader.abort();
@@ -359,6 +401,17 @@ async fn wait_for_block(
     while jobs.borrow().is_none() {
         jobs.changed().await.map_err(|_| "no job from the pool")?;
     }
+    wait_for_block_with(jobs, shared, |n| n.as_ref().map(|n| n.prev_hash)).await
+}
+
+/// Notify mode, either protocol: ready (the connection has a job), then the time until
+/// the job it holds is on the block `mine_a_block` mined (`prev` reads a job's previous
+/// block hash).
+async fn wait_for_block_with<T>(
+    jobs: &mut tokio::sync::watch::Receiver<T>,
+    shared: &Shared,
+    prev: impl Fn(&T) -> Option<protocol::Hash256>,
+) -> Result<(), String> {
     shared
         .ready
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -371,14 +424,9 @@ async fn wait_for_block(
         let Some((hash, mined)) = *block.borrow() else {
             continue;
         };
-        let on_top = jobs.borrow().as_ref().is_some_and(|n| n.prev_hash == hash);
+        let on_top = prev(&jobs.borrow()) == Some(hash);
         if on_top {
-            let us = u64::try_from(mined.elapsed().as_micros()).unwrap_or(u64::MAX);
-            shared
-                .fanout
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .saturating_record(us.max(1));
+            record(&shared.fanout, mined.elapsed());
             return Ok(());
         }
     }
@@ -480,12 +528,7 @@ async fn read_loop(
                     .remove(&id);
                 if let Some((sent, tx)) = entry {
                     if id >= FIRST_SUBMIT_ID {
-                        let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        shared
-                            .latency
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .saturating_record(us.max(1));
+                        record(&shared.latency, sent.elapsed());
                     }
                     let outcome = match (&r.error, &r.result) {
                         (Some(e), _) => Err(e.message.clone()),

@@ -195,6 +195,7 @@ async fn a_connection_flood_from_one_address_is_capped() {
     let held = outcomes.len() - refused;
     // A miner elsewhere is served meanwhile.
     let report = load::run(LoadOptions {
+        protocol: load::LoadProtocol::V1,
         pool: addr,
         user: s.address.clone(),
         miners: 10,
@@ -222,6 +223,7 @@ async fn a_connection_flood_from_one_address_is_capped() {
 /// Well-behaved miners: 50 connections, 1,000 shares/s together, for 6 s.
 async fn good_miners(pool: SocketAddr, user: &str) -> Report {
     load::run(LoadOptions {
+        protocol: load::LoadProtocol::V1,
         pool,
         user: user.into(),
         miners: 50,

@@ -1,19 +1,31 @@
-//! The load generator against our pool on a regtest node (SOLO mode, no database): every
-//! simulated miner connects, every share it submits is valid and accepted, latencies are
-//! measured, and idle mode holds its connections.
+//! The load generator against our pool on a regtest node (SOLO mode, no database), over
+//! Stratum v1 and Stratum V2: every simulated miner connects, every share it submits is
+//! valid and accepted, latencies are measured, idle mode holds its connections, and a new
+//! block reaches every connection.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode};
-use pool::config::{Mode as PoolMode, NodeConfig, PoolConfig};
+use benches::load::{self, LoadOptions, LoadProtocol, Mode};
+use pool::config::{Mode as PoolMode, NodeConfig, PoolConfig, V2Config};
 use testkit::RegtestPair;
 use tokio_util::sync::CancellationToken;
 
+/// SRI's example authority pair.
+const AUTHORITY_SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+const AUTHORITY_PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_miners_submit_valid_shares_and_hold_connections() {
+    for protocol in ["v1", "v2"] {
+        simulated_miners(protocol).await;
+    }
+}
+
+/// Submit, idle and notify modes over `protocol` (v1 or v2) against a fresh pool.
+async fn simulated_miners(protocol: &str) {
     let pair = RegtestPair::start().unwrap();
     let node = pair.node(0);
     let dir = tempfile::tempdir().unwrap();
@@ -28,12 +40,32 @@ async fn simulated_miners_submit_valid_shares_and_hold_connections() {
     cfg.stratum.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.api.enabled = false;
     cfg.vardiff.min = 1e-12;
+    // V2 has no d= password: the load's difficulty is vardiff's, pinned.
+    cfg.vardiff.start = 1.1641532182693481e-10;
+    cfg.vardiff.max = 1.1641532182693481e-10;
     cfg.jobs.refresh_secs = 600;
+    cfg.stratum.v2 = Some(V2Config {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        authority_secret_key: Some(AUTHORITY_SECRET.into()),
+        authority_secret_key_file: None,
+        authority_public_key: None,
+        cert_validity_secs: 3600,
+    });
     let cancel = CancellationToken::new();
     let pool = pool::run::start(cfg, cancel.clone()).await.unwrap();
     let address = node.new_address().unwrap();
+    let (protocol, addr) = match protocol {
+        "v2" => (
+            LoadProtocol::V2 {
+                authority: protocol::sv2::keys::parse_public(AUTHORITY_PUBLIC).unwrap(),
+            },
+            pool.v2_addr.unwrap(),
+        ),
+        _ => (LoadProtocol::V1, pool.stratum_addr),
+    };
     let opts = LoadOptions {
-        pool: pool.stratum_addr,
+        protocol,
+        pool: addr,
         user: address,
         miners: 20,
         rate: 100.0,

@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use benches::load::{self, LoadOptions, Mode, rss_kib};
+use benches::load::{self, LoadOptions, LoadProtocol, Mode, rss_kib};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Simulated Stratum v1 miners: submit valid shares at a rate, or hold connections"
+    about = "Simulated Stratum v1 or V2 miners: submit valid shares at a rate, hold connections, or time a new block's fan-out"
 )]
 struct Args {
     /// The pool's Stratum address.
@@ -50,6 +50,12 @@ struct Args {
     /// The pool's process id, to report its memory (idle mode).
     #[arg(long)]
     pool_pid: Option<u32>,
+    /// v1 (plain Stratum) or v2 (Stratum V2: Noise, one extended channel a connection).
+    #[arg(long, default_value = "v1")]
+    protocol: String,
+    /// Stratum V2: the pool's authority public key (as `pool keygen` prints it).
+    #[arg(long)]
+    authority_key: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +91,24 @@ fn main() -> ExitCode {
         eprintln!("--seconds, --rate and --miners must be above zero");
         return ExitCode::FAILURE;
     }
+    let protocol = match (args.protocol.as_str(), args.authority_key.as_deref()) {
+        ("v1", _) => LoadProtocol::V1,
+        ("v2", Some(key)) => match protocol::sv2::keys::parse_public(key) {
+            Ok(authority) => LoadProtocol::V2 { authority },
+            Err(e) => {
+                eprintln!("--authority-key {key:?}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        ("v2", None) => {
+            eprintln!("--protocol v2 needs the pool's --authority-key");
+            return ExitCode::FAILURE;
+        }
+        (other, _) => {
+            eprintln!("--protocol {other:?}: expected v1 or v2");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = LoadOptions {
         pool: args.pool,
         user: args.user,
@@ -95,6 +119,7 @@ fn main() -> ExitCode {
         sources: args.sources.max(1),
         mode,
         node,
+        protocol,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
