@@ -84,16 +84,26 @@ async fn v1_and_v2_miners_are_paid_from_one_pplns_window() {
     assert!(blocks.iter().all(|b| b.accepted));
     // At regtest difficulty every share is a block and our v1 miner, hashing flat out,
     // wins nearly every race; once it stops the V2 miner finds blocks of its own.
+    // (On regtest nearly every V2 share is a block candidate too, and stale once another
+    // block lands: wait for a few stored shares as well, not only the block.)
     v1.cancel.cancel();
-    until("a block found over V2", Duration::from_secs(60), || async {
-        count(
-            &db,
-            "SELECT count(*) FROM blocks WHERE finder = $1 || '.v2rig'",
-            &bob,
-        )
-        .await
-            > 0
-    })
+    until(
+        "a block found over V2, and V2 shares stored",
+        Duration::from_secs(60),
+        || async {
+            let block = count(
+                &db,
+                "SELECT count(*) FROM blocks WHERE finder = $1 || '.v2rig'",
+                &bob,
+            );
+            let shares = count(
+                &db,
+                "SELECT count(*) FROM shares WHERE address = $1 AND worker = 'v2rig'",
+                &bob,
+            );
+            block.await > 0 && shares.await >= 3
+        },
+    )
     .await;
     stop.cancel();
     let mined = v2.await.unwrap();
@@ -228,8 +238,7 @@ async fn wrong_keys_and_junk_on_the_v2_port() {
     let mut miner = V2Miner::connect(addr, authority()).await.unwrap();
     miner.setup().await;
     let channel = miner.open(&pair.node(1).new_address().unwrap(), 0.0).await;
-    let (answer, _) = miner.mine_one(channel).await;
-    assert_eq!(answer, Answer::Accepted);
+    assert_eq!(miner.mine_fresh(channel).await, Answer::Accepted);
 
     // A share on a channel that does not exist: an error code, the connection stays.
     let mut wrong = miner.channels[&channel].clone();
@@ -237,8 +246,7 @@ async fn wrong_keys_and_junk_on_the_v2_port() {
     miner.channels.insert(99, wrong);
     let (answer, _) = miner.mine_one(99).await;
     assert_eq!(answer, Answer::Refused("invalid-channel-id".into()));
-    let (answer, _) = miner.mine_one(channel).await;
-    assert_eq!(answer, Answer::Accepted);
+    assert_eq!(miner.mine_fresh(channel).await, Answer::Accepted);
 
     // Distinct channels of one connection get distinct extranonce prefixes.
     let second = miner.open(&pair.node(1).new_address().unwrap(), 0.0).await;
@@ -247,8 +255,7 @@ async fn wrong_keys_and_junk_on_the_v2_port() {
         .map(|c| miner.channels[c].extranonce_prefix.clone())
         .collect();
     assert_eq!(prefixes.len(), 2);
-    let (answer, _) = miner.mine_one(second).await;
-    assert_eq!(answer, Answer::Accepted);
+    assert_eq!(miner.mine_fresh(second).await, Answer::Accepted);
 
     // Shutdown: a Reconnect to the same host and port, then the close.
     pool.stop().await;

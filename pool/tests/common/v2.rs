@@ -263,6 +263,18 @@ impl V2Miner {
             .expect("an answer to the share")
     }
 
+    /// Mines on `channel` until a share is not stale (on regtest a share is often a
+    /// block, and the next one may race the new block's job); returns that answer.
+    pub async fn mine_fresh(&mut self, channel: u32) -> Answer {
+        for _ in 0..10 {
+            match self.mine_one(channel).await.0 {
+                Answer::Refused(code) if code == "stale-share" => continue,
+                answer => return answer,
+            }
+        }
+        panic!("ten stale shares in a row on channel {channel}")
+    }
+
     /// Whether the pool asked this miner to reconnect.
     pub fn asked_to_reconnect(&self) -> bool {
         self.received.iter().any(|m| {
