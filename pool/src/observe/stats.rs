@@ -64,12 +64,10 @@ pub struct ProtocolSnapshot {
 /// The counters.
 #[derive(Debug, Default)]
 pub struct PoolStats {
+    /// Connections and shares, per protocol; the pool's totals are their sums.
     per_protocol: [PerProtocol; 2],
-    connections: AtomicU64,
-    connections_total: AtomicU64,
     refused: AtomicU64,
     bans: AtomicU64,
-    accepted: AtomicU64,
     /// Sum of accepted difficulty, as f64 bits (added with compare-and-swap).
     accepted_difficulty_bits: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -142,8 +140,6 @@ impl Snapshot {
 impl PoolStats {
     /// A connection opened.
     pub fn connected(&self, protocol: Protocol) {
-        self.connections.fetch_add(1, Relaxed);
-        self.connections_total.fetch_add(1, Relaxed);
         let p = &self.per_protocol[protocol.index()];
         p.connections.fetch_add(1, Relaxed);
         p.connections_total.fetch_add(1, Relaxed);
@@ -151,7 +147,6 @@ impl PoolStats {
 
     /// A connection closed.
     pub fn disconnected(&self, protocol: Protocol) {
-        self.connections.fetch_sub(1, Relaxed);
         self.per_protocol[protocol.index()]
             .connections
             .fetch_sub(1, Relaxed);
@@ -175,7 +170,6 @@ impl PoolStats {
         share_difficulty: Difficulty,
     ) {
         let (difficulty, share_difficulty) = (difficulty.get(), share_difficulty.get());
-        self.accepted.fetch_add(1, Relaxed);
         self.per_protocol[protocol.index()]
             .accepted
             .fetch_add(1, Relaxed);
@@ -234,12 +228,22 @@ impl PoolStats {
 
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
+        let protocols = Protocol::ALL.map(|p| {
+            let c = &self.per_protocol[p.index()];
+            ProtocolSnapshot {
+                connections: c.connections.load(Relaxed),
+                connections_total: c.connections_total.load(Relaxed),
+                accepted: c.accepted.load(Relaxed),
+                rejected: c.rejected.load(Relaxed),
+            }
+        });
+        let sum = |f: fn(&ProtocolSnapshot) -> u64| protocols.iter().map(f).sum();
         Snapshot {
-            connections: self.connections.load(Relaxed),
-            connections_total: self.connections_total.load(Relaxed),
+            connections: sum(|p| p.connections),
+            connections_total: sum(|p| p.connections_total),
             refused: self.refused.load(Relaxed),
             bans: self.bans.load(Relaxed),
-            accepted: self.accepted.load(Relaxed),
+            accepted: sum(|p| p.accepted),
             accepted_difficulty: f64::from_bits(self.accepted_difficulty_bits.load(Relaxed)),
             rejected: self
                 .rejected
@@ -255,15 +259,7 @@ impl PoolStats {
             longpolls: self.longpolls.load(Relaxed),
             longpolls_abandoned: self.longpolls_abandoned.load(Relaxed),
             longpolls_in_flight: self.longpolls_in_flight.load(Relaxed),
-            protocols: Protocol::ALL.map(|p| {
-                let c = &self.per_protocol[p.index()];
-                ProtocolSnapshot {
-                    connections: c.connections.load(Relaxed),
-                    connections_total: c.connections_total.load(Relaxed),
-                    accepted: c.accepted.load(Relaxed),
-                    rejected: c.rejected.load(Relaxed),
-                }
-            }),
+            protocols,
         }
     }
 }
