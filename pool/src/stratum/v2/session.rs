@@ -139,7 +139,6 @@ pub struct Session {
     settings: Arc<SessionSettings>,
     extranonce1: [u8; 4],
     set_up: bool,
-    version_rolling: bool,
     /// Whether to ask the miner to reconnect when the pool shuts down (see
     /// [`handles_reconnect`]).
     reconnect_on_shutdown: bool,
@@ -204,7 +203,6 @@ impl Session {
             settings,
             extranonce1,
             set_up: false,
-            version_rolling: false,
             reconnect_on_shutdown: false,
             channels: BTreeMap::new(),
             next_channel: FIRST_CHANNEL,
@@ -392,7 +390,6 @@ impl Session {
             return;
         }
         self.set_up = true;
-        self.version_rolling = true;
         self.send(AnyMessageOwned::Common(
             CommonMessagesOwned::SetupConnectionSuccess(SetupConnectionSuccess {
                 used_version: VERSION,
@@ -595,7 +592,9 @@ impl Session {
     /// the channel, so a miner starting its nonces over finds new headers.
     fn send_job(&mut self, id: u32, job: Arc<Job>, new_block: bool) {
         let settings = self.settings.clone();
-        let version_rolling = self.version_rolling;
+        // Every V2 miner may roll the version bits the pool allows (jobs and shares only
+        // exist once the connection is set up).
+        let version_rolling = settings.version_mask != 0;
         let Some(channel) = self.channels.get_mut(&id) else {
             return;
         };
@@ -766,11 +765,7 @@ impl Session {
         let unix_us = self.unix_us(now);
         let now_unix = u32::try_from(unix_us / 1_000_000).unwrap_or(u32::MAX);
         let current_prev = self.current.as_ref().map(|j| j.checked().prev_hash);
-        let mask = if self.version_rolling {
-            self.settings.version_mask
-        } else {
-            0
-        };
+        let mask = self.settings.version_mask;
         let extranonce1 = self.extranonce1;
         let max_ahead = self.settings.max_ntime_ahead;
         let Some(channel) = self.channels.get_mut(&channel_id) else {
