@@ -14,6 +14,10 @@ use crate::hash::{Backend, select};
 use crate::stats::{Snapshot, Stats, format_rate};
 use crate::{api, selfcheck, solo};
 
+/// How long Ctrl-C waits for a solo block submission in flight (a found block is worth
+/// the wait; the node answers submitblock in milliseconds unless it is in trouble).
+const SUBMIT_GRACE: Duration = Duration::from_secs(10);
+
 /// Checks the settings and mines until Ctrl-C. Errors are one clear line for the user.
 pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
     if args.url.is_empty() {
@@ -141,6 +145,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let cancel = CancellationToken::new();
 
+    let mut solo_handle = None;
     runtime.block_on(async {
         if let Some(bind) = &args.api_bind {
             let state = api::ApiState {
@@ -177,7 +182,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         match source {
             Source::Solo(opts) => {
                 info!(node = %opts.node.url(), payout = %opts.payout.text, "solo mining");
-                solo::start(opts, engine.clone(), found_rx, stats.clone());
+                solo_handle = Some(solo::start(opts, engine.clone(), found_rx, stats.clone()));
             }
             Source::Pool(opts) => {
                 let rx = client::forward_solutions(found_rx)
@@ -200,6 +205,10 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
         engine.clear_work();
         Ok::<(), String>(())
     })?;
+    // A block found just before Ctrl-C still goes to the node, and into the summary.
+    if let Some(h) = solo_handle {
+        h.finish(SUBMIT_GRACE);
+    }
     let snap = stats.snapshot(Instant::now());
     print_summary(&snap, solo_mode);
     Ok(snap)

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use protocol::address::{self, Network, PayoutAddress};
@@ -87,11 +87,73 @@ type Jobs = Arc<Mutex<HashMap<String, Arc<Job>>>>;
 /// How often the template thread asks `getbestblockhash` while it is not long-polling.
 const BLOCK_POLL: Duration = Duration::from_millis(250);
 
-/// Starts the template and submit threads. They run for the life of the process.
-pub fn start(opts: SoloOptions, engine: Arc<Engine>, found: Receiver<Found>, stats: Arc<Stats>) {
+/// Lets shutdown wait for a block submission in flight, so that a block found just before
+/// Ctrl-C still reaches the node and is counted (and logged) before the summary is printed.
+#[derive(Default)]
+pub struct SoloHandle {
+    state: Mutex<SubmitState>,
+    idle: Condvar,
+}
+
+#[derive(Default)]
+struct SubmitState {
+    stopping: bool,
+    busy: bool,
+}
+
+impl SoloHandle {
+    /// Takes no new solutions and waits, at most `max`, for the one being submitted.
+    pub fn finish(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.stopping = true;
+        if s.busy {
+            info!("waiting for the block submission in flight");
+        }
+        while s.busy {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!("stopping with a block submission still in flight");
+                return;
+            }
+            s = self
+                .idle
+                .wait_timeout(s, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Marks a submission as started; false once shutdown began.
+    fn begin(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.busy = !s.stopping;
+        s.busy
+    }
+
+    fn end(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .busy = false;
+        self.idle.notify_all();
+    }
+}
+
+/// Starts the template and submit threads. They run for the life of the process; the
+/// handle lets shutdown wait for a submission in flight.
+pub fn start(
+    opts: SoloOptions,
+    engine: Arc<Engine>,
+    found: Receiver<Found>,
+    stats: Arc<Stats>,
+) -> Arc<SoloHandle> {
+    let handle = Arc::new(SoloHandle::default());
+    let submitter = handle.clone();
     let jobs: Jobs = Arc::new(Mutex::new(HashMap::new()));
     let (o, e, j, s) = (opts.clone(), engine.clone(), jobs.clone(), stats.clone());
     let engine_for_submit = engine;
+    let rpc = Client::for_endpoint(opts.node.clone(), noderpc::DEFAULT_TIMEOUT);
     // The submit thread wakes the template thread when the node took a block.
     let (kick_tx, kick_rx) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
@@ -101,9 +163,18 @@ pub fn start(opts: SoloOptions, engine: Arc<Engine>, found: Receiver<Found>, sta
         .ok();
     std::thread::Builder::new()
         .name("solo-submit".into())
-        .spawn(move || submit_loop(&opts, &engine_for_submit, &found, &jobs, &stats, &kick_tx))
+        .spawn(move || {
+            while let Ok(f) = found.recv() {
+                if !submitter.begin() {
+                    break;
+                }
+                submit_one(&rpc, &engine_for_submit, f, &jobs, &stats, &kick_tx);
+                submitter.end();
+            }
+        })
         .map_err(|e| warn!(error = %e, "cannot start the submit thread"))
         .ok();
+    handle
 }
 
 /// Fetches templates: by long poll when the node's [`LongPollGate`] allows one (at most one
@@ -288,70 +359,69 @@ pub fn classify(reply: &Result<Value, RpcError>) -> BlockOutcome {
     }
 }
 
-fn submit_loop(
-    opts: &SoloOptions,
+/// Assembles one solution into a block and submits it (or drops it: only the first
+/// solution of a template can become a block).
+fn submit_one(
+    rpc: &Client,
     engine: &Engine,
-    found: &Receiver<Found>,
+    f: Found,
     jobs: &Jobs,
     stats: &Stats,
     kick: &std::sync::mpsc::Sender<()>,
 ) {
-    let rpc = Client::for_endpoint(opts.node.clone(), noderpc::DEFAULT_TIMEOUT);
-    while let Ok(f) = found.recv() {
-        let job = jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&f.job_id)
-            .cloned();
-        // Only the first solution of a template can become a block; on regtest, where half
-        // of all hashes meet the target, the rest arrive by the thousand before the engine
-        // stops, and are dropped here without a word.
-        let Some(job) = job.filter(|j| !j.solved.swap(true, std::sync::atomic::Ordering::AcqRel))
-        else {
-            continue;
-        };
-        engine.withdraw(&f.job_id);
-        let solution = Solution {
-            extranonce1: &[],
-            extranonce2: &f.extranonce2,
-            version: f.header.version,
-            time: f.header.time,
-            nonce: f.header.nonce,
-        };
-        let assembled = match block::assemble(&job.template, &job.coinbase, &solution) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot assemble the block");
-                continue;
-            }
-        };
-        if assembled.hash() != f.hash {
-            warn!(ours = %assembled.hash(), engine = %f.hash, "assembled block hash differs from the engine's; not submitted");
-            continue;
+    let job = jobs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&f.job_id)
+        .cloned();
+    // Only the first solution of a template can become a block; on regtest, where half
+    // of all hashes meet the target, the rest arrive by the thousand before the engine
+    // stops, and are dropped here without a word.
+    let Some(job) = job.filter(|j| !j.solved.swap(true, std::sync::atomic::Ordering::AcqRel))
+    else {
+        return;
+    };
+    engine.withdraw(&f.job_id);
+    let solution = Solution {
+        extranonce1: &[],
+        extranonce2: &f.extranonce2,
+        version: f.header.version,
+        time: f.header.time,
+        nonce: f.header.nonce,
+    };
+    let assembled = match block::assemble(&job.template, &job.coinbase, &solution) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "cannot assemble the block");
+            return;
         }
-        stats.block_candidate();
-        let outcome = classify(&rpc.call("submitblock", json!([assembled.to_hex()])));
-        let height = job.template.height;
-        engine.record_verdict(f.worker, outcome == BlockOutcome::Accepted);
-        match &outcome {
-            BlockOutcome::Accepted => {
-                stats.accepted(job.template.target.difficulty());
-                stats.block();
-                let _ = kick.send(());
-                info!(height, hash = %assembled.hash(), "BLOCK FOUND and accepted by the node");
-            }
-            BlockOutcome::Inconclusive => {
-                stats.rejected("inconclusive (another block won this height)", true);
-                info!(height, hash = %assembled.hash(), "block lost the race at this height (inconclusive)");
-            }
-            BlockOutcome::Duplicate => {
-                stats.rejected("duplicate", false);
-                info!(height, hash = %assembled.hash(), "the node already has this block (duplicate)");
-            }
-            BlockOutcome::Rejected(reason) => {
-                stats.rejected(reason, false);
-                warn!(height, hash = %assembled.hash(), %reason, "block rejected by the node");
-            }
+    };
+    if assembled.hash() != f.hash {
+        warn!(ours = %assembled.hash(), engine = %f.hash, "assembled block hash differs from the engine's; not submitted");
+        return;
+    }
+    stats.block_candidate();
+    let outcome = classify(&rpc.call("submitblock", json!([assembled.to_hex()])));
+    let height = job.template.height;
+    engine.record_verdict(f.worker, outcome == BlockOutcome::Accepted);
+    match &outcome {
+        BlockOutcome::Accepted => {
+            stats.accepted(job.template.target.difficulty());
+            stats.block();
+            let _ = kick.send(());
+            info!(height, hash = %assembled.hash(), "BLOCK FOUND and accepted by the node");
+        }
+        BlockOutcome::Inconclusive => {
+            stats.rejected("inconclusive (another block won this height)", true);
+            info!(height, hash = %assembled.hash(), "block lost the race at this height (inconclusive)");
+        }
+        BlockOutcome::Duplicate => {
+            stats.rejected("duplicate", false);
+            info!(height, hash = %assembled.hash(), "the node already has this block (duplicate)");
+        }
+        BlockOutcome::Rejected(reason) => {
+            stats.rejected(reason, false);
+            warn!(height, hash = %assembled.hash(), %reason, "block rejected by the node");
         }
     }
 }
