@@ -52,6 +52,9 @@ pub enum LoadProtocol {
     V2 {
         /// The authority public key.
         authority: [u8; 32],
+        /// Standard channels (header-only: the pool computes a merkle root per channel
+        /// per job) instead of extended ones.
+        standard: bool,
     },
 }
 
@@ -224,9 +227,14 @@ pub async fn run(opts: LoadOptions) -> Report {
         tasks.push(tokio::spawn(async move {
             match opts.protocol {
                 LoadProtocol::V1 => miner(i, &opts, per_miner, start_at, &shared).await,
-                LoadProtocol::V2 { authority } => {
+                LoadProtocol::V2 {
+                    authority,
+                    standard,
+                } => {
                     let stream = connect(i, &opts).await?;
-                    v2::miner(i, stream, authority, &opts, per_miner, start_at, &shared).await
+                    let channel = v2::Kind::from_standard(standard);
+                    let peer = (authority, channel);
+                    v2::miner(i, stream, peer, &opts, per_miner, start_at, &shared).await
                 }
             }
         }));

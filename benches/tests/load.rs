@@ -1,5 +1,5 @@
 //! The load generator against our pool on a regtest node (SOLO mode, no database), over
-//! Stratum v1 and Stratum V2: every simulated miner connects, every share it submits is
+//! Stratum v1 and Stratum V2 (extended and standard channels): every simulated miner connects, every share it submits is
 //! valid and accepted, latencies are measured, idle mode holds its connections, and a new
 //! block reaches every connection.
 
@@ -19,12 +19,13 @@ const AUTHORITY_PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_miners_submit_valid_shares_and_hold_connections() {
-    for protocol in ["v1", "v2"] {
+    for protocol in ["v1", "v2", "v2-standard"] {
         simulated_miners(protocol).await;
     }
 }
 
-/// Submit, idle and notify modes over `protocol` (v1 or v2) against a fresh pool.
+/// Submit, idle and notify modes over `protocol` (v1, v2 with extended channels, or v2
+/// with standard channels) against a fresh pool.
 async fn simulated_miners(protocol: &str) {
     let pair = RegtestPair::start().unwrap();
     let node = pair.node(0);
@@ -55,9 +56,10 @@ async fn simulated_miners(protocol: &str) {
     let pool = pool::run::start(cfg, cancel.clone()).await.unwrap();
     let address = node.new_address().unwrap();
     let (protocol, addr) = match protocol {
-        "v2" => (
+        "v2" | "v2-standard" => (
             LoadProtocol::V2 {
                 authority: protocol::sv2::keys::parse_public(AUTHORITY_PUBLIC).unwrap(),
+                standard: protocol == "v2-standard",
             },
             pool.v2_addr.unwrap(),
         ),

@@ -50,9 +50,13 @@ struct Args {
     /// The pool's process id, to report its memory (idle mode).
     #[arg(long)]
     pool_pid: Option<u32>,
-    /// v1 (plain Stratum) or v2 (Stratum V2: Noise, one extended channel a connection).
+    /// v1 (plain Stratum) or v2 (Stratum V2: Noise, one channel a connection).
     #[arg(long, default_value = "v1")]
     protocol: String,
+    /// Stratum V2 channel kind: extended (the miner builds the coinbase) or standard
+    /// (header-only: the pool computes one merkle root per channel per job).
+    #[arg(long, default_value = "extended")]
+    sv2_channel: String,
     /// Stratum V2: the pool's authority public key (as `pool keygen` prints it).
     #[arg(long)]
     authority_key: Option<String>,
@@ -91,10 +95,21 @@ fn main() -> ExitCode {
         eprintln!("--seconds, --rate and --miners must be above zero");
         return ExitCode::FAILURE;
     }
+    let standard = match args.sv2_channel.as_str() {
+        "extended" => false,
+        "standard" => true,
+        other => {
+            eprintln!("--sv2-channel {other:?}: expected extended or standard");
+            return ExitCode::FAILURE;
+        }
+    };
     let protocol = match (args.protocol.as_str(), args.authority_key.as_deref()) {
         ("v1", _) => LoadProtocol::V1,
         ("v2", Some(key)) => match protocol::sv2::keys::parse_public(key) {
-            Ok(authority) => LoadProtocol::V2 { authority },
+            Ok(authority) => LoadProtocol::V2 {
+                authority,
+                standard,
+            },
             Err(e) => {
                 eprintln!("--authority-key {key:?}: {e}");
                 return ExitCode::FAILURE;

@@ -1,6 +1,9 @@
 //! The load generator's Stratum V2 miner: the same modes as the v1 one (submit, idle,
-//! notify), over the Noise transport with one extended channel per connection, so that
-//! both protocols are measured against the same pool in one run.
+//! notify), over the Noise transport with one channel per connection, so that both
+//! protocols are measured against the same pool in one run. Channels are extended (the
+//! miner gets the coinbase and rolls its own extranonce) or standard (header-only: the
+//! pool computes a merkle root for each channel and job, which is what a run of them
+//! measures).
 //!
 //! V2 has no `d=` password: the channel asks for the difficulty as its `max_target` (the
 //! least difficulty it takes, which our pool honours as vardiff's floor), follows
@@ -15,7 +18,10 @@ use std::time::{Duration, Instant};
 
 use binary_sv2::{Str0255Owned, U256Owned};
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
-use mining_sv2::{OpenExtendedMiningChannelOwned, SubmitSharesExtendedOwned};
+use mining_sv2::{
+    OpenExtendedMiningChannelOwned, OpenStandardMiningChannelOwned, SubmitSharesExtendedOwned,
+    SubmitSharesStandard,
+};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
 use protocol::stratum::merkle_root;
 use protocol::sv2::transport::{self, TransportError, Writer};
@@ -27,17 +33,45 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{LoadOptions, Mode, Shared, record};
 
+/// The kind of channel each connection opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Extended,
+    Standard,
+}
+
+impl Kind {
+    pub(super) fn from_standard(standard: bool) -> Kind {
+        if standard {
+            Kind::Standard
+        } else {
+            Kind::Extended
+        }
+    }
+}
+
 /// A job the channel can mine on now.
 #[derive(Clone, Debug)]
 struct Job {
     id: u32,
     version: u32,
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
-    branch: Vec<Hash256>,
+    coinbase: JobCoinbase,
     prev_hash: Hash256,
     bits: u32,
     ntime: u32,
+}
+
+/// What the miner makes the merkle root from.
+#[derive(Clone, Debug)]
+enum JobCoinbase {
+    /// Extended channels: the coinbase around the extranonce, and the merkle branch.
+    Parts {
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+        branch: Vec<Hash256>,
+    },
+    /// Standard channels: the root the pool computed for this channel.
+    Root(Hash256),
 }
 
 /// What the channel was given when it opened.
@@ -72,7 +106,7 @@ async fn send(
 pub(super) async fn miner(
     i: usize,
     stream: TcpStream,
-    authority: [u8; 32],
+    (authority, kind): ([u8; 32], Kind),
     opts: &LoadOptions,
     rate: f64,
     start_at: Instant,
@@ -118,20 +152,24 @@ pub(super) async fn miner(
     )
     .await?;
     let floor = Target::from_difficulty(opts.difficulty).map_err(|e| e.to_string())?;
-    send(
-        &mut write,
-        &mut writer,
-        AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannel(
-            OpenExtendedMiningChannelOwned {
-                request_id: 1,
-                user_identity: text(&format!("{}.w{i}", opts.user)),
-                nominal_hash_rate: 0.0,
-                max_target: U256Owned::from(floor.to_le_bytes()),
-                min_extranonce_size: 4,
-            },
-        )),
-    )
-    .await?;
+    let user_identity = text(&format!("{}.w{i}", opts.user));
+    let max_target = U256Owned::from(floor.to_le_bytes());
+    let open = match kind {
+        Kind::Extended => MiningOwned::OpenExtendedMiningChannel(OpenExtendedMiningChannelOwned {
+            request_id: 1,
+            user_identity,
+            nominal_hash_rate: 0.0,
+            max_target,
+            min_extranonce_size: 4,
+        }),
+        Kind::Standard => MiningOwned::OpenStandardMiningChannel(OpenStandardMiningChannelOwned {
+            request_id: 1,
+            user_identity,
+            nominal_hash_rate: 0.0,
+            max_target,
+        }),
+    };
+    send(&mut write, &mut writer, AnyMessageOwned::Mining(open)).await?;
     let channel = opened
         .await
         .map_err(|_| "the pool closed the connection")??;
@@ -168,7 +206,13 @@ pub(super) async fn miner(
         let n = channel.extranonce_size.min(8);
         en[..n].copy_from_slice(&extranonce.to_le_bytes()[..n]);
         let target = *target.borrow();
-        let Some(nonce) = find_share(&job, &channel.extranonce_prefix, &en, &target) else {
+        // A standard channel has no extranonce to roll (the pool fixed it): its shares
+        // differ by where the nonce search starts.
+        let start = match job.coinbase {
+            JobCoinbase::Parts { .. } => 0,
+            JobCoinbase::Root(_) => (extranonce as u32).wrapping_mul(64),
+        };
+        let Some(nonce) = find_share(&job, start, &channel.extranonce_prefix, &en, &target) else {
             continue;
         };
         sequence += 1;
@@ -177,25 +221,31 @@ pub(super) async fn miner(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(sequence, (Instant::now(), tx));
-        let Ok(extranonce_field) = en.try_into() else {
-            return Err("an extranonce over 32 bytes".into());
-        };
-        send(
-            &mut write,
-            &mut writer,
-            AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(
-                SubmitSharesExtendedOwned {
+        let submit = match kind {
+            Kind::Extended => {
+                let Ok(extranonce) = en.try_into() else {
+                    return Err("an extranonce over 32 bytes".into());
+                };
+                MiningOwned::SubmitSharesExtended(SubmitSharesExtendedOwned {
                     channel_id: channel.id,
                     sequence_number: sequence,
                     job_id: job.id,
                     nonce,
                     ntime: job.ntime,
                     version: job.version,
-                    extranonce: extranonce_field,
-                },
-            )),
-        )
-        .await?;
+                    extranonce,
+                })
+            }
+            Kind::Standard => MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+                channel_id: channel.id,
+                sequence_number: sequence,
+                job_id: job.id,
+                nonce,
+                ntime: job.ntime,
+                version: job.version,
+            }),
+        };
+        send(&mut write, &mut writer, AnyMessageOwned::Mining(submit)).await?;
         submitted += 1;
         answers.push(rx);
     }
@@ -214,10 +264,23 @@ async fn wait_for_block(
     super::wait_for_block_with(jobs, shared, |j| j.as_ref().map(|j| j.prev_hash)).await
 }
 
-/// A nonce whose header meets `target` and is not a block.
-fn find_share(job: &Job, prefix: &[u8], extranonce: &[u8], target: &Target) -> Option<u32> {
+/// A nonce from `start` on whose header meets `target` and is not a block.
+fn find_share(
+    job: &Job,
+    start: u32,
+    prefix: &[u8],
+    extranonce: &[u8],
+    target: &Target,
+) -> Option<u32> {
     let network = Target::from_compact(CompactTarget(job.bits)).ok()?;
-    let root = merkle_root(&job.prefix, prefix, extranonce, &job.suffix, &job.branch);
+    let root = match &job.coinbase {
+        JobCoinbase::Parts {
+            prefix: coinb1,
+            suffix: coinb2,
+            branch,
+        } => merkle_root(coinb1, prefix, extranonce, coinb2, branch),
+        JobCoinbase::Root(root) => *root,
+    };
     let header = BlockHeader {
         version: job.version,
         prev_hash: job.prev_hash,
@@ -227,11 +290,13 @@ fn find_share(job: &Job, prefix: &[u8], extranonce: &[u8], target: &Target) -> O
         nonce: 0,
     };
     let mut bytes = header.encode();
-    (0..1u32 << 24).find(|&nonce| {
-        bytes[76..80].copy_from_slice(&nonce.to_le_bytes());
-        let hash = protocol::sha256d(&bytes);
-        target.is_met_by(&hash) && !network.is_met_by(&hash)
-    })
+    (0..1u32 << 24)
+        .map(|n| start.wrapping_add(n))
+        .find(|&nonce| {
+            bytes[76..80].copy_from_slice(&nonce.to_le_bytes());
+            let hash = protocol::sha256d(&bytes);
+            target.is_met_by(&hash) && !network.is_met_by(&hash)
+        })
 }
 
 /// The pool's messages: the channel's opening, jobs (a future job becomes current with
@@ -280,6 +345,16 @@ async fn dispatch(
                     }));
                 }
             }
+            MiningOwned::OpenStandardMiningChannelSuccess(s) => {
+                target.send_replace(Target::from_le_bytes(s.target.to_array()));
+                if let Some(tx) = opened.take() {
+                    let _ = tx.send(Ok(Channel {
+                        id: s.channel_id,
+                        extranonce_prefix: s.extranonce_prefix.to_owned_bytes(),
+                        extranonce_size: 0,
+                    }));
+                }
+            }
             MiningOwned::OpenMiningChannelError(e) => {
                 if let Some(tx) = opened.take() {
                     let _ = tx.send(Err(format!(
@@ -289,9 +364,7 @@ async fn dispatch(
                 }
             }
             MiningOwned::NewExtendedMiningJob(j) => {
-                let job = Job {
-                    id: j.job_id,
-                    version: j.version,
+                let coinbase = JobCoinbase::Parts {
                     prefix: j.coinbase_tx_prefix.to_owned_bytes(),
                     suffix: j.coinbase_tx_suffix.to_owned_bytes(),
                     branch: j
@@ -299,16 +372,30 @@ async fn dispatch(
                         .iter()
                         .map(|h| Hash256(h.to_array()))
                         .collect(),
-                    prev_hash: current.as_ref().map_or(Hash256::ZERO, |c| c.prev_hash),
-                    bits: current.as_ref().map_or(0, |c| c.bits),
-                    ntime: j.min_ntime.clone().into_inner().unwrap_or(0),
                 };
-                if j.min_ntime.clone().into_inner().is_some() && current.is_some() {
-                    current = Some(job.clone());
-                    jobs.send_replace(Some(job));
-                } else {
-                    future.insert(job.id, job);
-                }
+                let min_ntime = j.min_ntime.clone().into_inner();
+                new_job(
+                    j.job_id,
+                    j.version,
+                    coinbase,
+                    min_ntime,
+                    &mut current,
+                    &mut future,
+                    &jobs,
+                );
+            }
+            MiningOwned::NewMiningJob(j) => {
+                let coinbase = JobCoinbase::Root(Hash256(j.merkle_root.to_array()));
+                let min_ntime = j.min_ntime.clone().into_inner();
+                new_job(
+                    j.job_id,
+                    j.version,
+                    coinbase,
+                    min_ntime,
+                    &mut current,
+                    &mut future,
+                    &jobs,
+                );
             }
             MiningOwned::SetNewPrevHash(p) => {
                 if let Some(mut job) = future.remove(&p.job_id) {
@@ -342,5 +429,32 @@ async fn dispatch(
     }
     if let Some(tx) = opened.take() {
         let _ = tx.send(Err("the pool closed the connection".into()));
+    }
+}
+
+/// A job for now (it has a time and there is a block to build on) or for the next
+/// `SetNewPrevHash`.
+fn new_job(
+    id: u32,
+    version: u32,
+    coinbase: JobCoinbase,
+    min_ntime: Option<u32>,
+    current: &mut Option<Job>,
+    future: &mut BTreeMap<u32, Job>,
+    jobs: &watch::Sender<Option<Job>>,
+) {
+    let job = Job {
+        id,
+        version,
+        coinbase,
+        prev_hash: current.as_ref().map_or(Hash256::ZERO, |c| c.prev_hash),
+        bits: current.as_ref().map_or(0, |c| c.bits),
+        ntime: min_ntime.unwrap_or(0),
+    };
+    if min_ntime.is_some() && current.is_some() {
+        *current = Some(job.clone());
+        jobs.send_replace(Some(job));
+    } else {
+        future.insert(job.id, job);
     }
 }
