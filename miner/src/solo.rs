@@ -57,19 +57,24 @@ pub fn parse_payout(
     match network {
         Some(n) => address::parse(addr, n),
         None => {
-            let mut last = None;
-            for n in [
-                Network::Main,
-                Network::Test,
-                Network::Regtest,
-                Network::Signet,
-            ] {
+            // Bitcoin's networks first, then Bitcoin Cash's (CashAddr); when none takes it,
+            // the reason of the family it looks like.
+            let mut errors = Vec::new();
+            for n in Network::ALL {
                 match address::parse(addr, n) {
                     Ok(p) => return Ok(p),
-                    Err(e) => last = Some(e),
+                    Err(e) => errors.push((n, e)),
                 }
             }
-            Err(last.unwrap_or(address::AddressError::UnknownNetwork(String::new())))
+            let cash_like = addr.contains(':');
+            errors
+                .into_iter()
+                .rfind(|(n, _)| n.cashaddr_prefix().is_some() == cash_like)
+                .map(|(_, e)| e)
+                .map_or(
+                    Err(address::AddressError::UnknownNetwork(String::new())),
+                    Err,
+                )
         }
     }
 }

@@ -233,3 +233,79 @@ async fn zmq_hashblock_brings_new_blocks_without_polling() {
     }
     pool.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitcoin_cash_addresses_are_usernames_and_blocks_pay_them() {
+    // The BSV regtest node takes the same scripts as a BCH one: a CashAddr P2PKH pays
+    // the legacy script of its hash.
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        Mode::Solo,
+        vec![node_config(pair.node(0))],
+        None,
+        dir.path(),
+    );
+    cfg.network = "bch-regtest".into();
+    let mut pool = TestPool::start(cfg).await;
+    let legacy = pair.node(1).new_address().unwrap();
+    let script = script_of(&legacy);
+    assert_eq!(&script[..3], [0x76, 0xa9, 0x14], "the node hands out P2PKH");
+    let cash = protocol::cashaddr::CashAddr {
+        prefix: "bchreg".into(),
+        type_bits: 0,
+        hash: script[3..23].to_vec(),
+    }
+    .to_string();
+
+    // A typo in a CashAddr is refused at authorize with a reason a person can act on.
+    let mut typo = cash.clone().into_bytes();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == b'q' { b'p' } else { b'q' };
+    let typo = String::from_utf8(typo).unwrap();
+    let answer = authorize_reply(pool.port(), &format!("{typo}.rig")).await;
+    assert_eq!(answer["result"], serde_json::Value::Null, "{answer}");
+    let reason = answer["error"][1].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("checksum mismatch"), "{reason}");
+
+    // With the prefix and, on another connection, without it: both are the same script.
+    let with_prefix = start_miner(pool.port(), &format!("{cash}.rig1"));
+    let blocks = pool.accepted_blocks(1, Duration::from_secs(120)).await;
+    with_prefix.cancel.cancel();
+    let bare = cash.trim_start_matches("bchreg:").to_string();
+    let without = start_miner(pool.port(), &format!("{bare}.rig2"));
+    let more = pool.accepted_blocks(1, Duration::from_secs(120)).await;
+    without.cancel.cancel();
+    for b in blocks.iter().chain(&more) {
+        let outputs = coinbase_outputs(pair.node(0), &b.hash.to_string());
+        assert_eq!(outputs[0].1, script, "block {} pays the CashAddr", b.height);
+    }
+    pool.stop().await;
+}
+
+/// The reply to `mining.authorize` for `user` on a fresh connection.
+async fn authorize_reply(port: u16, user: &str) -> serde_json::Value {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let lines = format!(
+        "{}\n{}\n",
+        serde_json::json!({"id": 1, "method": "mining.subscribe", "params": ["test/1"]}),
+        serde_json::json!({"id": 2, "method": "mining.authorize", "params": [user, "x"]}),
+    );
+    write.write_all(lines.as_bytes()).await.unwrap();
+    let mut read = BufReader::new(read).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), read.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["id"] == 2 {
+            return v;
+        }
+    }
+}

@@ -24,6 +24,7 @@
 
 pub mod address;
 pub mod block;
+pub mod cashaddr;
 pub mod coinbase;
 pub mod hash;
 pub mod header;
