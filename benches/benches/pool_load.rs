@@ -15,7 +15,8 @@
 //! longer run, whose p99 is the latency figure.
 //! `BENCH_RATES` (comma separated) replaces the rates tried. Each step runs once per
 //! protocol in `BENCH_PROTOCOLS` (default `v1,v2`: Stratum v1 on the pool's v1 port, then
-//! Stratum V2 on its V2 port, side by side against the same process).
+//! Stratum V2 with extended channels on its V2 port, side by side against the same
+//! process; `v2-standard` is V2 with standard channels).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -72,10 +73,17 @@ fn main() {
     println!("pool: {} (pid {})", pool_bin.display(), pool.child.id());
 
     let common = |protocol: &str, mode: &str, miners: usize, seconds: u32| -> Vec<String> {
-        let mut args: Vec<String> = if protocol == "v2" {
+        let mut args: Vec<String> = if protocol.starts_with("v2") {
+            let channel = if protocol == "v2-standard" {
+                "standard"
+            } else {
+                "extended"
+            };
             vec![
                 "--protocol".into(),
                 "v2".into(),
+                "--sv2-channel".into(),
+                channel.into(),
                 "--authority-key".into(),
                 AUTHORITY_PUBLIC.into(),
                 "--pool".into(),
