@@ -259,6 +259,11 @@ pub async fn start(
     let leading = Arc::new(AtomicBool::new(false));
     let mut shares = None;
     if let (Some(store), Some(url)) = (&store, &config.database.url) {
+        // Best difficulties survive restarts: the session path's tracker starts from them.
+        match store.all_bests().await {
+            Ok(rows) => stats.best.seed(rows),
+            Err(e) => warn!(error = %e, "cannot read the best difficulties; counting from now"),
+        }
         let spool_dir = config.data_dir.join("spool");
         let spool = Spool::open(&spool_dir).map_err(|e| StartError::Io {
             what: format!("opening the share spool in {}", spool_dir.display()),

@@ -127,6 +127,43 @@ async fn the_api_shows_a_real_mining_run() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    // Best difficulties: the highest share difficulty stored, per worker, address and pool.
+    let highest = |address: Option<String>| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, f64>(
+                "SELECT max(share_difficulty) FROM shares WHERE $1::text IS NULL OR address = $1",
+            )
+            .bind(address)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let (_, a) = http_json(api, &format!("/api/pools/regtest1/miners/{alice}")).await;
+    let alice_best = highest(Some(alice.clone())).await;
+    assert_eq!(
+        a["bestDifficulty"]["allTime"].as_f64(),
+        Some(alice_best),
+        "{a}"
+    );
+    assert_eq!(
+        a["workerBestDifficulty"]["rig1"]["allTime"].as_f64(),
+        Some(alice_best)
+    );
+    assert!(a["bestDifficulty"]["allTimeAt"].is_string());
+    assert!(
+        a["bestDifficulty"]["round"].as_f64().unwrap() <= alice_best,
+        "{a}"
+    );
+    let (_, p) = http_json(api, "/api/pools/regtest1").await;
+    let pool_best = highest(None).await;
+    assert_eq!(
+        p["pool"]["poolStats"]["bestDifficulty"]["allTime"].as_f64(),
+        Some(pool_best)
+    );
+    assert!(pool_best >= alice_best);
+
     // Accounts agree with the database.
     for address in [&alice, &bob] {
         let (_, m) = http_json(api, &format!("/api/pools/regtest1/miners/{address}")).await;

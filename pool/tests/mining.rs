@@ -67,6 +67,19 @@ async fn solo_mode_pays_the_miner_and_skips_a_dead_node() {
     assert!(pools["pool"]["totalBlocks"].is_null());
     let (_, miner_view) = http_json(api, &format!("/api/pools/pool/miners/{miner_address}")).await;
     assert!(miner_view["performance"]["workers"]["rig1"].is_object());
+    // Best difficulties without a database: this process's, since it started.
+    let pool_best = pools["pool"]["poolStats"]["bestDifficulty"]["allTime"]
+        .as_f64()
+        .unwrap();
+    let rig_best = miner_view["workerBestDifficulty"]["rig1"]["allTime"]
+        .as_f64()
+        .unwrap();
+    assert!(rig_best > 0.0 && rig_best <= pool_best, "{miner_view}");
+    let (_, metrics) = http_get(api, "/metrics").await;
+    assert!(
+        metrics.contains("pool_best_difficulty{period=\"all_time\"}"),
+        "{metrics}"
+    );
     assert!(miner_view["pendingBalance"].is_null());
     for path in ["/api/pools/pool/blocks", "/api/pools/pool/payments"] {
         let (status, body) = http_json(api, path).await;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use pool::observe::best::Scope;
 use pool::store::{BlockRow, Record, ShareRow, Store};
 use testkit::TempPostgres;
 
@@ -234,4 +235,110 @@ async fn retention_drops_old_days_and_samples_count_recent_work() {
         .await
         .unwrap();
     assert_eq!(blocks, 1);
+}
+
+/// A share whose hash reached `best`, of `address.worker`.
+fn best_share(time_us: i64, uid: i64, address: &str, worker: &str, best: f64) -> Record {
+    Record::Share(ShareRow {
+        time_us,
+        uid,
+        address: address.into(),
+        worker: worker.into(),
+        difficulty: 1.0,
+        share_difficulty: best,
+        network_difficulty: 1000.0,
+        height: 100,
+        instance: 0,
+    })
+}
+
+fn block(hash: &str, found_us: i64) -> Record {
+    Record::Block(BlockRow {
+        hash: hash.into(),
+        height: 101,
+        found_us,
+        finder: "alice.rig1".into(),
+        reward: 5_000_000_000,
+        network_difficulty: 1000.0,
+    })
+}
+
+/// (round, all time) of a scope in the store's answer for `address`.
+async fn best_of(store: &Store, address: &str, scope: &Scope) -> (f64, f64) {
+    let rows = store.bests_of(address).await.unwrap();
+    rows.iter()
+        .find(|(s, _)| s == scope)
+        .map_or((0.0, 0.0), |(_, b)| (b.round, b.all_time))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_difficulties_by_round_and_all_time_shared_by_two_pools() {
+    let pg = TempPostgres::start().unwrap();
+    // Two pool processes on one database.
+    let (one, two) = (open(&pg).await, open(&pg).await);
+    let t = 1_800_000_000_000_000i64;
+    let rig1 = Scope::Worker("alice".into(), "rig1".into());
+    let alice = Scope::Address("alice".into());
+    one.write(&[
+        best_share(t, 1, "alice", "rig1", 50.0),
+        best_share(t + 1, 2, "alice", "rig2", 80.0),
+        best_share(t + 2, 3, "bob", "", 20.0),
+    ])
+    .await
+    .unwrap();
+    // The other process sees a better rig1 share: both agree on the result.
+    two.write(&[best_share(t + 3, 1, "alice", "rig1", 60.0)])
+        .await
+        .unwrap();
+    for store in [&one, &two] {
+        assert_eq!(best_of(store, "alice", &rig1).await, (60.0, 60.0));
+        assert_eq!(best_of(store, "alice", &alice).await, (80.0, 80.0));
+        assert_eq!(best_of(store, "alice", &Scope::Pool).await, (80.0, 80.0));
+        assert_eq!(
+            best_of(store, "bob", &Scope::Worker("bob".into(), "".into())).await,
+            (20.0, 20.0)
+        );
+    }
+
+    // A block (found by the share at t + 10) ends the round; in the same batch, a share
+    // before it still counts for all time only, and one after it opens the new round.
+    one.write(&[
+        best_share(t + 9, 4, "alice", "rig1", 70.0),
+        best_share(t + 10, 5, "alice", "rig2", 2000.0),
+        best_share(t + 11, 6, "alice", "rig1", 3.0),
+        block("00aa", t + 10),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(best_of(&two, "alice", &rig1).await, (3.0, 70.0));
+    assert_eq!(
+        best_of(&two, "alice", &Scope::Worker("alice".into(), "rig2".into())).await,
+        (0.0, 2000.0)
+    );
+    assert_eq!(best_of(&two, "alice", &Scope::Pool).await, (3.0, 2000.0));
+    assert_eq!(
+        best_of(&two, "bob", &Scope::Address("bob".into())).await,
+        (0.0, 20.0)
+    );
+
+    // A replayed old batch (the spool) changes nothing.
+    two.write(&[best_share(t + 3, 1, "alice", "rig1", 60.0)])
+        .await
+        .unwrap();
+    assert_eq!(best_of(&one, "alice", &rig1).await, (3.0, 70.0));
+
+    // A restart reads them back: everything the in-memory tracker is seeded with.
+    drop((one, two));
+    let again = open(&pg).await;
+    let all = again.all_bests().await.unwrap();
+    let pool = all.iter().find(|(s, _)| *s == Scope::Pool).unwrap().1;
+    assert_eq!(
+        (pool.round, pool.all_time, pool.all_time_us),
+        (3.0, 2000.0, t + 10)
+    );
+    assert_eq!(
+        all.len(),
+        1 + 2 + 3,
+        "the pool, two addresses, three workers"
+    );
 }

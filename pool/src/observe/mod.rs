@@ -1,8 +1,9 @@
 //! What the pool shows about itself: live counters ([`stats`]), per-worker live figures
-//! ([`live`]), latency histograms ([`latency`]), and the HTTP [`api`] (Miningcore-shaped
+//! ([`live`]), best share difficulties ([`best`]), latency histograms ([`latency`]), and the HTTP [`api`] (Miningcore-shaped
 //! JSON, Prometheus `/metrics`, the dashboard).
 
 pub mod api;
+pub mod best;
 pub mod latency;
 pub mod live;
 pub mod stats;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use protocol::Difficulty;
 
+use crate::observe::best::Bests;
 use crate::observe::latency::Latency;
 use crate::observe::live::Live;
 
@@ -82,6 +83,8 @@ pub struct PoolStats {
     longpolls_in_flight: AtomicU64,
     /// Connected workers and their hashrates.
     pub live: Live,
+    /// Best share difficulties of workers, addresses and the pool.
+    pub best: Bests,
     /// `getblocktemplate` round trips (long polls excluded: they wait on purpose).
     pub template_fetch: Latency,
     /// `submitblock` round trips (to every node at once).
@@ -200,6 +203,7 @@ impl PoolStats {
     /// A node accepted a block.
     pub fn block_accepted(&self) {
         self.blocks_accepted.fetch_add(1, Relaxed);
+        self.best.new_round();
     }
 
     /// A new job went out at unix second `now`.

@@ -93,6 +93,12 @@ impl Shared {
             share.accepted.difficulty,
             u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
         );
+        self.stats.best.share(
+            &share.address,
+            &share.worker,
+            share.accepted.share_difficulty.get(),
+            share.time_us,
+        );
         let sink = self.outlets.shares.as_ref()?;
         let (durable, stored) = tokio::sync::oneshot::channel();
         let _ = sink

@@ -176,6 +176,14 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
         "Highest share difficulty since start.",
         s.best_share,
     );
+    let best = state.stats.best.get(&crate::observe::best::Scope::Pool);
+    o.head(
+        "pool_best_difficulty",
+        "gauge",
+        "Best share difficulty of the pool this round (since its last block) and all time (kept in the database when there is one).",
+    );
+    o.value("pool_best_difficulty", "period=\"round\"", best.round);
+    o.value("pool_best_difficulty", "period=\"all_time\"", best.all_time);
     o.head(
         "pool_blocks_total",
         "counter",

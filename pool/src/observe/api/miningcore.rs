@@ -15,6 +15,7 @@ use super::time::{iso8601, iso8601_us};
 use super::{ApiError, ApiState, Page};
 use crate::clock::unix_now;
 use crate::config::Mode;
+use crate::observe::best::{Best, Scope};
 use crate::observe::live::{LiveSnapshot, WorkerLive};
 use crate::store::Store;
 use crate::store::reads::Interval;
@@ -113,6 +114,46 @@ fn workers_json<'a>(rows: impl Iterator<Item = &'a WorkerLive>) -> Value {
     Value::Object(map)
 }
 
+/// Best share difficulties as the API shows them.
+fn best_json(b: &Best) -> Value {
+    let at = |us: i64| (us > 0).then(|| iso8601_us(us));
+    json!({
+        "round": b.round,
+        "roundAt": at(b.round_us),
+        "allTime": b.all_time,
+        "allTimeAt": at(b.all_time_us),
+    })
+}
+
+/// The pool's bests, and an address's and its workers' when one is given: from the
+/// database when there is one (the figures every pool process shares and that survive
+/// restarts), else this process's since it started.
+pub async fn bests(state: &ApiState, address: Option<&str>) -> (Best, Best, Vec<(String, Best)>) {
+    if let Some(store) = &state.store {
+        match store.bests_of(address.unwrap_or("")).await {
+            Ok(rows) => {
+                let (mut pool, mut own, mut workers) =
+                    (Best::default(), Best::default(), Vec::new());
+                for (scope, best) in rows {
+                    match scope {
+                        Scope::Pool => pool = best,
+                        Scope::Address(_) => own = best,
+                        Scope::Worker(_, w) => workers.push((w, best)),
+                    }
+                }
+                workers.sort_by(|a, b| a.0.cmp(&b.0));
+                return (pool, own, workers);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "best difficulties from memory: the database did not answer")
+            }
+        }
+    }
+    let pool = state.stats.best.get(&Scope::Pool);
+    let (own, workers) = address.map_or_else(Default::default, |a| state.stats.best.of_address(a));
+    (pool, own, workers)
+}
+
 /// A latency's count and percentiles, seconds.
 fn percentiles(l: &crate::observe::latency::LatencySnapshot) -> Value {
     json!({"count": l.count, "p50": l.p50, "p90": l.p90, "p99": l.p99})
@@ -172,6 +213,7 @@ async fn pool_info(state: &ApiState) -> Value {
         None => None,
     };
     let network_difficulty = snap.network_difficulty;
+    let (best, _, _) = bests(state, None).await;
     let top: Vec<Value> = miners_by_hashrate(&live)
         .into_iter()
         .take(10)
@@ -205,6 +247,7 @@ async fn pool_info(state: &ApiState) -> Value {
             "acceptedShares": snap.accepted,
             "rejectedShares": snap.rejected.values().sum::<u64>(),
             "bestShareDifficulty": snap.best_share,
+            "bestDifficulty": best_json(&best),
         },
         "networkStats": {
             "networkType": facts.network.to_string(),
@@ -329,7 +372,14 @@ pub async fn miner(
         .collect();
     let a = account.unwrap_or_default();
     let with_db = state.store.is_some();
+    let (_, own, by_worker) = bests(&state, Some(&address)).await;
+    let by_worker: serde_json::Map<String, Value> = by_worker
+        .iter()
+        .map(|(w, b)| (w.clone(), best_json(b)))
+        .collect();
     Ok(Json(json!({
+        "bestDifficulty": best_json(&own),
+        "workerBestDifficulty": by_worker,
         "pendingShares": with_db.then_some(a.round_difficulty),
         "pendingBalance": with_db.then(|| coins(a.balance)),
         "totalPaid": with_db.then(|| coins(a.paid)),
