@@ -181,6 +181,16 @@ async fn the_dashboard_shows_the_pools_hashrate_and_a_found_block() {
         "the hashrate chart is drawn"
     );
     assert!(!dom.contains("<div class=\"empty\">No block found yet"));
+    // Best difficulties: "round / all time", the all-time one as the API has it.
+    let best = text_of(&dom, "pool-best");
+    let all_time = pools["pools"][0]["poolStats"]["bestDifficulty"]["allTime"]
+        .as_f64()
+        .unwrap();
+    assert!(all_time > 0.0);
+    assert!(
+        best.contains(" / ") && !best.ends_with('–'),
+        "pool best shown as {best:?}"
+    );
 
     // A miner's page: its worker, balance and history.
     let (dom, stderr) = tokio::task::block_in_place(|| {
@@ -193,6 +203,10 @@ async fn the_dashboard_shows_the_pools_hashrate_and_a_found_block() {
     assert_no_console_errors(&dom, &stderr, "miner page");
     assert!(dom.contains("id=\"miner-workers\""), "{dom}");
     assert!(dom.contains(">rig1<"), "alice's worker is listed");
+    assert!(
+        dom.contains("Best: round / all time"),
+        "the workers' best difficulties are shown"
+    );
 
     // The screenshot, kept with the test build's files.
     let shot: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
