@@ -145,27 +145,28 @@ impl Node {
         self.wait_ready()
     }
 
-    /// Waits until the RPC server answers, failing early (with the node's log) if it exits.
+    /// Waits until the RPC server answers, failing at once (with the node's log) if it
+    /// exits.
     fn wait_ready(&mut self) -> Result<(), Error> {
         let what = format!("{} RPC", self.name);
         let rpc = self.rpc.clone();
         let child = &mut self.child;
         let datadir = self.datadir.clone();
-        wait_for(&what, READY_TIMEOUT, || {
+        let ready = wait_for(&what, READY_TIMEOUT, || {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
+                return Ok::<_, String>(Some(Err(format!(
                     "bitcoind exited with {status}: {}",
                     log_tail(&datadir)
-                ));
+                ))));
             }
-            Ok(rpc.call("getblockchaininfo", json!([])).ok().map(|_| ()))
-        })
-        .map_err(|e| match e {
-            Error::Timeout { last, .. } if last.contains("exited") => Error::Command {
-                command: "bitcoind".into(),
-                detail: last,
-            },
-            other => other,
+            Ok(rpc
+                .call("getblockchaininfo", json!([]))
+                .ok()
+                .map(|_| Ok(())))
+        })?;
+        ready.map_err(|detail| Error::Command {
+            command: "bitcoind".into(),
+            detail,
         })
     }
 
@@ -357,8 +358,25 @@ impl RegtestPair {
         })
     }
 
-    /// The same, with `options`.
+    /// The same, with `options`. A node that exits while starting (a port picked free was
+    /// taken before the node bound it: an RPC client's outgoing connection can take any
+    /// ephemeral port) starts the pair again on fresh ports, twice at most.
     pub fn start_with(options: &PairOptions) -> Result<RegtestPair, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(options) {
+                Err(Error::Command { command, detail })
+                    if command == "bitcoind" && attempt < 3 && detail.contains("bind") =>
+                {
+                    eprintln!("testkit: a node could not bind its port; starting the pair again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(options: &PairOptions) -> Result<RegtestPair, Error> {
         let bitcoind = locate_bitcoind()?;
         let dir = tempfile::Builder::new()
             .prefix("testkit-regtest-")
