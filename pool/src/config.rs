@@ -160,6 +160,9 @@ pub struct StratumConfig {
     pub version_mask: String,
     /// Message shown to miners when the pool shuts down.
     pub shutdown_message: String,
+    /// Tell a Stratum v1 miner (`client.show_message`) when one of its workers beats its
+    /// own best share difficulty.
+    pub best_difficulty_message: bool,
     /// Bind with SO_REUSEPORT, so that a new pool process can start on the same ports
     /// while the old one drains (a rolling restart; see docs/operator.md).
     pub reuse_port: bool,
@@ -400,6 +403,7 @@ impl Default for StratumConfig {
             extranonce2_size: 8,
             version_mask: "1fffe000".into(),
             shutdown_message: "pool restarting, reconnect in a few seconds".into(),
+            best_difficulty_message: false,
             reuse_port: false,
             proxy_protocol_from: Vec::new(),
             tls: None,

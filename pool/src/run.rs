@@ -329,6 +329,7 @@ pub async fn start(
         config.stratum.shutdown_message.clone(),
     );
     shared.proxies = checked.proxies.clone();
+    shared.best_message = config.stratum.best_difficulty_message;
     let shared = Arc::new(shared);
     let mut api_addr = None;
     if config.api.enabled {

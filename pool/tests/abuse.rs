@@ -1,7 +1,8 @@
 //! A scripted Stratum client against the real pool on a regtest pair: each kind of bad
 //! submit gets its error, an over-long line closes only that connection, a flood of
 //! invalid shares gets the address banned, the per-address connection cap holds, and a
-//! shutdown tells miners to reconnect.
+//! shutdown tells miners to reconnect; and, asked to, the pool tells a worker that beat its
+//! best share difficulty.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -324,4 +325,62 @@ async fn bad_submits_long_lines_floods_and_shutdown() {
     tokio::time::timeout(Duration::from_secs(20), pool.running.wait())
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_beats_its_best_is_told_when_the_pool_is_asked_to() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        pool::config::Mode::Solo,
+        vec![node_config(pair.node(0))],
+        None,
+        dir.path(),
+    );
+    cfg.stratum.best_difficulty_message = true;
+    cfg.vardiff.min = 1e-12; // the script's d= below regtest's network difficulty
+    cfg.jobs.refresh_secs = 600;
+    let pool = TestPool::start(cfg).await;
+    let user = format!("{}.rig7", pair.node(1).new_address().unwrap());
+    let mut m = Miner::open(pool.port(), &user).await;
+    let n = m.job().await;
+    let network = Target::from_compact(n.nbits).unwrap();
+    let share = Target::from_difficulty(SHARE_DIFFICULTY).unwrap();
+    // Shares (not blocks) in nonce order; the first sets the best, then a better one.
+    let shares: Vec<(u32, f64)> = (0u32..)
+        .filter_map(|x| {
+            let h = m.hash(&n, x, n.ntime);
+            (share.is_met_by(&h) && !network.is_met_by(&h))
+                .then(|| (x, protocol::target::hash_difficulty(&h)))
+        })
+        .take(20)
+        .collect();
+    let (first, first_d) = shares[0];
+    let &(better, better_d) = shares.iter().find(|(_, d)| *d > first_d).unwrap();
+    for nonce in [first, better] {
+        let r = m.submit(&n, nonce, n.ntime, None).await;
+        assert_eq!(r["result"], json!(true), "{r}");
+    }
+    let shown = loop {
+        match next(&mut m.conn).await.expect("connection open") {
+            Message::Request {
+                method: Method::ShowMessage(text),
+                ..
+            } => break text,
+            _ => continue,
+        }
+    };
+    assert!(
+        shown.starts_with("New best share for worker rig7: difficulty "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&protocol::target::format_difficulty(better_d))
+            && shown.contains(&format!(
+                "(was {})",
+                protocol::target::format_difficulty(first_d)
+            )),
+        "{shown} ({first_d} then {better_d})"
+    );
+    pool.stop().await;
 }

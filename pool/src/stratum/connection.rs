@@ -84,9 +84,21 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let events = std::iter::from_fn(|| session.poll_event());
-        if let Some(reason) =
-            route_events(Protocol::V1, events, peer, shared, &mut acks, &mut presence).await
-        {
+        let mut notices = Vec::new();
+        let closing = route_events(
+            Protocol::V1,
+            events,
+            peer,
+            shared,
+            &mut acks,
+            &mut presence,
+            &mut notices,
+        )
+        .await;
+        for text in notices {
+            session.show_message(&text);
+        }
+        if let Some(reason) = closing {
             if reason == CloseReason::Shutdown {
                 // The miner must read our reconnect request before the socket goes.
                 close_gently(framed).await;
@@ -212,6 +224,7 @@ pub(crate) async fn route_events(
     shared: &Shared,
     acks: &mut Acks,
     presence: &mut Presence<'_>,
+    notices: &mut Vec<String>,
 ) -> Option<CloseReason> {
     let mut close = None;
     for event in events {
@@ -221,7 +234,7 @@ pub(crate) async fn route_events(
                 debug!(%peer, %user, "authorized");
             }
             Event::Share(share) => {
-                if let Some(ack) = shared.record_share(&share, protocol).await {
+                if let Some(ack) = shared.record_share(&share, protocol, notices).await {
                     acks.push_back(ack);
                 }
             }

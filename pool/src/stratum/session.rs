@@ -631,6 +631,12 @@ impl Session {
         }
     }
 
+    /// Shows the miner a line (`client.show_message`).
+    pub fn show_message(&mut self, text: &str) {
+        self.out
+            .push_back(Message::notification(Method::ShowMessage(text.to_string())));
+    }
+
     /// Shutdown: show a message, ask to reconnect, close.
     pub fn shutdown(&mut self, message: &str) {
         self.out

@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use protocol::target::format_difficulty;
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::jobs::{Job, JobIds};
+use crate::observe::best::NewBest;
 use crate::observe::stats::{PoolStats, Protocol};
 use crate::shares::extranonce::Extranonces;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
@@ -35,6 +37,8 @@ pub struct Shared {
     pub jobs: watch::Receiver<Option<Arc<Job>>>,
     /// Shown to miners at shutdown.
     pub shutdown_message: String,
+    /// Tell v1 miners when a worker beats its best share difficulty.
+    pub best_message: bool,
     /// Addresses whose connections start with a PROXY protocol header.
     pub proxies: Trusted,
     /// Who may connect.
@@ -70,6 +74,7 @@ impl Shared {
             outlets,
             jobs,
             shutdown_message,
+            best_message: false,
             proxies: Trusted::default(),
         }
     }
@@ -81,7 +86,14 @@ pub type Ack = BoxFuture<'static, (AckToken, bool)>;
 impl Shared {
     /// Counts an accepted share and hands it to the store's writer (waiting while the
     /// writer's queue is full); the answer to wait for, when the session waits for one.
-    pub async fn record_share(&self, share: &ShareEvent, protocol: Protocol) -> Option<Ack> {
+    /// A share that beat its worker's best adds a line for the miner to `notices` (when
+    /// `best_message` is on).
+    pub async fn record_share(
+        &self,
+        share: &ShareEvent,
+        protocol: Protocol,
+        notices: &mut Vec<String>,
+    ) -> Option<Ack> {
         self.stats.accepted(
             protocol,
             share.accepted.difficulty,
@@ -93,12 +105,15 @@ impl Shared {
             share.accepted.difficulty,
             u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
         );
-        self.stats.best.share(
+        let new_best = self.stats.best.share(
             &share.address,
             &share.worker,
             share.accepted.share_difficulty.get(),
             share.time_us,
         );
+        if let Some(b) = new_best.filter(|_| self.best_message) {
+            notices.push(best_notice(&share.worker, b));
+        }
         let sink = self.outlets.shares.as_ref()?;
         let (durable, stored) = tokio::sync::oneshot::channel();
         let _ = sink
@@ -125,4 +140,18 @@ impl Shared {
     pub async fn submit_block(&self, block: BlockEvent) {
         let _ = self.outlets.blocks.send(block).await;
     }
+}
+
+/// The line a miner is shown when a worker beats its own best.
+fn best_notice(worker: &str, b: NewBest) -> String {
+    let who = if worker.is_empty() {
+        "this worker".to_string()
+    } else {
+        format!("worker {worker}")
+    };
+    format!(
+        "New best share for {who}: difficulty {} (was {})",
+        format_difficulty(b.now),
+        format_difficulty(b.previous)
+    )
 }

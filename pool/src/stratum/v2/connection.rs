@@ -119,8 +119,18 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         }
         let events = std::iter::from_fn(|| session.poll_event());
-        if let Some(reason) =
-            route_events(Protocol::V2, events, peer, shared, &mut acks, &mut presence).await
+        // V2 has no message to show a miner: notices are dropped.
+        let mut notices = Vec::new();
+        if let Some(reason) = route_events(
+            Protocol::V2,
+            events,
+            peer,
+            shared,
+            &mut acks,
+            &mut presence,
+            &mut notices,
+        )
+        .await
         {
             if reason == CloseReason::Shutdown {
                 // Let the miner read the last answers before the socket goes.
