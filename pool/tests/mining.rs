@@ -293,6 +293,12 @@ async fn bitcoin_cash_addresses_are_usernames_and_blocks_pay_them() {
         let outputs = coinbase_outputs(pair.node(0), &b.hash.to_string());
         assert_eq!(outputs[0].1, script, "block {} pays the CashAddr", b.height);
     }
+    // The API names the coin, and takes the CashAddr as a miner's address.
+    let api = pool.running.api_addr.unwrap();
+    let (_, p) = http_json(api, "/api/pools/pool").await;
+    assert_eq!(p["pool"]["coin"]["symbol"], "BCH", "{p}");
+    let (status, _) = http_json(api, &format!("/api/pools/pool/miners/{cash}")).await;
+    assert_eq!(status, 200);
     pool.stop().await;
 }
 

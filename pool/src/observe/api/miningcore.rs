@@ -30,6 +30,15 @@ fn coins(sats: i64) -> f64 {
     sats as f64 / COIN
 }
 
+/// The coin's symbol and name: Bitcoin Cash on its networks, else Bitcoin.
+fn coin(network: protocol::address::Network) -> (&'static str, &'static str) {
+    if network.cashaddr_prefix().is_some() {
+        ("BCH", "Bitcoin Cash")
+    } else {
+        ("BTC", "Bitcoin")
+    }
+}
+
 /// Expected network hashrate: a block every ten minutes at this difficulty.
 fn network_hashrate(difficulty: f64) -> f64 {
     protocol::target::hashrate(difficulty, 600.0)
@@ -229,7 +238,12 @@ async fn pool_info(state: &ApiState) -> Value {
     );
     json!({
         "id": facts.id,
-        "coin": {"type": "BTC", "name": "Bitcoin", "symbol": "BTC", "algorithm": "SHA256d"},
+        "coin": {
+            "type": coin(facts.network).0,
+            "name": coin(facts.network).1,
+            "symbol": coin(facts.network).0,
+            "algorithm": "SHA256d",
+        },
         "ports": ports,
         "paymentProcessing": {
             "enabled": facts.mode == Mode::Pplns && facts.payments,
@@ -428,7 +442,7 @@ async fn payments_of(
         .iter()
         .map(|p| {
             json!({
-                "coin": "BTC",
+                "coin": coin(state.facts.network).0,
                 "address": p.address,
                 "amount": coins(p.amount),
                 "transactionConfirmationData": p.txid,
