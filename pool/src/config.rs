@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::address::{self, Network, PayoutAddress};
+use protocol::target::format_difficulty;
 
 use crate::net::Trusted;
 use protocol::sv2::keys::AuthorityKeys;
@@ -240,6 +241,10 @@ pub struct VardiffConfig {
     pub first_retarget_shares: u32,
     /// Round difficulties to powers of two.
     pub powers_of_two: bool,
+    /// Whether `min` and `start` may be below 1 (ESP32-class miners need it; on a real
+    /// chain it mostly means a typo that floods the pool). Unset: allowed on test
+    /// networks, not on main.
+    pub allow_below_one: Option<bool>,
 }
 
 /// Limits against bad and hostile clients.
@@ -422,6 +427,7 @@ impl Default for VardiffConfig {
             retarget_secs: 60.0,
             first_retarget_shares: 5,
             powers_of_two: false,
+            allow_below_one: None,
         }
     }
 }
@@ -585,6 +591,16 @@ impl PoolConfig {
             return Err(invalid(
                 "vardiff",
                 "min, start and max must be above zero, with min <= max",
+            ));
+        }
+        if (v.min < 1.0 || v.start < 1.0) && !v.allow_below_one.unwrap_or(network.is_test()) {
+            return Err(invalid(
+                "vardiff",
+                format!(
+                    "min {} / start {} below 1 on {network}: set vardiff.allow_below_one = true if you mean it",
+                    format_difficulty(v.min),
+                    format_difficulty(v.start)
+                ),
             ));
         }
         if !(positive(v.target_secs) && positive(v.retarget_secs)) {
@@ -762,6 +778,31 @@ mod tests {
         assert_eq!(c.stratum.extranonce2_size, 8);
         assert_eq!(c.jobs.block_poll_ms, 250);
         assert!(checked.pool_payout.is_some());
+    }
+
+    #[test]
+    fn difficulties_below_one_only_where_the_operator_allows() {
+        // Regtest (and the other test networks): allowed by default.
+        let mut c = minimal();
+        c.vardiff.min = 0.001;
+        c.vardiff.start = 0.5;
+        assert!(c.validate().is_ok());
+        c.vardiff.allow_below_one = Some(false);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("vardiff.allow_below_one = true"), "{err}");
+        // Main: refused by default, allowed when asked for.
+        let mut c = minimal();
+        c.network = "main".into();
+        c.mode = Mode::Solo;
+        c.pool_address = None;
+        c.vardiff.min = 0.001;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("min 0.001 / start 1024 below 1 on main"),
+            "{err}"
+        );
+        c.vardiff.allow_below_one = Some(true);
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -243,6 +243,7 @@ mod tests {
             retarget_secs: 60.0,
             first_retarget_shares: 5,
             powers_of_two: false,
+            allow_below_one: None,
         }
     }
 
