@@ -7,6 +7,7 @@
 //! Times cross the boundary as unix microseconds (`micros_to_ts` in SQL), so that a record
 //! replayed from the spool file hits exactly the key it had.
 
+pub mod bests;
 pub mod books;
 pub mod lock;
 pub mod reads;
@@ -24,8 +25,6 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-
-use crate::observe::best::{Best, Scope};
 
 /// Microseconds in a day, the span of one shares partition.
 const DAY_US: i64 = 86_400_000_000;
@@ -49,6 +48,8 @@ pub enum StoreError {
 pub struct Store {
     db: PgPool,
     days: std::sync::Arc<Mutex<HashSet<i64>>>,
+    /// What this process knows the database's bests to be (see [`bests`]).
+    bests: std::sync::Arc<Mutex<bests::Known>>,
 }
 
 impl Store {
@@ -67,6 +68,7 @@ impl Store {
         Ok(Store {
             db,
             days: Default::default(),
+            bests: Default::default(),
         })
     }
 
@@ -180,53 +182,12 @@ impl Store {
             .bind(shares.iter().map(|s| s.instance).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
-            raise_bests(&mut tx, &shares).await?;
         }
+        let raised = self.raise_bests(&mut tx, &shares).await?;
         tx.commit().await?;
+        // Only what is committed is known to be there.
+        self.known_bests(raised);
         Ok(())
-    }
-
-    /// Every stored best (round bests of an earlier round read as zero), for seeding the
-    /// in-memory tracker at start.
-    pub async fn all_bests(&self) -> Result<Vec<(Scope, Best)>, StoreError> {
-        self.bests_where("$1::text = ''", "").await
-    }
-
-    /// The pool's bests, an address's and its workers' (zeros where there are none).
-    pub async fn bests_of(&self, address: &str) -> Result<Vec<(Scope, Best)>, StoreError> {
-        self.bests_where("scope = 'pool' OR address = $1::text", address)
-            .await
-    }
-
-    async fn bests_where(
-        &self,
-        filter: &str,
-        address: &str,
-    ) -> Result<Vec<(Scope, Best)>, StoreError> {
-        let rows: Vec<(String, String, String, f64, i64, f64, i64)> = sqlx::query_as(&format!(
-            "WITH last AS (SELECT coalesce(max(found_at), '-infinity') AS at FROM blocks)
-             SELECT scope, address, worker, all_time, ts_to_micros(all_time_at),
-                    CASE WHEN round_at > last.at THEN round ELSE 0 END,
-                    CASE WHEN round_at > last.at THEN ts_to_micros(round_at) ELSE 0 END
-             FROM best_difficulty, last WHERE {filter}"
-        ))
-        .bind(address)
-        .fetch_all(&self.db)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(scope, a, w, all_time, all_time_us, round, round_us)| {
-                Some((
-                    Scope::from_columns(&scope, &a, &w)?,
-                    Best {
-                        round,
-                        round_us,
-                        all_time,
-                        all_time_us,
-                    },
-                ))
-            })
-            .collect())
     }
 
     /// Drops share partitions (and per-minute totals) older than `keep_days` and sampled
@@ -256,62 +217,4 @@ impl Store {
         }
         Ok(dropped)
     }
-}
-
-/// Raises the bests of the shares' workers, addresses and the pool: all time, and this
-/// round from the shares after the newest block (written first in the same transaction).
-/// Taking the highest makes a replayed batch a no-op.
-async fn raise_bests(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    shares: &[&ShareRow],
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "WITH x AS (
-             SELECT micros_to_ts(t) AS time, a AS address, w AS worker, sd
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS x(t, a, w, sd)),
-         last AS (SELECT coalesce(max(found_at), '-infinity') AS at FROM blocks),
-         scoped AS (
-             SELECT 'worker' AS scope, address, worker, time, sd FROM x
-             UNION ALL SELECT 'address', address, '', time, sd FROM x
-             UNION ALL SELECT 'pool', '', '', time, sd FROM x),
-         ever AS (
-             SELECT DISTINCT ON (scope, address, worker) scope, address, worker, sd, time
-             FROM scoped ORDER BY scope, address, worker, sd DESC, time),
-         now AS (
-             SELECT DISTINCT ON (scope, address, worker) scope, address, worker, sd, time
-             FROM scoped, last WHERE time > last.at
-             ORDER BY scope, address, worker, sd DESC, time)
-         INSERT INTO best_difficulty AS b
-             (scope, address, worker, all_time, all_time_at, round, round_at)
-         SELECT ever.scope, ever.address, ever.worker, ever.sd, ever.time,
-                coalesce(now.sd, 0), coalesce(now.time, '-infinity')
-         FROM ever LEFT JOIN now USING (scope, address, worker)
-         ON CONFLICT (scope, address, worker) DO UPDATE SET
-             all_time = greatest(b.all_time, EXCLUDED.all_time),
-             all_time_at = CASE WHEN EXCLUDED.all_time > b.all_time
-                                THEN EXCLUDED.all_time_at ELSE b.all_time_at END,
-             round = CASE WHEN EXCLUDED.round_at > (SELECT at FROM last)
-                               AND (b.round_at <= (SELECT at FROM last) OR EXCLUDED.round > b.round)
-                          THEN EXCLUDED.round ELSE b.round END,
-             round_at = CASE WHEN EXCLUDED.round_at > (SELECT at FROM last)
-                               AND (b.round_at <= (SELECT at FROM last) OR EXCLUDED.round > b.round)
-                          THEN EXCLUDED.round_at ELSE b.round_at END",
-    )
-    .bind(shares.iter().map(|s| s.time_us).collect::<Vec<_>>())
-    .bind(
-        shares
-            .iter()
-            .map(|s| s.address.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(shares.iter().map(|s| s.worker.as_str()).collect::<Vec<_>>())
-    .bind(
-        shares
-            .iter()
-            .map(|s| s.share_difficulty)
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
