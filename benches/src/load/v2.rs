@@ -310,8 +310,11 @@ async fn dispatch(
     opened: oneshot::Sender<Result<Channel, String>>,
 ) {
     let mut opened = Some(opened);
-    let mut future: BTreeMap<u32, Job> = BTreeMap::new();
-    let mut current: Option<Job> = None;
+    let mut book = JobBook {
+        future: BTreeMap::new(),
+        current: None,
+        out: jobs,
+    };
     let answer = |sequence: u32, outcome: Result<(), String>| {
         let entry = waiting
             .lock()
@@ -335,26 +338,26 @@ async fn dispatch(
             continue;
         };
         match m {
-            MiningOwned::OpenExtendedMiningChannelSuccess(s) => {
-                target.send_replace(Target::from_le_bytes(s.target.to_array()));
-                if let Some(tx) = opened.take() {
-                    let _ = tx.send(Ok(Channel {
-                        id: s.channel_id,
-                        extranonce_prefix: s.extranonce_prefix.to_owned_bytes(),
-                        extranonce_size: usize::from(s.extranonce_size),
-                    }));
-                }
-            }
-            MiningOwned::OpenStandardMiningChannelSuccess(s) => {
-                target.send_replace(Target::from_le_bytes(s.target.to_array()));
-                if let Some(tx) = opened.take() {
-                    let _ = tx.send(Ok(Channel {
-                        id: s.channel_id,
-                        extranonce_prefix: s.extranonce_prefix.to_owned_bytes(),
-                        extranonce_size: 0,
-                    }));
-                }
-            }
+            MiningOwned::OpenExtendedMiningChannelSuccess(s) => channel_opened(
+                &mut opened,
+                &target,
+                s.target.to_array(),
+                Channel {
+                    id: s.channel_id,
+                    extranonce_prefix: s.extranonce_prefix.to_owned_bytes(),
+                    extranonce_size: usize::from(s.extranonce_size),
+                },
+            ),
+            MiningOwned::OpenStandardMiningChannelSuccess(s) => channel_opened(
+                &mut opened,
+                &target,
+                s.target.to_array(),
+                Channel {
+                    id: s.channel_id,
+                    extranonce_prefix: s.extranonce_prefix.to_owned_bytes(),
+                    extranonce_size: 0,
+                },
+            ),
             MiningOwned::OpenMiningChannelError(e) => {
                 if let Some(tx) = opened.take() {
                     let _ = tx.send(Err(format!(
@@ -363,8 +366,10 @@ async fn dispatch(
                     )));
                 }
             }
-            MiningOwned::NewExtendedMiningJob(j) => {
-                let coinbase = JobCoinbase::Parts {
+            MiningOwned::NewExtendedMiningJob(j) => book.add(
+                j.job_id,
+                j.version,
+                JobCoinbase::Parts {
                     prefix: j.coinbase_tx_prefix.to_owned_bytes(),
                     suffix: j.coinbase_tx_suffix.to_owned_bytes(),
                     branch: j
@@ -372,41 +377,21 @@ async fn dispatch(
                         .iter()
                         .map(|h| Hash256(h.to_array()))
                         .collect(),
-                };
-                let min_ntime = j.min_ntime.clone().into_inner();
-                new_job(
-                    j.job_id,
-                    j.version,
-                    coinbase,
-                    min_ntime,
-                    &mut current,
-                    &mut future,
-                    &jobs,
-                );
-            }
-            MiningOwned::NewMiningJob(j) => {
-                let coinbase = JobCoinbase::Root(Hash256(j.merkle_root.to_array()));
-                let min_ntime = j.min_ntime.clone().into_inner();
-                new_job(
-                    j.job_id,
-                    j.version,
-                    coinbase,
-                    min_ntime,
-                    &mut current,
-                    &mut future,
-                    &jobs,
-                );
-            }
-            MiningOwned::SetNewPrevHash(p) => {
-                if let Some(mut job) = future.remove(&p.job_id) {
-                    job.prev_hash = Hash256(p.prev_hash.to_array());
-                    job.bits = p.nbits;
-                    job.ntime = p.min_ntime;
-                    future.clear();
-                    current = Some(job.clone());
-                    jobs.send_replace(Some(job));
-                }
-            }
+                },
+                j.min_ntime.clone().into_inner(),
+            ),
+            MiningOwned::NewMiningJob(j) => book.add(
+                j.job_id,
+                j.version,
+                JobCoinbase::Root(Hash256(j.merkle_root.to_array())),
+                j.min_ntime.clone().into_inner(),
+            ),
+            MiningOwned::SetNewPrevHash(p) => book.activate(
+                p.job_id,
+                Hash256(p.prev_hash.to_array()),
+                p.nbits,
+                p.min_ntime,
+            ),
             MiningOwned::SetTarget(t) => {
                 target.send_replace(Target::from_le_bytes(t.maximum_target.to_array()));
             }
@@ -432,29 +417,59 @@ async fn dispatch(
     }
 }
 
-/// A job for now (it has a time and there is a block to build on) or for the next
-/// `SetNewPrevHash`.
-fn new_job(
-    id: u32,
-    version: u32,
-    coinbase: JobCoinbase,
-    min_ntime: Option<u32>,
-    current: &mut Option<Job>,
-    future: &mut BTreeMap<u32, Job>,
-    jobs: &watch::Sender<Option<Job>>,
+/// The channel's jobs: the current one (published to the miner loop) and future ones
+/// waiting for their `SetNewPrevHash`.
+struct JobBook {
+    future: BTreeMap<u32, Job>,
+    current: Option<Job>,
+    out: watch::Sender<Option<Job>>,
+}
+
+impl JobBook {
+    /// A job for now (it has a time and there is a block to build on) or for the next
+    /// `SetNewPrevHash`.
+    fn add(&mut self, id: u32, version: u32, coinbase: JobCoinbase, min_ntime: Option<u32>) {
+        let job = Job {
+            id,
+            version,
+            coinbase,
+            prev_hash: self.current.as_ref().map_or(Hash256::ZERO, |c| c.prev_hash),
+            bits: self.current.as_ref().map_or(0, |c| c.bits),
+            ntime: min_ntime.unwrap_or(0),
+        };
+        if min_ntime.is_some() && self.current.is_some() {
+            self.publish(job);
+        } else {
+            self.future.insert(job.id, job);
+        }
+    }
+
+    /// A new block: the future job it names becomes current, the others are dropped.
+    fn activate(&mut self, id: u32, prev_hash: Hash256, bits: u32, ntime: u32) {
+        if let Some(mut job) = self.future.remove(&id) {
+            job.prev_hash = prev_hash;
+            job.bits = bits;
+            job.ntime = ntime;
+            self.future.clear();
+            self.publish(job);
+        }
+    }
+
+    fn publish(&mut self, job: Job) {
+        self.current = Some(job.clone());
+        self.out.send_replace(Some(job));
+    }
+}
+
+/// The channel opened: its first target, and the channel for the miner loop.
+fn channel_opened(
+    opened: &mut Option<oneshot::Sender<Result<Channel, String>>>,
+    target: &watch::Sender<Target>,
+    first_target: [u8; 32],
+    channel: Channel,
 ) {
-    let job = Job {
-        id,
-        version,
-        coinbase,
-        prev_hash: current.as_ref().map_or(Hash256::ZERO, |c| c.prev_hash),
-        bits: current.as_ref().map_or(0, |c| c.bits),
-        ntime: min_ntime.unwrap_or(0),
-    };
-    if min_ntime.is_some() && current.is_some() {
-        *current = Some(job.clone());
-        jobs.send_replace(Some(job));
-    } else {
-        future.insert(job.id, job);
+    target.send_replace(Target::from_le_bytes(first_target));
+    if let Some(tx) = opened.take() {
+        let _ = tx.send(Ok(channel));
     }
 }
