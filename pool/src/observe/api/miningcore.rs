@@ -223,6 +223,7 @@ async fn pool_info(state: &ApiState) -> Value {
     };
     let network_difficulty = snap.network_difficulty;
     let (best, _, _) = bests(state, None).await;
+    let (symbol, name) = coin(facts.network);
     let top: Vec<Value> = miners_by_hashrate(&live)
         .into_iter()
         .take(10)
@@ -238,12 +239,7 @@ async fn pool_info(state: &ApiState) -> Value {
     );
     json!({
         "id": facts.id,
-        "coin": {
-            "type": coin(facts.network).0,
-            "name": coin(facts.network).1,
-            "symbol": coin(facts.network).0,
-            "algorithm": "SHA256d",
-        },
+        "coin": {"type": symbol, "name": name, "symbol": symbol, "algorithm": "SHA256d"},
         "ports": ports,
         "paymentProcessing": {
             "enabled": facts.mode == Mode::Pplns && facts.payments,
