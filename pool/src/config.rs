@@ -245,6 +245,37 @@ pub struct VardiffConfig {
     /// chain it mostly means a typo that floods the pool). Unset: allowed on test
     /// networks, not on main.
     pub allow_below_one: Option<bool>,
+    /// Difficulty profiles (`[[vardiff.profile]]`), tried in order before the shipped ones.
+    pub profile: Vec<ProfileConfig>,
+    /// Whether the shipped profiles (Bitaxe, NerdMiner, Antminer, NiceHash, cpuminer) are
+    /// tried after the operator's.
+    pub builtin_profiles: bool,
+}
+
+/// Vardiff bounds for one kind of miner, matched on the user agent it sends with
+/// `mining.subscribe` (V2: SetupConnection's `vendor/hardware/firmware`) or on its worker
+/// name: each a case-insensitive prefix. Unset values are the pool-wide `[vardiff]` ones.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Shown in logs and the API.
+    pub name: String,
+    /// User agent prefixes (`bitaxe` matches `bitaxe/BM1370/v2.9.0`).
+    #[serde(default)]
+    pub user_agents: Vec<String>,
+    /// Worker name prefixes (the part after `ADDRESS.`).
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// Difficulty of a new connection.
+    pub start: Option<f64>,
+    /// Lowest difficulty (`mining.suggest_difficulty` may raise it for a connection).
+    pub min: Option<f64>,
+    /// Highest difficulty (the network difficulty caps it too).
+    pub max: Option<f64>,
+    /// Round difficulties to powers of two.
+    pub powers_of_two: Option<bool>,
+    /// Whole difficulties only (firmware that reads `set_difficulty` as an integer).
+    pub integer_only: Option<bool>,
 }
 
 /// Limits against bad and hostile clients.
@@ -428,6 +459,8 @@ impl Default for VardiffConfig {
             first_retarget_shares: 5,
             powers_of_two: false,
             allow_below_one: None,
+            profile: Vec::new(),
+            builtin_profiles: true,
         }
     }
 }
@@ -476,6 +509,49 @@ pub enum ConfigError {
         /// Why.
         detail: String,
     },
+}
+
+/// An operator's `[[vardiff.profile]]`: matchable, with sane bounds.
+fn check_profile(p: &ProfileConfig, below_one: bool, network: Network) -> Result<(), ConfigError> {
+    let key = "vardiff.profile";
+    let name = &p.name;
+    if name.trim().is_empty() {
+        return Err(invalid(key, "every profile needs a name"));
+    }
+    let patterns = p.user_agents.iter().chain(&p.workers);
+    if p.user_agents.is_empty() && p.workers.is_empty()
+        || patterns.clone().any(|s| s.trim().is_empty())
+    {
+        return Err(invalid(
+            key,
+            format!("{name:?}: user_agents or workers must list at least one non-empty prefix"),
+        ));
+    }
+    let values = [p.start, p.min, p.max];
+    if values
+        .iter()
+        .flatten()
+        .any(|x| !(x.is_finite() && *x > 0.0))
+    {
+        return Err(invalid(
+            key,
+            format!("{name:?}: start, min and max must be above zero"),
+        ));
+    }
+    if let (Some(min), Some(max)) = (p.min, p.max)
+        && min > max
+    {
+        return Err(invalid(key, format!("{name:?}: min above max")));
+    }
+    if !below_one && values[..2].iter().flatten().any(|x| *x < 1.0) {
+        return Err(invalid(
+            key,
+            format!(
+                "{name:?}: min or start below 1 on {network}: set vardiff.allow_below_one = true if you mean it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(key: &'static str, detail: impl Into<String>) -> ConfigError {
@@ -602,6 +678,10 @@ impl PoolConfig {
                     format_difficulty(v.start)
                 ),
             ));
+        }
+        let below_one = v.allow_below_one.unwrap_or(network.is_test());
+        for p in &v.profile {
+            check_profile(p, below_one, network)?;
         }
         if !(positive(v.target_secs) && positive(v.retarget_secs)) {
             return Err(invalid(
@@ -803,6 +883,79 @@ mod tests {
         );
         c.vardiff.allow_below_one = Some(true);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn difficulty_profiles_from_toml_and_their_mistakes() {
+        let base = |profiles: &str| {
+            PoolConfig::from_toml(&format!(
+                r#"
+                network = "regtest"
+                pool_address = "{REGTEST_ADDR}"
+                [[nodes]]
+                url = "http://127.0.0.1:18443"
+                user = "u"
+                password = "p"
+                [database]
+                url = "postgres://pool@127.0.0.1/pool"
+                {profiles}
+                "#
+            ))
+        };
+        let c = base(
+            r#"
+            [[vardiff.profile]]
+            name = "garage S9"
+            workers = ["s9"]
+            start = 4096
+            integer_only = true
+            [[vardiff.profile]]
+            name = "esp32"
+            user_agents = ["MyESP/"]
+            min = 0.0001
+            start = 0.001
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.vardiff.profile.len(), 2);
+        assert_eq!(c.vardiff.profile[0].integer_only, Some(true));
+        assert!(c.vardiff.builtin_profiles);
+        if let Err(e) = c.validate() {
+            panic!("below 1 is fine on regtest: {e}");
+        }
+        let mut main = c.clone();
+        main.network = "main".into();
+        main.mode = Mode::Solo;
+        main.pool_address = None;
+        let err = main.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("\"esp32\": min or start below 1 on main"),
+            "{err}"
+        );
+        let err = base("[[vardiff.profile]]\nname = \"x\"\nuser_agent = [\"a\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `user_agent`"), "{err}");
+        for (toml, want) in [
+            ("name = \"x\"", "at least one non-empty prefix"),
+            (
+                "name = \"x\"\nworkers = [\"\"]",
+                "at least one non-empty prefix",
+            ),
+            ("name = \"x\"\nworkers = [\"a\"]\nmin = 0", "above zero"),
+            (
+                "name = \"x\"\nworkers = [\"a\"]\nmin = 9\nmax = 8",
+                "min above max",
+            ),
+            ("name = \" \"\nworkers = [\"a\"]", "needs a name"),
+        ] {
+            let c = base(&format!("[[vardiff.profile]]\n{toml}")).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.starts_with("vardiff.profile") && err.contains(want),
+                "{toml}: {err}"
+            );
+        }
     }
 
     #[test]

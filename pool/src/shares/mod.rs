@@ -5,6 +5,7 @@
 
 pub mod bucket;
 pub mod extranonce;
+pub mod profile;
 pub mod record;
 pub mod validate;
 pub mod vardiff;

@@ -61,15 +61,49 @@ impl RateEstimator {
     }
 }
 
+/// The bounds a connection's difficulty moves in: the pool's `[vardiff]`, or the
+/// difficulty profile its user agent or worker name matched (`shares::profile`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    /// Difficulty of a new connection.
+    pub start: f64,
+    /// Lowest difficulty.
+    pub min: f64,
+    /// Highest difficulty (the network difficulty caps it too).
+    pub max: f64,
+    /// Round to powers of two.
+    pub powers_of_two: bool,
+    /// Whole difficulties only.
+    pub integer_only: bool,
+}
+
+impl Bounds {
+    /// The pool-wide bounds.
+    pub fn of(cfg: &VardiffConfig) -> Bounds {
+        Bounds {
+            start: cfg.start,
+            min: cfg.min,
+            max: cfg.max,
+            powers_of_two: cfg.powers_of_two,
+            integer_only: false,
+        }
+    }
+}
+
 /// The difficulty controller of one connection.
 #[derive(Clone, Debug)]
 pub struct Vardiff {
     cfg: VardiffConfig,
+    bounds: Bounds,
     difficulty: Difficulty,
     /// Lowest difficulty for this connection (raised by `mining.suggest_difficulty`).
     floor: f64,
     /// Highest difficulty (the network difficulty, when lower than the setting).
     ceiling: f64,
+    /// The network difficulty of the last job, once known.
+    network: Option<f64>,
+    /// What `mining.suggest_difficulty` asked for last.
+    suggested: Option<f64>,
     /// A `d=N` password: no retargets.
     fixed: bool,
     estimator: RateEstimator,
@@ -83,11 +117,15 @@ impl Vardiff {
     /// A controller starting at `cfg.start`.
     pub fn new(cfg: &VardiffConfig, now: Instant) -> Vardiff {
         let tau = Duration::from_secs_f64((cfg.retarget_secs * 2.0).max(cfg.target_secs * 6.0));
+        let bounds = Bounds::of(cfg);
         let mut v = Vardiff {
             cfg: cfg.clone(),
+            bounds,
             difficulty: Difficulty::ONE,
-            floor: cfg.min,
-            ceiling: cfg.max,
+            floor: bounds.min,
+            ceiling: bounds.max,
+            network: None,
+            suggested: None,
             fixed: false,
             estimator: RateEstimator::new(now, tau),
             started: now,
@@ -95,7 +133,7 @@ impl Vardiff {
             last_share: now,
             shares_since_retarget: 0,
         };
-        v.difficulty = Difficulty::new(v.clamp(cfg.start)).unwrap_or(Difficulty::ONE);
+        v.difficulty = Difficulty::new(v.clamp(bounds.start)).unwrap_or(Difficulty::ONE);
         v
     }
 
@@ -109,31 +147,71 @@ impl Vardiff {
         self.fixed
     }
 
-    fn clamp(&self, d: f64) -> f64 {
-        let d = if self.cfg.powers_of_two && !self.fixed {
+    /// The bounds in force.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// Moves into other bounds (a difficulty profile, chosen before work is sent): starts
+    /// at the profile's start, or at what the miner suggested, within the new bounds. A
+    /// fixed (`d=N`) difficulty stays.
+    pub fn set_bounds(&mut self, bounds: Bounds) -> Option<Difficulty> {
+        self.bounds = bounds;
+        self.ceiling = bounds.max.min(self.network.unwrap_or(f64::INFINITY));
+        let suggested = self.suggestion();
+        self.floor = suggested.unwrap_or(0.0).max(bounds.min).min(self.ceiling);
+        if self.fixed {
+            return None;
+        }
+        self.change_to(self.clamp(suggested.unwrap_or(bounds.start)))
+    }
+
+    /// The miner's suggestion within the bounds' max, a power of two when they want one
+    /// (the floor it becomes must survive the rounding in [`Vardiff::clamp`]).
+    fn suggestion(&self) -> Option<f64> {
+        let d = self.suggested?.min(self.bounds.max);
+        Some(if self.bounds.powers_of_two {
             2f64.powi(d.log2().round() as i32)
         } else {
             d
-        };
+        })
+    }
+
+    fn clamp(&self, d: f64) -> f64 {
+        if self.fixed {
+            return d.max(self.floor).min(self.ceiling);
+        }
+        let mut d = d;
+        if self.bounds.powers_of_two {
+            d = 2f64.powi(d.log2().round() as i32);
+        }
+        d = d.max(self.floor);
+        if self.bounds.integer_only {
+            // Round, but never below the floor; the network cap below still wins.
+            d = d.round().max(self.floor.ceil()).max(1.0);
+        }
         // The network cap wins over the floor.
-        d.max(self.floor).min(self.ceiling)
+        d.min(self.ceiling)
     }
 
     /// Caps the difficulty at the network's (a share above it would be worth more than a
     /// block). Returns the new difficulty if it had to change.
     pub fn set_network_difficulty(&mut self, network: Difficulty) -> Option<Difficulty> {
-        self.ceiling = self.cfg.max.min(network.get());
+        self.network = Some(network.get());
+        self.ceiling = self.bounds.max.min(network.get());
         self.floor = self.floor.min(self.ceiling);
         self.change_to(self.clamp(self.difficulty.get()))
     }
 
-    /// `mining.suggest_difficulty`: start there, and do not go below it.
+    /// `mining.suggest_difficulty`: start there, and do not go below it (vardiff may still
+    /// raise it), within the bounds.
     pub fn suggest(&mut self, d: Difficulty) -> Option<Difficulty> {
         if self.fixed {
             return None;
         }
-        let d = d.get();
-        self.floor = d.max(self.cfg.min).min(self.ceiling);
+        self.suggested = Some(d.get());
+        let d = self.suggestion().unwrap_or(self.bounds.start);
+        self.floor = d.max(self.bounds.min).min(self.ceiling);
         self.change_to(self.clamp(d))
     }
 
@@ -161,7 +239,7 @@ impl Vardiff {
     /// A `d=N` password: this difficulty, no retargets (still within min and the network).
     pub fn fix(&mut self, d: Difficulty) -> Option<Difficulty> {
         self.fixed = true;
-        let d = d.get().max(self.cfg.min).min(self.ceiling);
+        let d = d.get().max(self.bounds.min).min(self.ceiling);
         self.change_to(d)
     }
 
@@ -244,6 +322,7 @@ mod tests {
             first_retarget_shares: 5,
             powers_of_two: false,
             allow_below_one: None,
+            ..VardiffConfig::default()
         }
     }
 
@@ -401,5 +480,41 @@ mod tests {
             .last()
             .unwrap();
         assert_eq!(new.get().log2().fract(), 0.0, "{new}");
+    }
+
+    #[test]
+    fn a_profile_with_a_suggestion_is_still_retargeted_upward() {
+        let t0 = Instant::now();
+        let mut v = Vardiff::new(&cfg(), t0);
+        v.set_network_difficulty(d(1e12));
+        // ESP-Miner's order: the suggestion (1000) before the profile is known.
+        v.suggest(d(1000.0));
+        let bitaxe = Bounds {
+            start: 1024.0,
+            min: 256.0,
+            max: 1e9,
+            powers_of_two: false,
+            integer_only: true,
+        };
+        assert_eq!(v.set_bounds(bitaxe), None, "the suggestion stands: 1000");
+        assert_eq!(v.difficulty(), d(1000.0));
+        // A 1.2 TH/s Bitaxe (about 280 difficulty-1 shares/s) shares every 3.6 s at 1000:
+        // vardiff raises it to a whole number near 2800 (one share per 10 s).
+        let mut t = 0.0;
+        let mut changed = None;
+        for _ in 0..5 {
+            t += 1000.0 / 280.0;
+            changed = v
+                .on_share(t0 + Duration::from_secs_f64(t), v.difficulty())
+                .or(changed);
+        }
+        let new = changed.expect("a retarget after five shares").get();
+        assert!((2000.0..4000.0).contains(&new), "{new}");
+        assert_eq!(new.fract(), 0.0, "integer_only");
+        // A miner that goes quiet comes back down, but not below its suggestion.
+        for i in 1..=60 {
+            v.on_tick(t0 + Duration::from_secs_f64(t + 60.0 * f64::from(i)));
+        }
+        assert_eq!(v.difficulty(), d(1000.0));
     }
 }

@@ -44,9 +44,10 @@ use serde_json::{Value, json};
 use crate::chain::jobs::{CoinbaseSettings, Job, JobId, JobIds, coinbase_for};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
 use crate::shares::bucket::Bucket;
+use crate::shares::profile;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
 use crate::shares::validate::{self, Accepted, Reject, ShareKey};
-use crate::shares::vardiff::Vardiff;
+use crate::shares::vardiff::{Bounds, Vardiff};
 pub use crate::stratum::events::{CloseReason, Event};
 
 /// What every session of a pool shares.
@@ -73,6 +74,9 @@ pub struct SessionSettings {
     pub ack_when_stored: bool,
 }
 
+/// Longest user agent kept (characters); the rest is cut.
+pub const USER_AGENT_MAX: usize = 128;
+
 /// Submits held until the connection is subscribed and authorized; more are refused.
 const HELD_SUBMITS: usize = 32;
 
@@ -96,6 +100,10 @@ pub struct Session {
     users: Vec<String>,
     payout: Option<PayoutAddress>,
     vardiff: Vardiff,
+    /// What the miner called itself in `mining.subscribe` (at most [`USER_AGENT_MAX`]).
+    user_agent: Option<String>,
+    /// The difficulty profile it matched, if any.
+    profile: Option<String>,
     /// The difficulty last sent with `set_difficulty`.
     sent_difficulty: Option<Difficulty>,
     current: Option<Arc<Job>>,
@@ -133,6 +141,17 @@ pub fn split_user(user: &str) -> (&str, &str) {
     user.split_once(['.', '_']).unwrap_or((user, ""))
 }
 
+/// A user agent as kept: printable characters only, at most [`USER_AGENT_MAX`].
+pub fn clean_user_agent(agent: &str) -> String {
+    agent
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(USER_AGENT_MAX)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// The `d=N` option of a password like `x,d=512`.
 pub fn password_difficulty(password: &str) -> Option<Difficulty> {
     password
@@ -162,6 +181,8 @@ impl Session {
             version_mask: 0,
             users: Vec::new(),
             payout: None,
+            user_agent: None,
+            profile: None,
             sent_difficulty: None,
             current: None,
             jobs: VecDeque::new(),
@@ -210,6 +231,38 @@ impl Session {
     /// The difficulty in force.
     pub fn difficulty(&self) -> Difficulty {
         self.vardiff.difficulty()
+    }
+
+    /// The user agent from `mining.subscribe`.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// The difficulty profile in force, if one matched.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    /// Picks the difficulty profile for the user agent and the first worker name, until
+    /// work has been sent (then the connection keeps what it has).
+    fn choose_profile(&mut self, worker: &str) {
+        if self.sent_difficulty.is_some() {
+            return;
+        }
+        let cfg = &self.settings.vardiff;
+        let below_one = cfg
+            .allow_below_one
+            .unwrap_or(self.settings.network.is_test());
+        let chosen = profile::choose(cfg, below_one, self.user_agent.as_deref(), worker);
+        let bounds = chosen
+            .as_ref()
+            .map_or_else(|| Bounds::of(cfg), |c| c.bounds);
+        self.profile = chosen.map(|c| c.name);
+        if self.vardiff.bounds() != bounds
+            && let Some(d) = self.vardiff.set_bounds(bounds)
+        {
+            self.difficulty_changed(d);
+        }
     }
 
     /// The first authorized username.
@@ -325,6 +378,9 @@ impl Session {
                 let sid = hex::encode(self.extranonce1);
                 if first {
                     self.resumed = sub.session_id.as_deref() == Some(sid.as_str());
+                    self.user_agent = sub.user_agent.as_deref().map(clean_user_agent);
+                    let worker = self.user().map(|u| split_user(u).1.to_string());
+                    self.choose_profile(worker.as_deref().unwrap_or(""));
                 }
                 let result = SubscribeResult {
                     subscriptions: vec![
@@ -407,6 +463,9 @@ impl Session {
                 ),
             );
             return;
+        }
+        if self.users.is_empty() {
+            self.choose_profile(split_user(user).1);
         }
         if let Some(d) = password.and_then(password_difficulty)
             && let Some(d) = self.vardiff.fix(d)

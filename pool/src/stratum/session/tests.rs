@@ -162,7 +162,7 @@ fn opening_grants_the_mask_and_sends_difficulty_then_work() {
         out[0].to_value(),
         json!({"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null})
     );
-    let out = h.line(r#"{"id":2,"method":"mining.subscribe","params":["cgminer/4.11"]}"#);
+    let out = h.line(r#"{"id":2,"method":"mining.subscribe","params":["testminer/1.0"]}"#);
     assert_eq!(out[0].to_value()["result"][1], json!("00000009"));
     assert_eq!(out[0].to_value()["result"][2], json!(8));
     assert_eq!(out[0].to_value()["error"], Value::Null);
@@ -770,4 +770,236 @@ fn shares_at(n: &Notify, ntime: u32, difficulty: f64, count: usize) -> Vec<u32> 
     let mut at = n.clone();
     at.ntime = ntime;
     shares(&at, difficulty, count)
+}
+
+/// A template like regtest's but at a mainnet difficulty (bits 0x17034219, about 1.1e14),
+/// so that the network cap does not hide the difficulty a profile chose.
+fn mainnet_bits_template(prev: &str, height: u64) -> Arc<crate::chain::template::Template> {
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("../../../tests/data/gbt-regtest-sv.json")).unwrap();
+    json["previousblockhash"] = prev.into();
+    json["height"] = height.into();
+    json["transactions"] = json!([]);
+    json["bits"] = "17034219".into();
+    json["target"] = serde_json::Value::Null;
+    let raw = protocol::template::BlockTemplate::from_json(&json).unwrap();
+    Arc::new(crate::chain::template::Template {
+        checked: raw.validate().unwrap(),
+        node: "test".into(),
+        fetch_time: Duration::ZERO,
+    })
+}
+
+/// A device's opening as its firmware sends it: `before` between subscribe and authorize,
+/// `after` once authorized. Returns every difficulty the pool set, in order.
+fn device_session(
+    settings: Arc<SessionSettings>,
+    agent: &str,
+    password: &str,
+    before: &[&str],
+    after: &[&str],
+) -> (Vec<f64>, Session) {
+    let mut h = Harness::with(settings);
+    let job = h
+        .maker
+        .make(mainnet_bits_template(PREV_A, 2), NOW_UNIX)
+        .unwrap();
+    h.session.on_job(h.now, Arc::new(job));
+    let mut out = h.line(&format!(
+        r#"{{"id":1,"method":"mining.subscribe","params":["{agent}"]}}"#
+    ));
+    for line in before {
+        out.extend(h.line(line));
+    }
+    out.extend(h.line(&format!(
+        r#"{{"id":3,"method":"mining.authorize","params":["{ADDR}.rig","{password}"]}}"#
+    )));
+    for line in after {
+        out.extend(h.line(line));
+    }
+    let set: Vec<f64> = out
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request {
+                method: Method::SetDifficulty(d),
+                ..
+            } => Some(d.get()),
+            _ => None,
+        })
+        .collect();
+    (set, h.session)
+}
+
+fn pool_wide() -> Arc<SessionSettings> {
+    let mut s = (*settings(Mode::Pplns)).clone();
+    s.vardiff = VardiffConfig::default();
+    Arc::new(s)
+}
+
+#[test]
+fn each_device_gets_the_difficulty_its_profile_promises() {
+    let suggest =
+        |d: &str| format!(r#"{{"id":2,"method":"mining.suggest_difficulty","params":[{d}]}}"#);
+    // ESP-Miner (Bitaxe): configure, subscribe, suggest 1000, authorize.
+    let s1000 = suggest("1000");
+    let (set, session) = device_session(pool_wide(), "bitaxe/BM1370/v2.9.0", "x", &[&s1000], &[]);
+    assert_eq!(set, vec![1000.0]);
+    assert_eq!(session.profile(), Some("bitaxe"));
+    assert_eq!(session.user_agent(), Some("bitaxe/BM1370/v2.9.0"));
+    // Without a suggestion: the profile's start; below its minimum: the minimum.
+    let (set, _) = device_session(pool_wide(), "bitaxe/BM1366/v2.4.0", "x", &[], &[]);
+    assert_eq!(set, vec![1024.0]);
+    let s100 = suggest("100");
+    let (set, _) = device_session(pool_wide(), "bitaxe/BM1366/v2.4.0", "x", &[&s100], &[]);
+    assert_eq!(set, vec![256.0]);
+    // A fractional suggestion to firmware that reads integers is rounded.
+    let s1500 = suggest("1500.7");
+    let (set, _) = device_session(pool_wide(), "bitaxe/BM1366/v2.4.0", "x", &[&s1500], &[]);
+    assert_eq!(set, vec![1501.0]);
+
+    // NerdMiner: subscribe, authorize, then suggest its default 0.00015.
+    let s_nerd = suggest("0.00015");
+    let (set, session) = device_session(pool_wide(), "NerdMinerV2/1.7.0", "x", &[], &[&s_nerd]);
+    assert_eq!(set, vec![0.0005, 0.00015]);
+    assert_eq!(session.profile(), Some("nerdminer"));
+    // Where the operator does not allow difficulties below 1, it gets 1.
+    let mut strict = (*pool_wide()).clone();
+    strict.vardiff.allow_below_one = Some(false);
+    let (set, _) = device_session(Arc::new(strict), "NerdMinerV2/1.7.0", "x", &[], &[&s_nerd]);
+    assert_eq!(set, vec![1.0]);
+
+    // cgminer/bmminer (Antminer): whole numbers from 16384.
+    let (set, session) = device_session(pool_wide(), "bmminer/2.0.0", "x", &[], &[]);
+    assert_eq!((set, session.profile()), (vec![16384.0], Some("asic")));
+
+    // NiceHash: extranonce.subscribe answered, a high start, or its d= kept as asked.
+    let xn = r#"{"id":4,"method":"mining.extranonce.subscribe","params":[]}"#;
+    let (set, _) = device_session(pool_wide(), "NiceHash/1.0.0", "x", &[xn], &[]);
+    assert_eq!(set, vec![500_000.0]);
+    let (set, session) = device_session(pool_wide(), "NiceHash/1.0.0", "d=2000000", &[xn], &[]);
+    assert_eq!(set, vec![2_000_000.0]);
+    assert!(session.vardiff.is_fixed());
+
+    // cpuminer and cpuminer-opt (the fixtures' user agents).
+    for agent in ["cpuminer/2.5.1", "cpuminer-opt-26.1-x64L"] {
+        let (set, _) = device_session(pool_wide(), agent, "x", &[], &[]);
+        assert_eq!(set, vec![0.01], "{agent}");
+    }
+
+    // Anything else: the pool-wide start.
+    let (set, session) = device_session(pool_wide(), "ourminer/0.1", "x", &[], &[]);
+    assert_eq!((set, session.profile()), (vec![1024.0], None));
+}
+
+#[test]
+fn an_operator_profile_matches_worker_names_and_a_suggestion_moves_within_it() {
+    let mut s = (*pool_wide()).clone();
+    s.vardiff.profile = vec![crate::config::ProfileConfig {
+        name: "s9".into(),
+        user_agents: Vec::new(),
+        workers: vec!["rig".into()],
+        start: Some(8192.0),
+        min: Some(4096.0),
+        max: Some(65536.0),
+        powers_of_two: Some(true),
+        integer_only: None,
+    }];
+    let s = Arc::new(s);
+    // The worker is `rig` (ADDR.rig): the profile wins over the user agent's.
+    let (set, session) = device_session(s.clone(), "cgminer/4.12.1", "x", &[], &[]);
+    assert_eq!((set, session.profile()), (vec![8192.0], Some("s9")));
+    // A suggestion above the profile's max is held to it; one inside is a power of two.
+    let high = r#"{"id":5,"method":"mining.suggest_difficulty","params":[1e9]}"#;
+    let (set, _) = device_session(s.clone(), "cgminer/4.12.1", "x", &[], &[high]);
+    assert_eq!(set, vec![8192.0, 65536.0]);
+    let mid = r#"{"id":5,"method":"mining.suggest_difficulty","params":[20000]}"#;
+    let (set, _) = device_session(s, "cgminer/4.12.1", "x", &[mid], &[]);
+    assert_eq!(set, vec![20000.0_f64.log2().round().exp2()]);
+}
+
+#[test]
+fn a_nicehash_session_replayed() {
+    // Its opening: subscribe, extranonce.subscribe, authorize; answers literal.
+    let mut h = Harness::with(pool_wide());
+    let job = h
+        .maker
+        .make(mainnet_bits_template(PREV_A, 2), NOW_UNIX)
+        .unwrap();
+    h.session.on_job(h.now, Arc::new(job));
+    let out = h.line(r#"{"id":1,"method":"mining.subscribe","params":["NiceHash/1.0.0"]}"#);
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":1,"result":[[["mining.set_difficulty","00000009"],["mining.notify","00000009"]],"00000009",8],"error":null})
+    );
+    let out = h.line(r#"{"id":2,"method":"mining.extranonce.subscribe","params":[]}"#);
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":2,"result":true,"error":null})
+    );
+    let out = h.line(&format!(
+        r#"{{"id":3,"method":"mining.authorize","params":["{ADDR}.nh","x"]}}"#
+    ));
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":3,"result":true,"error":null})
+    );
+    assert_eq!(
+        set_difficulty(&out),
+        Some(500_000.0),
+        "the profile's high start"
+    );
+    // Its suggestion is honoured with the work reissued; an unknown method is an error
+    // triple, not a close.
+    let out = h.line(r#"{"id":4,"method":"mining.suggest_difficulty","params":[2000000]}"#);
+    assert_eq!(set_difficulty(&out), Some(2_000_000.0));
+    assert!(last_notify(&out).is_some());
+    let out = h.line(r#"{"id":5,"method":"mining.get_hashrate","params":[]}"#);
+    assert_eq!(
+        out[0].to_value()["error"],
+        json!([-32601, "Method not found: mining.get_hashrate", null])
+    );
+    // The pool moves it to another extranonce1: set_extranonce and clean work, no reconnect.
+    assert!(h.session.change_extranonce1([0, 0, 0, 0x2a]));
+    let out = h.drain();
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":null,"method":"mining.set_extranonce","params":["0000002a",8]})
+    );
+    assert!(last_notify(&out).unwrap().clean_jobs);
+    assert!(
+        !h.events().iter().any(|e| matches!(e, Event::Close(_))),
+        "still connected"
+    );
+
+    // Its shares after the move count with the new extranonce1 (regtest work, where
+    // shares can be found: the pool-wide settings without profiles).
+    let mut s = (*settings(Mode::Pplns)).clone();
+    s.vardiff.builtin_profiles = false;
+    let mut h = Harness::with(Arc::new(s));
+    h.job(PREV_A, 2);
+    h.line(r#"{"id":1,"method":"mining.subscribe","params":["NiceHash/1.0.0"]}"#);
+    h.line(r#"{"id":2,"method":"mining.extranonce.subscribe","params":[]}"#);
+    let user = format!("{ADDR}.nh");
+    h.line(&format!(
+        r#"{{"id":3,"method":"mining.authorize","params":["{user}","x"]}}"#
+    ));
+    let en1 = [0, 0, 0, 0x2a];
+    h.session.change_extranonce1(en1);
+    let n = last_notify(&h.drain()).unwrap();
+    let network = Target::from_compact(n.nbits).unwrap();
+    let share = Target::from_difficulty(3e-10).unwrap();
+    let header = |e: &[u8; 4], x: u32| {
+        protocol::stratum::share_header(&n, e, &[0; 8], n.version, n.ntime, x).hash()
+    };
+    let good = (0..)
+        .find(|&x| {
+            let hh = header(&en1, x);
+            share.is_met_by(&hh) && !network.is_met_by(&hh) && !share.is_met_by(&header(&EN1, x))
+        })
+        .unwrap();
+    let out = h.line(&submit(&user, &n, good, n.ntime, ""));
+    assert_eq!(
+        out[0].to_value(),
+        json!({"id":9,"result":true,"error":null})
+    );
 }

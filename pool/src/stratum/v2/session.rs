@@ -53,11 +53,12 @@ use protocol::{Difficulty, Target};
 
 use crate::chain::jobs::{Job, JobId, coinbase_for};
 use crate::shares::bucket::Bucket;
+use crate::shares::profile;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
 use crate::shares::validate::{self, Reject, ShareKey};
 use crate::shares::vardiff::Vardiff;
 use crate::stratum::events::{CloseReason, Event};
-use crate::stratum::session::{SessionSettings, split_user};
+use crate::stratum::session::{SessionSettings, clean_user_agent, split_user};
 
 /// The group channel every extended channel of a connection belongs to.
 pub const GROUP_CHANNEL: u32 = 1;
@@ -142,6 +143,9 @@ pub struct Session {
     /// Whether to ask the miner to reconnect when the pool shuts down (see
     /// [`handles_reconnect`]).
     reconnect_on_shutdown: bool,
+    /// `vendor/hardware_version/firmware` from SetupConnection: what v1 calls the user
+    /// agent (difficulty profiles, the API).
+    user_agent: Option<String>,
     channels: BTreeMap<u32, Channel>,
     next_channel: u32,
     current: Option<Arc<Job>>,
@@ -204,6 +208,7 @@ impl Session {
             extranonce1,
             set_up: false,
             reconnect_on_shutdown: false,
+            user_agent: None,
             channels: BTreeMap::new(),
             next_channel: FIRST_CHANNEL,
             current: None,
@@ -233,6 +238,11 @@ impl Session {
     /// Whether `SetupConnection` succeeded.
     pub fn is_set_up(&self) -> bool {
         self.set_up
+    }
+
+    /// `vendor/hardware_version/firmware` from SetupConnection.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
     }
 
     /// Open channels.
@@ -278,10 +288,17 @@ impl Session {
         match message {
             AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(setup)) => {
                 self.charge(now);
-                self.reconnect_on_shutdown = handles_reconnect(
-                    &setup.vendor.as_utf8_or_hex(),
-                    &setup.hardware_version.as_utf8_or_hex(),
-                );
+                let vendor = setup.vendor.as_utf8_or_hex();
+                let hardware = setup.hardware_version.as_utf8_or_hex();
+                self.reconnect_on_shutdown = handles_reconnect(&vendor, &hardware);
+                let parts = [vendor, hardware, setup.firmware.as_utf8_or_hex()];
+                let agent = parts
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                self.user_agent = Some(clean_user_agent(&agent));
                 self.setup(
                     setup.protocol,
                     setup.min_version,
@@ -501,6 +518,14 @@ impl Session {
         let id = self.next_channel;
         self.next_channel += 1;
         let mut vardiff = Vardiff::new(&self.settings.vardiff, now);
+        let cfg = &self.settings.vardiff;
+        let below_one = cfg
+            .allow_below_one
+            .unwrap_or(self.settings.network.is_test());
+        let chosen = profile::choose(cfg, below_one, self.user_agent.as_deref(), worker);
+        if let Some(chosen) = &chosen {
+            vardiff.set_bounds(chosen.bounds);
+        }
         if let Some(job) = &self.current {
             vardiff.set_network_difficulty(job.network_difficulty());
         }
