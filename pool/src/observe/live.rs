@@ -5,6 +5,11 @@
 //! on average), over the ten-minute window, or over the time since the pool started when
 //! that is shorter, so a fresh pool does not report a tenth of its rate.
 //!
+//! Each worker also keeps its sessions (one per connection that authorized it: what
+//! public-pool calls a client): the session id (the connection's extranonce1), the user
+//! agent, when it started, its last share, its best share difficulty and its hashrate
+//! over ten one-minute buckets. A closed session stays while it has shares in the window.
+//!
 //! These are this process's connections only; history, and the figures of every pool
 //! process sharing a database, come from PostgreSQL (`pool_stats`, `miner_stats`).
 
@@ -27,11 +32,42 @@ struct Bucket {
     shares: u64,
 }
 
+/// A session's buckets: ten of a minute each (a tenth of a worker's memory per session).
+const SESSION_BUCKET_SECS: u64 = 60;
+const SESSION_BUCKETS: usize = (WINDOW_SECS / SESSION_BUCKET_SECS) as usize;
+
+#[derive(Debug)]
+struct Session {
+    id: [u8; 4],
+    user_agent: String,
+    started: u64,
+    connected: bool,
+    last_share: Option<u64>,
+    best: f64,
+    minutes: [Bucket; SESSION_BUCKETS],
+}
+
+impl Session {
+    /// Difficulty in the buckets of the window ending at `now`, and the seconds they span.
+    fn window(&self, now: u64) -> (f64, u64) {
+        let newest = now / SESSION_BUCKET_SECS;
+        let oldest = newest.saturating_sub(SESSION_BUCKETS as u64 - 1);
+        let difficulty = self
+            .minutes
+            .iter()
+            .filter(|b| b.slot >= oldest && b.slot <= newest)
+            .map(|b| b.difficulty)
+            .sum();
+        (difficulty, now - oldest * SESSION_BUCKET_SECS)
+    }
+}
+
 #[derive(Debug)]
 struct Worker {
     connections: u32,
     buckets: [Bucket; BUCKETS],
     last_share: Option<u64>,
+    sessions: Vec<Session>,
 }
 
 impl Default for Worker {
@@ -40,6 +76,7 @@ impl Default for Worker {
             connections: 0,
             buckets: [Bucket::default(); BUCKETS],
             last_share: None,
+            sessions: Vec::new(),
         }
     }
 }
@@ -78,6 +115,27 @@ pub struct WorkerLive {
     pub shares_per_sec: f64,
     /// Unix seconds of its last accepted share.
     pub last_share: Option<u64>,
+    /// Its sessions, oldest first.
+    pub sessions: Vec<SessionLive>,
+}
+
+/// One session (connection) of a worker now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionLive {
+    /// The connection's extranonce1: 8 hex digits, the subscribe's session id.
+    pub id: String,
+    /// What the miner called itself (`mining.subscribe`; V2: vendor/hardware/firmware).
+    pub user_agent: String,
+    /// Unix seconds it authorized.
+    pub started: u64,
+    /// Whether it is still connected.
+    pub connected: bool,
+    /// Unix seconds of its last accepted share.
+    pub last_share: Option<u64>,
+    /// Its best share difficulty (the hashes', not the targets').
+    pub best: f64,
+    /// H/s over the window (or since it started, when that is shorter).
+    pub hashrate: f64,
 }
 
 /// The pool now.
@@ -111,30 +169,64 @@ impl Live {
         }
     }
 
+    /// Unix second the figures started (the pool's start).
+    pub fn started(&self) -> u64 {
+        self.started
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<(String, String), Worker>) -> R) -> R {
         f(&mut self.workers.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// A connection authorized as `address.worker`.
-    pub fn connected(&self, address: &str, worker: &str) {
+    /// A connection authorized as `address.worker`: session `id` (its extranonce1), with
+    /// the user agent it gave, at unix second `now`.
+    pub fn connected(&self, address: &str, worker: &str, id: [u8; 4], user_agent: &str, now: u64) {
         self.with(|w| {
-            w.entry((address.to_string(), worker.to_string()))
-                .or_default()
-                .connections += 1;
+            let entry = w
+                .entry((address.to_string(), worker.to_string()))
+                .or_default();
+            entry.connections += 1;
+            // A resumed session (same extranonce1) takes up its old record.
+            entry.sessions.retain(|s| s.id != id || s.connected);
+            entry.sessions.push(Session {
+                id,
+                user_agent: user_agent.to_string(),
+                started: now,
+                connected: true,
+                last_share: None,
+                best: 0.0,
+                minutes: [Bucket::default(); SESSION_BUCKETS],
+            });
         });
     }
 
-    /// A connection authorized as `address.worker` closed.
-    pub fn disconnected(&self, address: &str, worker: &str) {
+    /// Session `id` of `address.worker` closed.
+    pub fn disconnected(&self, address: &str, worker: &str, id: [u8; 4]) {
         self.with(|w| {
             if let Some(entry) = w.get_mut(&(address.to_string(), worker.to_string())) {
                 entry.connections = entry.connections.saturating_sub(1);
+                if let Some(s) = entry
+                    .sessions
+                    .iter_mut()
+                    .find(|s| s.id == id && s.connected)
+                {
+                    s.connected = false;
+                }
             }
         });
     }
 
-    /// An accepted share of `difficulty` at unix second `now`.
-    pub fn share(&self, address: &str, worker: &str, difficulty: Difficulty, now: u64) {
+    /// An accepted share credited at `difficulty`, whose hash has difficulty `actual`, from
+    /// session `id` (when known) at unix second `now`.
+    pub fn share(
+        &self,
+        address: &str,
+        worker: &str,
+        id: Option<[u8; 4]>,
+        difficulty: Difficulty,
+        actual: Difficulty,
+        now: u64,
+    ) {
         let difficulty = difficulty.get();
         let slot = now / BUCKET_SECS;
         self.with(|w| {
@@ -151,6 +243,23 @@ impl Live {
             bucket.difficulty += difficulty;
             bucket.shares += 1;
             entry.last_share = Some(entry.last_share.map_or(now, |t| t.max(now)));
+            let Some(session) =
+                id.and_then(|id| entry.sessions.iter_mut().rev().find(|s| s.id == id))
+            else {
+                return;
+            };
+            let minute = now / SESSION_BUCKET_SECS;
+            let bucket = &mut session.minutes[(minute % SESSION_BUCKETS as u64) as usize];
+            if bucket.slot != minute {
+                *bucket = Bucket {
+                    slot: minute,
+                    ..Bucket::default()
+                };
+            }
+            bucket.difficulty += difficulty;
+            bucket.shares += 1;
+            session.last_share = Some(session.last_share.map_or(now, |t| t.max(now)));
+            session.best = session.best.max(actual.get());
         });
     }
 
@@ -164,8 +273,27 @@ impl Live {
             w.retain(|_, v| v.connections > 0 || v.window(now).1 > 0);
             let mut out = LiveSnapshot::default();
             let mut addresses = BTreeSet::new();
-            for ((address, worker), v) in w.iter() {
+            for ((address, worker), v) in w.iter_mut() {
+                v.sessions.retain(|s| s.connected || s.window(now).0 > 0.0);
                 let (difficulty, shares) = v.window(now);
+                let sessions = v
+                    .sessions
+                    .iter()
+                    .map(|s| {
+                        let (difficulty, covered) = s.window(now);
+                        let since = s.started.max(self.started);
+                        let span = now.saturating_sub(since).min(covered).max(BUCKET_SECS);
+                        SessionLive {
+                            id: hex::encode(s.id),
+                            user_agent: s.user_agent.clone(),
+                            started: s.started,
+                            connected: s.connected,
+                            last_share: s.last_share,
+                            best: s.best,
+                            hashrate: hashrate(difficulty, span as f64),
+                        }
+                    })
+                    .collect();
                 let row = WorkerLive {
                     address: address.clone(),
                     worker: worker.clone(),
@@ -173,6 +301,7 @@ impl Live {
                     hashrate: hashrate(difficulty, span),
                     shares_per_sec: shares as f64 / span,
                     last_share: v.last_share,
+                    sessions,
                 };
                 if v.connections > 0 {
                     addresses.insert(address.clone());
@@ -197,16 +326,24 @@ mod tests {
     #[test]
     fn hashrate_is_difficulty_times_2_32_over_the_window() {
         let live = Live::new(T0 - 3600);
-        live.connected("addr1", "rig1");
-        live.connected("addr1", "rig2");
-        live.connected("addr2", "");
+        let one = Difficulty::new(1.0).unwrap();
+        let five = Difficulty::new(5.0).unwrap();
+        live.connected(
+            "addr1",
+            "rig1",
+            [0, 0, 0, 1],
+            "bitaxe/BM1370/v2.9.0",
+            T0 - 60,
+        );
+        live.connected("addr1", "rig2", [0, 0, 0, 2], "", T0 - 60);
+        live.connected("addr2", "", [0, 0, 0, 3], "", T0 - 60);
         // 600 difficulty-1 shares over ten minutes from rig1: 2^32 H/s.
         for i in 0..600 {
-            live.share("addr1", "rig1", Difficulty::new(1.0).unwrap(), T0 + i);
+            live.share("addr1", "rig1", Some([0, 0, 0, 1]), one, one, T0 + i);
         }
         // rig2: 60 shares of difficulty 5 in the last minute.
         for i in 0..60 {
-            live.share("addr1", "rig2", Difficulty::new(5.0).unwrap(), T0 + 540 + i);
+            live.share("addr1", "rig2", None, five, five, T0 + 540 + i);
         }
         let s = live.snapshot(T0 + 599);
         assert_eq!(s.miners, 2);
@@ -223,6 +360,22 @@ mod tests {
         );
         assert!((rig1.shares_per_sec - 1.0).abs() < 1e-9);
         assert_eq!(rig1.last_share, Some(T0 + 599));
+        // Its session: public-pool's client record.
+        let session = &rig1.sessions[0];
+        assert_eq!(
+            (session.id.as_str(), session.user_agent.as_str()),
+            ("00000001", "bitaxe/BM1370/v2.9.0")
+        );
+        assert_eq!((session.started, session.connected), (T0 - 60, true));
+        assert_eq!((session.last_share, session.best), (Some(T0 + 599), 1.0));
+        assert!(
+            (session.hashrate / 4_294_967_296.0 - 1.0).abs() < 0.01,
+            "{}",
+            session.hashrate
+        );
+        // rig2's shares came without a session: its session shows none.
+        assert_eq!(s.workers[1].sessions[0].hashrate, 0.0);
+        assert_eq!(s.workers[1].sessions[0].last_share, None);
         let rig2 = &s.workers[1];
         assert!((rig2.hashrate - 300.0 * 4_294_967_296.0 / 600.0).abs() < 1.0);
         assert_eq!(s.workers[2].hashrate, 0.0);
@@ -232,17 +385,23 @@ mod tests {
     #[test]
     fn old_shares_leave_the_window_and_gone_workers_are_forgotten() {
         let live = Live::new(T0 - 3600);
-        live.connected("a", "w");
-        live.share("a", "w", Difficulty::new(2.0).unwrap(), T0);
-        live.disconnected("a", "w");
+        live.connected("a", "w", [1, 2, 3, 4], "x", T0);
+        let two = Difficulty::new(2.0).unwrap();
+        live.share("a", "w", Some([1, 2, 3, 4]), two, two, T0);
+        live.disconnected("a", "w", [1, 2, 3, 4]);
         let s = live.snapshot(T0 + 5);
         assert_eq!((s.miners, s.connected_workers, s.workers.len()), (0, 0, 1));
+        // The closed session stays while its share is in the window.
+        assert_eq!(s.workers[0].sessions.len(), 1);
+        assert!(!s.workers[0].sessions[0].connected);
+        assert_eq!(s.workers[0].sessions[0].best, 2.0);
         assert!(s.hashrate > 0.0);
         // Ten minutes on, the share is out of the window and the worker is gone.
         let s = live.snapshot(T0 + WINDOW_SECS + BUCKET_SECS);
         assert_eq!(s, LiveSnapshot::default());
         // A bucket reused a window later starts from zero.
-        live.share("a", "w", Difficulty::new(1.0).unwrap(), T0 + WINDOW_SECS);
+        let one = Difficulty::new(1.0).unwrap();
+        live.share("a", "w", None, one, one, T0 + WINDOW_SECS);
         let s = live.snapshot(T0 + WINDOW_SECS);
         assert!((s.shares_per_sec * 600.0 - 1.0).abs() < 1e-9);
     }
@@ -251,7 +410,7 @@ mod tests {
     fn a_fresh_pool_divides_by_its_age_not_the_whole_window() {
         let live = Live::new(T0);
         for i in 0..60 {
-            live.share("a", "", Difficulty::new(1.0).unwrap(), T0 + i);
+            live.share("a", "", None, Difficulty::ONE, Difficulty::ONE, T0 + i);
         }
         let s = live.snapshot(T0 + 60);
         assert!(

@@ -179,7 +179,9 @@ impl Vardiff {
 
     fn clamp(&self, d: f64) -> f64 {
         if self.fixed {
-            return d.max(self.floor).min(self.ceiling);
+            // A miner's own `d=N` outranks a profile's guess: it may go down to the lower
+            // of the pool's and the profile's minimum.
+            return d.max(self.cfg.min.min(self.bounds.min)).min(self.ceiling);
         }
         let mut d = d;
         if self.bounds.powers_of_two {
@@ -236,11 +238,11 @@ impl Vardiff {
         Difficulty::new(hash_rate * self.cfg.target_secs / protocol::target::HASHES_PER_DIFFICULTY)
     }
 
-    /// A `d=N` password: this difficulty, no retargets (still within min and the network).
+    /// A `d=N` password: this difficulty, no retargets (not below the lower of the pool's
+    /// and the profile's min, nor above the network).
     pub fn fix(&mut self, d: Difficulty) -> Option<Difficulty> {
         self.fixed = true;
-        let d = d.get().max(self.bounds.min).min(self.ceiling);
-        self.change_to(d)
+        self.change_to(self.clamp(d.get()))
     }
 
     fn change_to(&mut self, d: f64) -> Option<Difficulty> {

@@ -180,11 +180,11 @@ fn resume(lease: &mut Lease, session: &mut Session, id: Option<&str>, shared: &S
     }
 }
 
-/// The workers a connection authorized: counted as connected in [`Live`] until the
-/// connection ends, however it ends.
+/// The workers a connection authorized, each a session in [`Live`] (counted as connected
+/// until the connection ends, however it ends).
 pub(crate) struct Presence<'a> {
     live: &'a Live,
-    workers: Vec<(String, String)>,
+    workers: Vec<(String, String, [u8; 4])>,
 }
 
 impl<'a> Presence<'a> {
@@ -196,20 +196,34 @@ impl<'a> Presence<'a> {
         }
     }
 
-    fn add(&mut self, user: &str) {
-        let (address, worker) = user.split_once('.').unwrap_or((user, ""));
-        let key = (address.to_string(), worker.to_string());
-        if !self.workers.contains(&key) {
-            self.live.connected(&key.0, &key.1);
-            self.workers.push(key);
+    fn add(&mut self, user: &str, id: [u8; 4], user_agent: Option<&str>) {
+        let (address, worker) = crate::stratum::session::split_user(user);
+        if !self
+            .workers
+            .iter()
+            .any(|(a, w, _)| a == address && w == worker)
+        {
+            let now = u64::from(crate::clock::unix_now());
+            self.live
+                .connected(address, worker, id, user_agent.unwrap_or(""), now);
+            self.workers
+                .push((address.to_string(), worker.to_string(), id));
         }
+    }
+
+    /// The session id `address.worker` authorized with on this connection.
+    pub(crate) fn session_of(&self, address: &str, worker: &str) -> Option<[u8; 4]> {
+        self.workers
+            .iter()
+            .find(|(a, w, _)| a == address && w == worker)
+            .map(|(_, _, id)| *id)
     }
 }
 
 impl Drop for Presence<'_> {
     fn drop(&mut self) {
-        for (address, worker) in &self.workers {
-            self.live.disconnected(address, worker);
+        for (address, worker, id) in &self.workers {
+            self.live.disconnected(address, worker, *id);
         }
     }
 }
@@ -229,12 +243,20 @@ pub(crate) async fn route_events(
     let mut close = None;
     for event in events {
         match event {
-            Event::Authorized { user } => {
-                presence.add(&user);
-                debug!(%peer, %user, "authorized");
+            Event::Authorized {
+                user,
+                session_id,
+                user_agent,
+            } => {
+                presence.add(&user, session_id, user_agent.as_deref());
+                debug!(%peer, %user, agent = user_agent.as_deref().unwrap_or("-"), "authorized");
             }
             Event::Share(share) => {
-                if let Some(ack) = shared.record_share(&share, protocol, notices).await {
+                let session = presence.session_of(&share.address, &share.worker);
+                if let Some(ack) = shared
+                    .record_share(&share, session, protocol, notices)
+                    .await
+                {
                     acks.push_back(ack);
                 }
             }

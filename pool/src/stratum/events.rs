@@ -56,6 +56,10 @@ pub enum Event {
     Authorized {
         /// The username.
         user: String,
+        /// The connection's extranonce1 then (the session id of the API's sessions).
+        session_id: [u8; 4],
+        /// What the miner called itself, if it said.
+        user_agent: Option<String>,
     },
     /// A share was accepted.
     Share(Box<ShareEvent>),

@@ -482,6 +482,8 @@ impl Session {
         self.reply(id, json!(true));
         self.events.push_back(Event::Authorized {
             user: user.to_string(),
+            session_id: self.extranonce1,
+            user_agent: self.user_agent.clone(),
         });
         if first {
             self.start_work();

@@ -91,6 +91,7 @@ impl Shared {
     pub async fn record_share(
         &self,
         share: &ShareEvent,
+        session: Option<[u8; 4]>,
         protocol: Protocol,
         notices: &mut Vec<String>,
     ) -> Option<Ack> {
@@ -102,7 +103,9 @@ impl Shared {
         self.stats.live.share(
             &share.address,
             &share.worker,
+            session,
             share.accepted.difficulty,
+            share.accepted.share_difficulty,
             u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
         );
         let new_best = self.stats.best.share(

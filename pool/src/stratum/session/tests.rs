@@ -862,6 +862,16 @@ fn each_device_gets_the_difficulty_its_profile_promises() {
     let (set, session) = device_session(pool_wide(), "NerdMinerV2/1.7.0", "x", &[], &[&s_nerd]);
     assert_eq!(set, vec![0.0005, 0.00015]);
     assert_eq!(session.profile(), Some("nerdminer"));
+    // Its own d= below the profile's minimum is kept (the pool-wide min is 1 here, the
+    // profile's 0.0001: the lower holds).
+    let (set, _) = device_session(pool_wide(), "NerdMinerV2/1.7.0", "x,d=0.00002", &[], &[]);
+    assert_eq!(set, vec![0.0001]);
+    let (set, _) = device_session(pool_wide(), "bitaxe/BM1366/v2.4.0", "x,d=100", &[], &[]);
+    assert_eq!(
+        set,
+        vec![100.0],
+        "below the Bitaxe profile's 256, above the pool's 1"
+    );
     // Where the operator does not allow difficulties below 1, it gets 1.
     let mut strict = (*pool_wide()).clone();
     strict.vardiff.allow_below_one = Some(false);

@@ -558,7 +558,11 @@ impl Session {
 
     /// After the success message: the event, and work at once.
     fn channel_opened(&mut self, id: u32, user: String) {
-        self.events.push_back(Event::Authorized { user });
+        self.events.push_back(Event::Authorized {
+            user,
+            session_id: self.extranonce1,
+            user_agent: self.user_agent.clone(),
+        });
         if let Some(job) = self.current.clone() {
             self.send_job(id, job, true);
         }

@@ -520,7 +520,7 @@ fn setup_then_a_channel_then_a_future_job_and_its_prev_hash() {
     assert_eq!(p.prev_hash.to_array().to_vec(), header_order);
     assert_eq!(p.nbits, 0x207fffff);
     let events = h.events();
-    assert!(matches!(&events[0], Event::Authorized { user: u } if *u == user));
+    assert!(matches!(&events[0], Event::Authorized { user: u, .. } if *u == user));
 }
 
 #[test]
@@ -1064,7 +1064,7 @@ fn a_standard_channel_mines_headers_on_the_pool_s_merkle_root() {
     let user = format!("{ADDR}.asic");
     let id = open_standard(&mut h, &user);
     let events = h.events();
-    assert!(matches!(&events[0], Event::Authorized { user: u } if *u == user));
+    assert!(matches!(&events[0], Event::Authorized { user: u, .. } if *u == user));
     let m = h.miner(id);
     let job = m.active_job().clone();
     // Shares: the header over the pool's merkle root, the nonce and ntime the miner's.
