@@ -307,6 +307,7 @@ pub async fn start(
         )));
         shares = Some(ShareSink::new(writer_tx, config.stratum.instance_id));
     }
+    let api_nodes = nodes.clone();
     tasks.push(tokio::spawn(blocks::run(
         nodes,
         config.data_dir.clone(),
@@ -343,6 +344,7 @@ pub async fn start(
             store: store.clone(),
             writer: writer_stats.clone(),
             leading: leading.clone(),
+            nodes: api_nodes,
         };
         let (addr, task) = api::start(
             config.api.bind,

@@ -150,6 +150,21 @@ impl Bests {
         self.with(|m| m.get(scope).copied().unwrap_or_default())
     }
 
+    /// The `n` addresses with the highest all-time bests, highest first.
+    pub fn top_addresses(&self, n: usize) -> Vec<(String, Best)> {
+        let mut all: Vec<(String, Best)> = self.with(|m| {
+            m.iter()
+                .filter_map(|(s, b)| match s {
+                    Scope::Address(a) if b.all_time > 0.0 => Some((a.clone(), *b)),
+                    _ => None,
+                })
+                .collect()
+        });
+        all.sort_by(|a, b| b.1.all_time.total_cmp(&a.1.all_time).then(a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
     /// The address's own bests and each of its workers', by worker name.
     pub fn of_address(&self, address: &str) -> (Best, Vec<(String, Best)>) {
         self.with(|m| {

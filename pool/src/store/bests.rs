@@ -194,6 +194,21 @@ impl Store {
         self.bests_where("$1::text = ''", "").await
     }
 
+    /// The `limit` addresses with the highest all-time bests, highest first: (address,
+    /// best, unix microseconds it was reached).
+    pub async fn top_address_bests(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, f64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT address, all_time, ts_to_micros(all_time_at) FROM best_difficulty
+             WHERE scope = 'address' ORDER BY all_time DESC, address LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db())
+        .await?)
+    }
+
     /// The pool's bests, an address's and its workers' (zeros where there are none).
     pub async fn bests_of(&self, address: &str) -> Result<Vec<(Scope, Best)>, StoreError> {
         self.bests_where("scope = 'pool' OR address = $1::text", address)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod scripted;
 pub mod v2;
 
 use std::net::SocketAddr;

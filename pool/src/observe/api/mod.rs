@@ -3,6 +3,9 @@
 //! - a JSON API shaped like Miningcore's (`/api/pools`, `/api/pools/{id}` and its
 //!   `performance`, `miners`, `miners/{address}`, `blocks`, `payments`; `/api/health`), so
 //!   dashboards written for Miningcore can read it ([`miningcore`]);
+//! - public-pool's endpoints (`/api/client/{address}` and below, `/api/info`,
+//!   `/api/info/chart`, `/api/pool`, `/api/network`), which NerdMiner firmware and
+//!   home-miner apps read ([`publicpool`]);
 //! - Prometheus `/metrics` ([`metrics`]);
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
 //!   JSON API from the browser, so it needs no build step and shows what the API shows.
@@ -14,6 +17,7 @@
 
 pub mod metrics;
 pub mod miningcore;
+pub mod publicpool;
 pub mod time;
 
 use std::collections::HashMap;
@@ -30,6 +34,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::chain::node::Node;
 use crate::config::{Mode, PoolConfig};
 use crate::observe::stats::PoolStats;
 use crate::store::Store;
@@ -94,6 +99,8 @@ pub struct ApiState {
     pub writer: Arc<WriterStats>,
     /// Whether this process does the bookkeeping now.
     pub leading: Arc<AtomicBool>,
+    /// The nodes, in order of preference (`/api/network` asks them).
+    pub nodes: Vec<Node>,
 }
 
 /// The router: the dashboard, the JSON API and `/metrics`.
@@ -112,6 +119,17 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/pools/{id}/blocks", get(miningcore::blocks))
         .route("/api/pools/{id}/payments", get(miningcore::payments))
+        .route("/api/client/{address}", get(publicpool::client))
+        .route("/api/client/{address}/chart", get(publicpool::client_chart))
+        .route("/api/client/{address}/{worker}", get(publicpool::worker))
+        .route(
+            "/api/client/{address}/{worker}/{session}",
+            get(publicpool::session),
+        )
+        .route("/api/info", get(publicpool::info))
+        .route("/api/info/chart", get(publicpool::info_chart))
+        .route("/api/pool", get(publicpool::pool))
+        .route("/api/network", get(publicpool::network))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
