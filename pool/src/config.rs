@@ -65,7 +65,73 @@ pub struct PoolConfig {
     pub payouts: PayoutsConfig,
     /// The HTTP API, metrics and dashboard.
     pub api: ApiConfig,
+    /// Where events are announced (`[[notify]]`): webhooks, Discord, Telegram.
+    pub notify: Vec<NotifyConfig>,
 }
+
+/// The format a notification sink speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    /// JSON POST of the event, signed with HMAC-SHA256 when a secret is set.
+    Webhook,
+    /// A Discord channel webhook (`{"content": ...}`).
+    Discord,
+    /// A Telegram bot's `sendMessage` to one chat.
+    Telegram,
+}
+
+/// One `[[notify]]` sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// webhook, discord or telegram.
+    pub kind: NotifyKind,
+    /// Where to POST (webhook, discord); for telegram the Bot API base, by default
+    /// `https://api.telegram.org`.
+    pub url: Option<String>,
+    /// Webhook: the HMAC-SHA256 key of the `X-Pool-Signature` header.
+    pub secret: Option<String>,
+    /// Telegram: the bot's token.
+    pub bot_token: Option<String>,
+    /// Telegram: the chat to write to.
+    pub chat_id: Option<String>,
+    /// Which events (all when unset): block_found, block_confirmed, block_orphaned,
+    /// best_difficulty, worker_offline, payment_sent, node_unreachable.
+    pub events: Option<Vec<String>>,
+    /// Best difficulty news for `pool`, `address` or `both` (default `pool`).
+    #[serde(default = "default_best_scope")]
+    pub best_scope: String,
+    /// Minutes without a connection before a worker counts as offline.
+    #[serde(default = "default_offline_minutes")]
+    pub offline_minutes: f64,
+    /// Attempts per message (with backoff: 1 s, 2 s, 4 s...).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+fn default_best_scope() -> String {
+    "pool".into()
+}
+
+fn default_offline_minutes() -> f64 {
+    10.0
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+/// Every event name a `[[notify]]` sink can ask for.
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "block_found",
+    "block_confirmed",
+    "block_orphaned",
+    "best_difficulty",
+    "worker_offline",
+    "payment_sent",
+    "node_unreachable",
+];
 
 /// The HTTP side: JSON API, Prometheus metrics, dashboard.
 #[derive(Clone, Debug, Deserialize)]
@@ -413,6 +479,7 @@ impl Default for PoolConfig {
             database: DatabaseConfig::default(),
             payouts: PayoutsConfig::default(),
             api: ApiConfig::default(),
+            notify: Vec::new(),
         }
     }
 }
@@ -509,6 +576,57 @@ pub enum ConfigError {
         /// Why.
         detail: String,
     },
+}
+
+/// A `[[notify]]` sink: what its kind needs, known events, sane numbers.
+fn check_notify(n: &NotifyConfig) -> Result<(), ConfigError> {
+    let key = "notify";
+    let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+    match n.kind {
+        NotifyKind::Webhook | NotifyKind::Discord => match &n.url {
+            Some(u) if url_ok(u) => {}
+            _ => {
+                return Err(invalid(
+                    key,
+                    format!("{:?} needs url = \"https://...\"", n.kind),
+                ));
+            }
+        },
+        NotifyKind::Telegram => {
+            if n.bot_token.as_deref().is_none_or(str::is_empty)
+                || n.chat_id.as_deref().is_none_or(str::is_empty)
+            {
+                return Err(invalid(key, "telegram needs bot_token and chat_id"));
+            }
+            if n.url.as_deref().is_some_and(|u| !url_ok(u)) {
+                return Err(invalid(key, "telegram url must be http(s)://"));
+            }
+        }
+    }
+    if let Some(unknown) = n
+        .events
+        .iter()
+        .flatten()
+        .find(|e| !NOTIFY_EVENTS.contains(&e.as_str()))
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "unknown event {unknown:?}: use {}",
+                NOTIFY_EVENTS.join(", ")
+            ),
+        ));
+    }
+    if !["pool", "address", "both"].contains(&n.best_scope.as_str()) {
+        return Err(invalid(key, "best_scope must be pool, address or both"));
+    }
+    if !(n.offline_minutes.is_finite() && n.offline_minutes > 0.0) {
+        return Err(invalid(key, "offline_minutes must be above zero"));
+    }
+    if !(1..=20).contains(&n.attempts) {
+        return Err(invalid(key, "attempts must be 1 to 20"));
+    }
+    Ok(())
 }
 
 /// An operator's `[[vardiff.profile]]`: matchable, with sane bounds.
@@ -682,6 +800,9 @@ impl PoolConfig {
         let below_one = v.allow_below_one.unwrap_or(network.is_test());
         for p in &v.profile {
             check_profile(p, below_one, network)?;
+        }
+        for n in &self.notify {
+            check_notify(n)?;
         }
         if !(positive(v.target_secs) && positive(v.retarget_secs)) {
             return Err(invalid(
@@ -956,6 +1077,64 @@ mod tests {
                 "{toml}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn notify_sinks_from_toml_and_their_mistakes() {
+        let with = |sinks: &str| {
+            let mut c = minimal();
+            c.notify = PoolConfig::from_toml(sinks).unwrap().notify;
+            c.validate().map(|_| c)
+        };
+        let c = with(
+            r#"
+            [[notify]]
+            kind = "webhook"
+            url = "https://example.org/hook"
+            secret = "k"
+            [[notify]]
+            kind = "telegram"
+            bot_token = "1:A"
+            chat_id = "-100"
+            events = ["block_found", "payment_sent"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.notify[0].attempts, 5);
+        assert_eq!(c.notify[0].offline_minutes, 10.0);
+        assert_eq!(c.notify[1].kind, NotifyKind::Telegram);
+        for (toml, want) in [
+            ("kind = \"discord\"", "needs url"),
+            ("kind = \"webhook\"\nurl = \"ftp://x\"", "needs url"),
+            (
+                "kind = \"telegram\"\nbot_token = \"1:A\"",
+                "bot_token and chat_id",
+            ),
+            (
+                "kind = \"discord\"\nurl = \"https://d\"\nevents = [\"block_fund\"]",
+                "unknown event \"block_fund\"",
+            ),
+            (
+                "kind = \"discord\"\nurl = \"https://d\"\nbest_scope = \"worker\"",
+                "best_scope",
+            ),
+            (
+                "kind = \"discord\"\nurl = \"https://d\"\nattempts = 0",
+                "attempts",
+            ),
+        ] {
+            let err = with(&format!("[[notify]]\n{toml}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("notify") && err.contains(want),
+                "{toml}: {err}"
+            );
+        }
+        let err = PoolConfig::from_toml("[[notify]]\nkind = \"slack\"\nurl = \"https://s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `slack`"), "{err}");
     }
 
     #[test]

@@ -32,7 +32,9 @@ use crate::chain::template::Template;
 use crate::clock::unix_now;
 use crate::config::{ConfigError, Mode, PoolConfig};
 use crate::net;
+use crate::observe::api::miningcore::coin;
 use crate::observe::api::{self, ApiState, PoolFacts};
+use crate::observe::notify::{Notifier, OfflineWatch};
 use crate::observe::stats::PoolStats;
 use crate::shares::extranonce::Extranonces;
 use crate::store::Store;
@@ -210,7 +212,9 @@ pub async fn start(
         limits: config.limits.clone(),
         ack_when_stored: store.is_some(),
     });
-    let stats = Arc::new(PoolStats::default());
+    let mut stats = PoolStats::default();
+    stats.notify = Notifier::start(&config.notify, &config.api.pool_id, coin(checked.network).0);
+    let stats = Arc::new(stats);
     let kick = Arc::new(Notify::new());
     let (template_tx, template_rx) = watch::channel(None);
     let (job_tx, job_rx) = watch::channel(None);
@@ -254,6 +258,14 @@ pub async fn start(
         )),
         tokio::spawn(make_jobs(maker, template_rx, job_tx, stats.clone())),
     ];
+    let thresholds = stats.notify.offline_thresholds();
+    if !thresholds.is_empty() {
+        tasks.push(tokio::spawn(watch_offline(
+            stats.clone(),
+            thresholds,
+            cancel.clone(),
+        )));
+    }
     tasks.extend(zmq);
     let writer_stats = Arc::new(WriterStats::default());
     let leading = Arc::new(AtomicBool::new(false));
@@ -286,6 +298,7 @@ pub async fn start(
             store: store.clone(),
             wallet: nodes[0].clone(),
             threshold: protocol::Amount::from_sat(config.payouts.threshold),
+            notify: stats.notify.clone(),
         });
         let duties = Duties {
             url: url.clone(),
@@ -295,6 +308,7 @@ pub async fn start(
                 nodes: nodes.clone(),
                 mode: config.mode,
                 payouts: config.payouts.clone(),
+                notify: stats.notify.clone(),
             },
             payer,
             database: config.database.clone(),
@@ -463,6 +477,27 @@ async fn check_pool_address(nodes: &[Node], address: &str) -> Result<(), StartEr
         }
     }
     Ok(())
+}
+
+/// Tells `[[notify]]` sinks about workers that stay away: looks at the live workers
+/// every quarter of the shortest threshold (at most every 30 s) until `cancel`.
+async fn watch_offline(stats: Arc<PoolStats>, thresholds: Vec<f64>, cancel: CancellationToken) {
+    let shortest = thresholds.iter().copied().fold(f64::INFINITY, f64::min);
+    let every = Duration::from_secs_f64((shortest * 60.0 / 4.0).clamp(1.0, 30.0));
+    let mut watch = OfflineWatch::default();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                let now = u64::from(unix_now());
+                let live = stats.live.snapshot(now);
+                for note in watch.observe(&live, &thresholds, now) {
+                    stats.notify.send(note);
+                }
+            }
+        }
+    }
 }
 
 /// Re-reads the TLS certificate and key on every SIGHUP until `cancel`; without TLS,

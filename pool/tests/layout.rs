@@ -5,7 +5,8 @@
 //! The layers, lowest first, as `src/lib.rs` draws them:
 //!
 //! 0. `clock`, `config`, `net`: the wall clock, the settings, socket helpers
-//! 1. `observe::{stats, live, latency, best}`: counters every task records into
+//! 1. `observe::{stats, live, latency, best, notify}`: counters every task records into,
+//!    and the notifications any task may send
 //! 2. `chain::{node, template, jobs}`: the node and the work made from its templates
 //! 3. `shares`, `accounting::pplns`: what both protocols share; the pure PPLNS split
 //! 4. `store`: rows, writes and queries
@@ -29,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("observe::live", 1),
     ("observe::latency", 1),
     ("observe::best", 1),
+    ("observe::notify", 1),
     ("chain::node", 2),
     ("chain::template", 2),
     ("chain::jobs", 2),

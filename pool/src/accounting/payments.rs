@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::accounting::tracker::TrackError;
 use crate::chain::node::{Node, NodeError};
+use crate::observe::notify::{Note, Notifier};
 use crate::store::Store;
 use crate::store::books::PayoutRow;
 
@@ -47,6 +48,8 @@ pub struct Payer {
     pub wallet: Node,
     /// Least balance paid.
     pub threshold: Amount,
+    /// Where payments are told.
+    pub notify: Notifier,
 }
 
 impl Payer {
@@ -119,6 +122,11 @@ impl Payer {
             Ok(Value::String(txid)) => {
                 crash_point("after-payout-send");
                 info!(payout = payout.id, %txid, miners = payout.payments.len(), total, "payout sent");
+                self.notify.send(Note::PaymentSent {
+                    txid: txid.clone(),
+                    total,
+                    miners: payout.payments.len(),
+                });
                 Ok(self.store.mark_sent(payout.id, &txid).await?)
             }
             Ok(other) => Err(TrackError::Reply {

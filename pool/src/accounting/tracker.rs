@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::accounting::pplns;
 use crate::chain::node::{Node, NodeError, call_any};
 use crate::config::{Mode, PayoutsConfig};
+use crate::observe::notify::{Note, Notifier};
 use crate::store::books::{DueBlock, Frozen};
 use crate::store::{Store, StoreError};
 
@@ -43,6 +44,8 @@ pub struct Tracker {
     pub mode: Mode,
     /// Window, fee, policy, confirmations.
     pub payouts: PayoutsConfig,
+    /// Where confirmations and orphans are told.
+    pub notify: Notifier,
 }
 
 impl Tracker {
@@ -155,6 +158,10 @@ impl Tracker {
                         chain_has = %at,
                         "block orphaned: nobody is credited"
                     );
+                    self.notify.send(Note::BlockOrphaned {
+                        height,
+                        hash: hash.clone(),
+                    });
                 }
                 continue;
             }
@@ -168,6 +175,11 @@ impl Tracker {
                         miners,
                         "block confirmed: credits moved to balances"
                     );
+                    self.notify.send(Note::BlockConfirmed {
+                        height,
+                        hash: hash.clone(),
+                        confirmations,
+                    });
                 }
             } else {
                 self.store.set_confirmations(&hash, confirmations).await?;

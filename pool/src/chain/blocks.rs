@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
 use crate::chain::node::Node;
+use crate::observe::notify::Note;
 use crate::observe::stats::PoolStats;
 use crate::shares::record::BlockEvent;
 use crate::store::writer::Submission;
@@ -66,6 +67,12 @@ pub async fn run(
             stats.block_accepted();
             kick.notify_one();
             info!(height = record.height, hash = %record.hash, user = %record.user, reward = record.reward, "block found and accepted");
+            stats.notify.send(Note::BlockFound {
+                height: record.height,
+                hash: record.hash.to_string(),
+                finder: record.user.clone(),
+                reward: record.reward,
+            });
             if let Some(writer) = &store {
                 let _ = writer
                     .send(Submission {

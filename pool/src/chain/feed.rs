@@ -29,7 +29,11 @@ use tracing::{debug, info, warn};
 
 use crate::chain::node::{Node, NodeError};
 use crate::chain::template::Template;
+use crate::observe::notify::Note;
 use crate::observe::stats::PoolStats;
+
+/// Template fetches failed in a row before a node counts as unreachable (`[[notify]]`).
+const UNREACHABLE_AFTER: u32 = 3;
 
 /// Timing of the feed.
 #[derive(Clone, Debug)]
@@ -268,6 +272,13 @@ impl Feed {
                 if self.failures > 0 {
                     info!(node = %node.url(), "node answers again; templates resume");
                 }
+                if self.failures >= UNREACHABLE_AFTER {
+                    self.stats.notify.send(Note::NodeUnreachable {
+                        node: node.url().to_string(),
+                        error: String::new(),
+                        recovered: true,
+                    });
+                }
                 self.failures = 0;
                 self.publish(template, "fetch");
             }
@@ -308,6 +319,13 @@ impl Feed {
             self.stats.longpoll_ended(false);
         }
         let from = self.node().url().to_string();
+        if self.failures == UNREACHABLE_AFTER {
+            self.stats.notify.send(Note::NodeUnreachable {
+                node: from.clone(),
+                error: error.to_string(),
+                recovered: false,
+            });
+        }
         if self.nodes.len() > 1 {
             self.index = (self.index + 1) % self.nodes.len();
         }

@@ -85,6 +85,17 @@ pub struct NewBest {
     pub now: f64,
 }
 
+/// Which bests a share beat (each `None` when it beat none, or set a first one).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Beaten {
+    /// The pool's.
+    pub pool: Option<NewBest>,
+    /// Its address's.
+    pub address: Option<NewBest>,
+    /// Its worker's.
+    pub worker: Option<NewBest>,
+}
+
 impl Bests {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<Scope, Best>) -> R) -> R {
         f(&mut self.by_scope.lock().unwrap_or_else(PoisonError::into_inner))
@@ -99,22 +110,29 @@ impl Bests {
         difficulty: f64,
         time_us: i64,
     ) -> Option<NewBest> {
+        self.share_all(address, worker, difficulty, time_us).worker
+    }
+
+    /// As [`Bests::share`], with the news for the address and the pool too.
+    pub fn share_all(&self, address: &str, worker: &str, difficulty: f64, time_us: i64) -> Beaten {
         if !difficulty.is_finite() || difficulty <= 0.0 {
-            return None;
+            return Beaten::default();
         }
-        self.with(|m| {
-            m.entry(Scope::Pool).or_default().offer(difficulty, time_us);
-            m.entry(Scope::Address(address.to_string()))
-                .or_default()
-                .offer(difficulty, time_us);
-            let w = m
-                .entry(Scope::Worker(address.to_string(), worker.to_string()))
-                .or_default();
-            let previous = w.all_time;
-            (w.offer(difficulty, time_us) && previous > 0.0).then_some(NewBest {
+        // A first best is no news: only a best that beat an earlier one is.
+        let offer = |b: &mut Best| {
+            let previous = b.all_time;
+            (b.offer(difficulty, time_us) && previous > 0.0).then_some(NewBest {
                 previous,
                 now: difficulty,
             })
+        };
+        self.with(|m| Beaten {
+            pool: offer(m.entry(Scope::Pool).or_default()),
+            address: offer(m.entry(Scope::Address(address.to_string())).or_default()),
+            worker: offer(
+                m.entry(Scope::Worker(address.to_string(), worker.to_string()))
+                    .or_default(),
+            ),
         })
     }
 

@@ -6,4 +6,5 @@ pub mod api;
 pub mod best;
 pub mod latency;
 pub mod live;
+pub mod notify;
 pub mod stats;

@@ -13,6 +13,7 @@ use protocol::Difficulty;
 use crate::observe::best::Bests;
 use crate::observe::latency::Latency;
 use crate::observe::live::Live;
+use crate::observe::notify::Notifier;
 
 /// The Stratum protocol a connection speaks: counters are also kept per protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +92,8 @@ pub struct PoolStats {
     pub submitblock: Latency,
     /// From an accepted share to its durable acknowledgement (PostgreSQL or spool).
     pub share_ack: Latency,
+    /// Where events are told (`[[notify]]`); does nothing without sinks.
+    pub notify: Notifier,
 }
 
 /// A copy of the counters at one moment.

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::chain::jobs::{Job, JobIds};
 use crate::observe::best::NewBest;
+use crate::observe::notify::Note;
 use crate::observe::stats::{PoolStats, Protocol};
 use crate::shares::extranonce::Extranonces;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
@@ -108,14 +109,24 @@ impl Shared {
             share.accepted.share_difficulty,
             u64::try_from(share.time_us / 1_000_000).unwrap_or(0),
         );
-        let new_best = self.stats.best.share(
+        let beaten = self.stats.best.share_all(
             &share.address,
             &share.worker,
             share.accepted.share_difficulty.get(),
             share.time_us,
         );
-        if let Some(b) = new_best.filter(|_| self.best_message) {
+        if let Some(b) = beaten.worker.filter(|_| self.best_message) {
             notices.push(best_notice(&share.worker, b));
+        }
+        for (news, address) in [(beaten.pool, ""), (beaten.address, share.address.as_str())] {
+            if let Some(b) = news {
+                self.stats.notify.send(Note::BestDifficulty {
+                    address: address.to_string(),
+                    worker: share.worker.clone(),
+                    difficulty: b.now,
+                    previous: b.previous,
+                });
+            }
         }
         let sink = self.outlets.shares.as_ref()?;
         let (durable, stored) = tokio::sync::oneshot::channel();

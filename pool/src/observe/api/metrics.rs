@@ -184,6 +184,26 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     );
     o.value("pool_best_difficulty", "period=\"round\"", best.round);
     o.value("pool_best_difficulty", "period=\"all_time\"", best.all_time);
+    let sinks = state.stats.notify.counts();
+    if !sinks.is_empty() {
+        o.head(
+            "pool_notifications_total",
+            "counter",
+            "Notifications per [[notify]] sink: sent, failed (after every attempt), retried (attempts after the first), dropped (queue full).",
+        );
+        for (sink, c) in sinks {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (result, n) in [
+                ("sent", c.sent.load(Relaxed)),
+                ("failed", c.failed.load(Relaxed)),
+                ("retried", c.retries.load(Relaxed)),
+                ("dropped", c.dropped.load(Relaxed)),
+            ] {
+                let labels = format!("sink=\"{sink}\",result=\"{result}\"");
+                o.value("pool_notifications_total", &labels, n as f64);
+            }
+        }
+    }
     o.head(
         "pool_blocks_total",
         "counter",

@@ -31,7 +31,7 @@ fn coins(sats: i64) -> f64 {
 }
 
 /// The coin's symbol and name: Bitcoin Cash on its networks, else Bitcoin.
-fn coin(network: protocol::address::Network) -> (&'static str, &'static str) {
+pub fn coin(network: protocol::address::Network) -> (&'static str, &'static str) {
     if network.cashaddr_prefix().is_some() {
         ("BCH", "Bitcoin Cash")
     } else {
