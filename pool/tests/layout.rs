@@ -36,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("chain::jobs", 2),
     ("shares", 3),
     ("accounting::pplns", 3),
+    ("accounting::coinbase_plan", 3),
     ("store", 4),
     ("chain::feed", 5),
     ("chain::blocks", 5),
