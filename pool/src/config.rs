@@ -430,6 +430,24 @@ pub struct PayoutsConfig {
     pub threshold: u64,
     /// Time between payment rounds (seconds).
     pub payment_interval_secs: u64,
+    /// How miners are paid: `wallet` (the pool's address, then `sendmany`) or `coinbase`
+    /// (every job's coinbase pays the PPLNS window directly).
+    pub method: PayoutMethod,
+    /// Coinbase method: most outputs in a coinbase, the pool's included.
+    pub max_outputs: usize,
+    /// Coinbase method: least output (satoshis); smaller amounts are carried.
+    pub min_output: u64,
+}
+
+/// How PPLNS miners are paid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayoutMethod {
+    /// Blocks pay the pool's address; balances are paid from its wallet.
+    #[default]
+    Wallet,
+    /// Every job's coinbase pays the miners of its PPLNS window directly.
+    Coinbase,
 }
 
 impl Default for DatabaseConfig {
@@ -459,6 +477,9 @@ impl Default for PayoutsConfig {
             payments: true,
             threshold: 1_000_000,
             payment_interval_secs: 3600,
+            method: PayoutMethod::Wallet,
+            max_outputs: 100,
+            min_output: 10_000,
         }
     }
 }
@@ -871,6 +892,26 @@ impl PoolConfig {
         if !(0.0..=100.0).contains(&p.fee_percent) {
             return Err(invalid("payouts.fee_percent", "must be 0 to 100"));
         }
+        if p.method == PayoutMethod::Coinbase {
+            if self.mode != Mode::Pplns {
+                return Err(invalid(
+                    "payouts.method",
+                    "coinbase payouts split a PPLNS window: use mode = \"pplns\"",
+                ));
+            }
+            if !(2..=1000).contains(&p.max_outputs) {
+                return Err(invalid(
+                    "payouts.max_outputs",
+                    "2 to 1000 (the pool's output is one)",
+                ));
+            }
+            if p.min_output < 546 {
+                return Err(invalid(
+                    "payouts.min_output",
+                    "at least 546 satoshis (smaller outputs are dust nodes do not relay)",
+                ));
+            }
+        }
         if p.check_secs == 0 || p.payment_interval_secs == 0 || p.confirmations == 0 {
             return Err(invalid(
                 "payouts",
@@ -1135,6 +1176,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `slack`"), "{err}");
+    }
+
+    #[test]
+    fn coinbase_payouts_need_pplns_and_sane_outputs() {
+        let mut c = minimal();
+        c.payouts.method = PayoutMethod::Coinbase;
+        assert!(c.validate().is_ok());
+        c.payouts.min_output = 100;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("payouts.min_output"), "{err}");
+        c.payouts.min_output = 546;
+        c.payouts.max_outputs = 1;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("payouts.max_outputs"), "{err}");
+        let mut c = minimal();
+        c.mode = Mode::Solo;
+        c.payouts.method = PayoutMethod::Coinbase;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("mode = \"pplns\""), "{err}");
+        let parsed =
+            PoolConfig::from_toml("[payouts]\nmethod = \"coinbase\"\nmax_outputs = 50").unwrap();
+        assert_eq!(
+            (
+                parsed.payouts.method,
+                parsed.payouts.max_outputs,
+                parsed.payouts.min_output
+            ),
+            (PayoutMethod::Coinbase, 50, 10_000)
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::accounting::coinbase_payouts::{self, Basis, Payouts};
 use crate::accounting::leader::{self, Duties};
 use crate::accounting::payments::Payer;
 use crate::accounting::tracker::Tracker;
@@ -30,6 +31,7 @@ use crate::chain::jobs::{CoinbaseSettings, Job, JobMaker};
 use crate::chain::node::Node;
 use crate::chain::template::Template;
 use crate::clock::unix_now;
+use crate::config::PayoutMethod;
 use crate::config::{ConfigError, Mode, PoolConfig};
 use crate::net;
 use crate::observe::api::miningcore::coin;
@@ -198,8 +200,8 @@ pub async fn start(
             .map(|p| p.script_pubkey.clone()),
         Mode::Solo => None,
     };
-    let maker =
-        JobMaker::new(coinbase.clone(), pool_script).with_first_id(JobMaker::first_id(unix_now()));
+    let maker = JobMaker::new(coinbase.clone(), pool_script.clone())
+        .with_first_id(JobMaker::first_id(unix_now()));
     let ids = maker.ids();
     let settings = Arc::new(SessionSettings {
         mode: config.mode,
@@ -247,6 +249,26 @@ pub async fn start(
             ))
         })
         .collect();
+    // Coinbase payouts: a task keeps the window fresh, the job maker splits by it.
+    let mut basis_task = None;
+    let coinbase_jobs = match (&store, &pool_script) {
+        (Some(store), Some(script)) if config.payouts.method == PayoutMethod::Coinbase => {
+            let (basis_tx, basis_rx) = watch::channel(None);
+            basis_task = Some(tokio::spawn(coinbase_payouts::refresh(
+                store.clone(),
+                config.payouts.window_factor,
+                template_rx.clone(),
+                basis_tx,
+                Duration::from_secs(config.jobs.refresh_secs),
+                cancel.clone(),
+            )));
+            Some((
+                Payouts::new(&config.payouts, script.clone(), checked.network),
+                basis_rx,
+            ))
+        }
+        _ => None,
+    };
     let mut tasks = vec![
         tokio::spawn(feed::run(
             nodes.clone(),
@@ -256,8 +278,15 @@ pub async fn start(
             stats.clone(),
             cancel.clone(),
         )),
-        tokio::spawn(make_jobs(maker, template_rx, job_tx, stats.clone())),
+        tokio::spawn(make_jobs(
+            maker,
+            template_rx.clone(),
+            job_tx,
+            stats.clone(),
+            coinbase_jobs,
+        )),
     ];
+    tasks.extend(basis_task);
     let thresholds = stats.notify.offline_thresholds();
     if !thresholds.is_empty() {
         tasks.push(tokio::spawn(watch_offline(
@@ -413,22 +442,56 @@ pub async fn start(
 }
 
 /// Turns each template into a job; ends when the feed ends.
+/// Coinbase payouts for [`make_jobs`]: the split settings and the fresh basis.
+type CoinbaseJobs = (Payouts, watch::Receiver<Option<Arc<Basis>>>);
+
 async fn make_jobs(
     mut maker: JobMaker,
     mut templates: watch::Receiver<Option<Arc<Template>>>,
     jobs: watch::Sender<Option<Arc<Job>>>,
     stats: Arc<PoolStats>,
+    mut coinbase: Option<CoinbaseJobs>,
 ) {
     let mut last: Option<Arc<Job>> = None;
-    while templates.changed().await.is_ok() {
+    loop {
+        // A new template, or (coinbase payouts) a new window: a new job.
+        let basis_changed = async {
+            match coinbase.as_mut() {
+                Some((_, basis)) => basis.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = templates.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if let Some(t) = templates.borrow().as_ref()
+                    && !t.fetch_time.is_zero()
+                {
+                    // Long-poll answers carry no fetch time (they wait on purpose).
+                    stats.template_fetch.record(t.fetch_time);
+                }
+            }
+            changed = basis_changed => if changed.is_err() { return },
+        }
         let Some(template) = templates.borrow_and_update().clone() else {
             continue;
         };
-        // Long-poll answers carry no fetch time (they wait for a block on purpose).
-        if !template.fetch_time.is_zero() {
-            stats.template_fetch.record(template.fetch_time);
-        }
-        match maker.make(template, unix_now()) {
+        let paying = match &mut coinbase {
+            None => None,
+            Some((payouts, basis)) => {
+                let basis = basis.borrow_and_update().clone();
+                match payouts.paying(&template, basis.as_deref()) {
+                    Ok((outputs, payout)) => Some((outputs, Arc::new(payout))),
+                    Err(e) => {
+                        error!(error = %e, "cannot split this coinbase; miners keep the last job");
+                        continue;
+                    }
+                }
+            }
+        };
+        match maker.make_paying(template, unix_now(), paying) {
             // Nothing new at all (a long-poll answer and a fetch of the same template):
             // the miners have this work.
             Ok(job)

@@ -189,6 +189,7 @@ async fn retention_drops_old_days_and_samples_count_recent_work() {
                 finder: "alice.w1".into(),
                 reward: 5_000_000_000,
                 network_difficulty: 1000.0,
+                payout: None,
             }),
         ])
         .await
@@ -260,6 +261,7 @@ fn block(hash: &str, found_us: i64) -> Record {
         finder: "alice.rig1".into(),
         reward: 5_000_000_000,
         network_difficulty: 1000.0,
+        payout: None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! [`payments`] pays balances through the node wallet. The SQL they need is in
 //! `store::books`; what is here decides and calls the node.
 
+pub mod coinbase_payouts;
 pub mod coinbase_plan;
 pub mod leader;
 pub mod payments;

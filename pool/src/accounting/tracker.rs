@@ -76,7 +76,22 @@ impl Tracker {
             .await?
             / network;
         let size = self.payouts.window_factor * network;
+        let paid_by_coinbase = self.store.coinbase_payout_of(&block.hash).await?;
         let frozen = match self.mode {
+            // Its coinbase paid the miners: the round's credits are what it paid.
+            _ if paid_by_coinbase.is_some() => {
+                let (pool, rows) = paid_by_coinbase.unwrap_or_default();
+                Frozen {
+                    effort,
+                    window_difficulty: size,
+                    window_filled: rows.iter().map(|(_, d, _)| d).sum(),
+                    pool_amount: Some(pool),
+                    credits: rows
+                        .into_iter()
+                        .filter(|(_, _, p)| p.to_sat() > 0)
+                        .collect(),
+                }
+            }
             Mode::Pplns => {
                 let window = self.store.pplns_window(block.found_us, size).await?;
                 let split = pplns::split(

@@ -49,8 +49,36 @@ pub struct Job {
     pub clean: bool,
     /// The coinbase paying the pool (PPLNS); `None` in SOLO mode.
     pub coinbase: Option<Arc<Coinbase>>,
+    /// What the coinbase pays whom, when it pays miners directly (`payouts.method =
+    /// "coinbase"`).
+    pub payout: Option<Arc<Payout>>,
     /// ntime sent with the job.
     pub ntime: u32,
+}
+
+/// What a coinbase that pays miners directly pays (`payouts.method = "coinbase"`): every
+/// address the job's PPLNS window or carried balances name, and the pool's output.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Payout {
+    /// One row per address.
+    pub rows: Vec<PayoutRow>,
+    /// The pool's output (fee, residue, credits it carries), satoshis.
+    pub pool: u64,
+}
+
+/// One address in a [`Payout`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PayoutRow {
+    /// The address as the miner wrote it.
+    pub address: String,
+    /// Its difficulty in the window.
+    pub difficulty: f64,
+    /// Its PPLNS credit from this coinbase's reward, satoshis.
+    pub credit: u64,
+    /// What this coinbase pays it (credit plus what it was carrying, or 0), satoshis.
+    pub paid: u64,
+    /// Its output's index in the coinbase, when paid.
+    pub output: Option<u32>,
 }
 
 impl Job {
@@ -81,6 +109,7 @@ impl Job {
             branch: self.branch.clone(),
             clean,
             coinbase: self.coinbase.clone(),
+            payout: self.payout.clone(),
             ntime,
         }
     }
@@ -193,10 +222,37 @@ impl JobMaker {
     /// Turns a template into the next job. `now` (unix seconds) moves ntime forward when
     /// the template is older than the clock.
     pub fn make(&mut self, template: Arc<Template>, now: u32) -> Result<Job, CoinbaseError> {
+        self.make_paying(template, now, None)
+    }
+
+    /// As [`JobMaker::make`], with a coinbase paying `outputs` (miners directly) when
+    /// given, described by the payout.
+    pub fn make_paying(
+        &mut self,
+        template: Arc<Template>,
+        now: u32,
+        paying: Option<(Vec<CoinbaseOutput>, Arc<Payout>)>,
+    ) -> Result<Job, CoinbaseError> {
         let t = &template.checked;
-        let coinbase = match &self.pool_script {
-            Some(script) => Some(Arc::new(coinbase_for(t, script, &self.settings)?)),
-            None => None,
+        let (coinbase, payout) = match (&self.pool_script, paying) {
+            (_, Some((outputs, payout))) => (
+                Some(Arc::new(Coinbase::build(&CoinbaseSpec {
+                    height: t.height,
+                    aux: t.coinbase_aux.clone(),
+                    pool_tag: self.settings.pool_tag.clone(),
+                    extranonce1_len: EXTRANONCE1_SIZE,
+                    extranonce2_len: self.settings.extranonce2_size,
+                    outputs,
+                    coinbase_value: t.coinbase_value,
+                    witness_commitment: template_witness_commitment(t)?,
+                })?)),
+                Some(payout),
+            ),
+            (Some(script), None) => (
+                Some(Arc::new(coinbase_for(t, script, &self.settings)?)),
+                None,
+            ),
+            (None, None) => (None, None),
         };
         let txids: Vec<Hash256> = t.transactions.iter().map(|tx| tx.txid).collect();
         let clean = self.last_prev != Some(t.prev_hash);
@@ -212,6 +268,7 @@ impl JobMaker {
             branch: merkle::coinbase_branch(&txids),
             clean,
             coinbase,
+            payout,
             ntime,
             template,
         })

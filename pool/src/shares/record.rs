@@ -54,6 +54,8 @@ pub struct BlockEvent {
     pub network_difficulty: Difficulty,
     /// When the pool accepted its share (unix microseconds).
     pub found_us: i64,
+    /// What its coinbase pays whom, when it pays miners directly.
+    pub payout: Option<std::sync::Arc<crate::chain::jobs::Payout>>,
 }
 
 impl BlockEvent {
@@ -77,6 +79,7 @@ impl BlockEvent {
             reward: t.coinbase_value,
             network_difficulty: job.network_difficulty(),
             found_us,
+            payout: job.payout.clone(),
         })
     }
 }

@@ -186,6 +186,8 @@ impl Store {
             "INSERT INTO balances (address, amount)
              SELECT address, amount FROM credits
              WHERE block_hash = $1 AND credited_at IS NULL AND amount > 0
+               -- A coinbase-payout block's credits were paid by its coinbase.
+               AND NOT EXISTS (SELECT 1 FROM coinbase_payouts p WHERE p.block_hash = $1)
              ON CONFLICT (address) DO UPDATE
              SET amount = balances.amount + EXCLUDED.amount, updated_at = now()",
         )
@@ -198,6 +200,51 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(Some(credited.rows_affected()))
+    }
+
+    /// What each address's coinbase payouts still owe it: credit minus paid over every
+    /// block not orphaned, where positive, by address.
+    pub async fn carried_balances(&self) -> Result<Vec<(String, Amount)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT p.address, sum(p.credit - p.paid)::bigint
+             FROM coinbase_payouts p JOIN blocks b ON b.hash = p.block_hash
+             WHERE b.status <> 'orphaned'
+             GROUP BY p.address HAVING sum(p.credit - p.paid) > 0 ORDER BY p.address",
+        )
+        .fetch_all(self.db())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, n)| (a, Amount::from_sat(u64::try_from(n).unwrap_or(0))))
+            .collect())
+    }
+
+    /// A coinbase-payout block's payouts: the pool's output and (address, difficulty,
+    /// paid) per address; `None` for a block that paid the pool alone.
+    pub async fn coinbase_payout_of(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(Amount, Vec<(String, f64, Amount)>)>, StoreError> {
+        let pool: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT coinbase_pool FROM blocks WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(self.db())
+                .await?;
+        let Some(Some(pool)) = pool else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, f64, i64)> = sqlx::query_as(
+            "SELECT address, difficulty, paid FROM coinbase_payouts
+             WHERE block_hash = $1 ORDER BY paid DESC, address",
+        )
+        .bind(hash)
+        .fetch_all(self.db())
+        .await?;
+        let sat = |n: i64| Amount::from_sat(u64::try_from(n).unwrap_or(0));
+        Ok(Some((
+            sat(pool),
+            rows.into_iter().map(|(a, d, p)| (a, d, sat(p))).collect(),
+        )))
     }
 
     /// Payouts written as intents and not known to be sent: (id, comment), oldest first.

@@ -136,6 +136,9 @@ impl Store {
                 .bind(b.network_difficulty)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(payout) = &b.payout {
+                    write_payout(&mut tx, &b.hash, payout).await?;
+                }
             }
         }
         if !shares.is_empty() {
@@ -217,4 +220,39 @@ impl Store {
         }
         Ok(dropped)
     }
+}
+
+/// A coinbase-payout block's rows (a replay writes nothing twice).
+async fn write_payout(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    hash: &str,
+    payout: &crate::chain::jobs::Payout,
+) -> Result<(), StoreError> {
+    let sat = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    sqlx::query("UPDATE blocks SET coinbase_pool = $2 WHERE hash = $1")
+        .bind(hash)
+        .bind(sat(payout.pool))
+        .execute(&mut **tx)
+        .await?;
+    let rows = &payout.rows;
+    sqlx::query(
+        "INSERT INTO coinbase_payouts (block_hash, address, difficulty, credit, paid, output_index)
+         SELECT $1, a, d, c, p, o
+         FROM unnest($2::text[], $3::float8[], $4::bigint[], $5::bigint[], $6::int[])
+              AS x(a, d, c, p, o)
+         ON CONFLICT (block_hash, address) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(rows.iter().map(|r| r.address.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.difficulty).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| sat(r.credit)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| sat(r.paid)).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.output.and_then(|o| i32::try_from(o).ok()))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

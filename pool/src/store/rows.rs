@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chain::jobs::Payout;
 use crate::shares::record::{BlockEvent, ShareEvent};
 
 /// An accepted share as stored.
@@ -43,6 +44,10 @@ pub struct BlockRow {
     pub reward: i64,
     /// The network difficulty it was mined at.
     pub network_difficulty: f64,
+    /// What its coinbase paid whom, when it paid miners directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[sqlx(skip)]
+    pub payout: Option<Payout>,
 }
 
 /// What the writer stores.
@@ -82,6 +87,7 @@ impl BlockRow {
             finder: block.user.clone(),
             reward: i64::try_from(block.reward).unwrap_or(i64::MAX),
             network_difficulty: block.network_difficulty.get(),
+            payout: block.payout.as_deref().cloned(),
         }
     }
 }

@@ -132,6 +132,17 @@ mod tests {
             finder: "addr.w".into(),
             reward: 5_000_000_000,
             network_difficulty: 1.5,
+            // A coinbase-payout block's record survives the spool too.
+            payout: Some(crate::chain::jobs::Payout {
+                rows: vec![crate::chain::jobs::PayoutRow {
+                    address: "addr".into(),
+                    difficulty: 2.5,
+                    credit: 4_900_000_000,
+                    paid: 4_900_000_000,
+                    output: Some(0),
+                }],
+                pool: 100_000_000,
+            }),
         });
         {
             let mut spool = Spool::open(dir.path()).unwrap();

@@ -1,0 +1,151 @@
+//! `payouts.method = "coinbase"` on a regtest pair with PostgreSQL: two of our CPU miners
+//! at different speeds, blocks found; every block's coinbase, as the node's `getblock`
+//! shows it, pays exactly what the pool recorded for it (each miner's output at its index,
+//! the pool's output last, the sum the block's reward), the first block of an empty window
+//! pays the pool alone, both miners get paid, and confirmed blocks credit no balance (the
+//! coinbase paid them) while their credits are what the coinbase paid.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pool::config::PayoutMethod;
+use sqlx::Row;
+
+/// Share difficulties below regtest's network difficulty: alice's shares are worth twice
+/// bob's.
+const D_A: &str = "2.3283064365386963e-10";
+const D_B: &str = "1.1641532182693481e-10";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbases_pay_the_window_directly() {
+    let setup = Setup::start();
+    let mut cfg = setup.config();
+    cfg.payouts.method = PayoutMethod::Coinbase;
+    cfg.payouts.min_output = 1000;
+    cfg.payouts.max_outputs = 10;
+    cfg.payouts.confirmations = 1;
+    cfg.payouts.check_secs = 1;
+    cfg.payouts.freeze_delay_secs = 1;
+    cfg.jobs.refresh_secs = 1;
+    let mut pool = TestPool::start(cfg).await;
+    let db = pool.running.store.clone().unwrap().db().clone();
+    let alice = setup.pair.node(1).new_address().unwrap();
+    let bob = setup.pair.node(1).new_address().unwrap();
+    let _miners = [
+        start_miner_with(pool.port(), &format!("{alice}.a"), &format!("x,d={D_A}")),
+        start_miner_with(pool.port(), &format!("{bob}.b"), &format!("x,d={D_B}")),
+    ];
+    // Enough blocks that later ones are split by a window holding both miners.
+    let blocks = pool.accepted_blocks(8, Duration::from_secs(120)).await;
+    assert!(blocks.len() >= 8);
+    until(
+        "coinbase rows and decisions",
+        Duration::from_secs(60),
+        || async {
+            let decided: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM blocks WHERE status = 'confirmed' AND coinbase_pool IS NOT NULL",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+            decided >= 8
+        },
+    )
+    .await;
+
+    let node = setup.pair.node(0);
+    let pool_script = script_of(&setup.pool_address);
+    let mut paid_alice = false;
+    let mut paid_bob = false;
+    let mut pool_alone = 0;
+    let stored = sqlx::query("SELECT hash, reward, coinbase_pool FROM blocks ORDER BY height")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert!(stored.len() >= 8);
+    for row in &stored {
+        let hash: String = row.get("hash");
+        let reward: i64 = row.get("reward");
+        let pool_part: Option<i64> = row.get("coinbase_pool");
+        let pool_part = pool_part.expect("every block of a coinbase-payout pool has its record");
+        let outputs = coinbase_outputs(node, &hash);
+        let paying: Vec<&(u64, Vec<u8>)> = outputs.iter().filter(|(v, _)| *v > 0).collect();
+        assert_eq!(
+            paying.iter().map(|(v, _)| *v).sum::<u64>(),
+            reward as u64,
+            "{hash}: the coinbase pays the whole reward"
+        );
+        let rows = sqlx::query(
+            "SELECT address, credit, paid, output_index FROM coinbase_payouts
+             WHERE block_hash = $1 ORDER BY output_index NULLS LAST, address",
+        )
+        .bind(&hash)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        let mut paid_total = 0i64;
+        for r in &rows {
+            let address: String = r.get("address");
+            let paid: i64 = r.get("paid");
+            let index: Option<i32> = r.get("output_index");
+            match index {
+                Some(i) => {
+                    let (value, script) = &outputs[i as usize];
+                    assert_eq!(*value as i64, paid, "{hash}: {address}'s output");
+                    assert_eq!(*script, script_of(&address), "{hash}: output {i}");
+                    paid_total += paid;
+                    paid_alice |= address == alice;
+                    paid_bob |= address == bob;
+                }
+                None => assert_eq!(paid, 0, "{hash}: {address} is carried, not paid"),
+            }
+        }
+        // The pool's output comes after the miners'.
+        let miners = rows
+            .iter()
+            .filter(|r| r.get::<Option<i32>, _>("output_index").is_some())
+            .count();
+        if pool_part > 0 {
+            assert_eq!(
+                outputs[miners],
+                (pool_part as u64, pool_script.clone()),
+                "{hash}"
+            );
+        }
+        assert_eq!(paid_total + pool_part, reward, "{hash}: the record adds up");
+        if rows.is_empty() {
+            pool_alone += 1;
+        }
+    }
+    assert!(
+        pool_alone >= 1,
+        "the first block, with an empty window, pays the pool alone"
+    );
+    assert!(paid_alice && paid_bob, "both miners were paid in coinbases");
+
+    // Confirmed: credits are what the coinbases paid; no balance to pay from a wallet.
+    let balances: i64 = sqlx::query_scalar("SELECT count(*) FROM balances")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(balances, 0);
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM credits c JOIN coinbase_payouts p
+           ON p.block_hash = c.block_hash AND p.address = c.address
+         WHERE c.amount <> p.paid",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(mismatched, 0);
+    let credited: i64 = sqlx::query_scalar("SELECT count(*) FROM credits")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(credited > 0);
+    pool.stop().await;
+}
