@@ -351,6 +351,7 @@ pub async fn start(
         shares = Some(ShareSink::new(writer_tx, config.stratum.instance_id));
     }
     let api_nodes = nodes.clone();
+    let api_job = job_rx.clone();
     tasks.push(tokio::spawn(blocks::run(
         nodes,
         config.data_dir.clone(),
@@ -388,6 +389,7 @@ pub async fn start(
             writer: writer_stats.clone(),
             leading: leading.clone(),
             nodes: api_nodes,
+            job: api_job,
         };
         let (addr, task) = api::start(
             config.api.bind,

@@ -44,6 +44,8 @@ async fn the_api_shows_a_real_mining_run() {
         http_get(api, "/api/health").await.0 == 200
     })
     .await;
+    // A wallet-paying pool has no coinbase payouts to show.
+    assert_eq!(http_get(api, "/api/coinbase").await.0, 404);
     let (_, fresh) = http_json(api, "/api/pools/regtest1").await;
     assert_eq!(fresh["pool"]["poolStats"]["connectedMiners"], 0);
     assert_eq!(fresh["pool"]["totalBlocks"], 0);

@@ -147,5 +147,37 @@ async fn coinbases_pay_the_window_directly() {
         .await
         .unwrap();
     assert!(credited > 0);
+
+    // The API: the current job's outputs, one miner's part, coinbase payouts as payments.
+    let api = pool.running.api_addr.unwrap();
+    let (status, now) = http_json(api, "/api/coinbase").await;
+    assert_eq!(status, 200, "{now}");
+    let outputs = now["outputs"].as_array().unwrap();
+    assert!(!outputs.is_empty(), "{now}");
+    let sum: f64 = outputs
+        .iter()
+        .map(|o| o["amount"].as_f64().unwrap())
+        .sum::<f64>()
+        + now["pool"]["amount"].as_f64().unwrap();
+    assert!(
+        (sum - now["reward"].as_f64().unwrap()).abs() < 1e-8,
+        "{now}"
+    );
+    assert_eq!(now["pool"]["address"], setup.pool_address.as_str());
+    assert_eq!(now["pool"]["index"], outputs.len());
+    let (status, mine) = http_json(api, &format!("/api/coinbase/{alice}")).await;
+    assert_eq!(status, 200, "{mine}");
+    assert!(mine["credit"].as_f64().unwrap() > 0.0, "{mine}");
+    assert!(mine["carried"].is_number());
+    let (status, _) = http_json(api, "/api/coinbase/notanaddress").await;
+    assert_eq!(status, 400);
+    let (_, payments) = http_json(api, &format!("/api/pools/pool/miners/{alice}/payments")).await;
+    let first = &payments.as_array().unwrap()[0];
+    assert!(
+        first["blockHash"].as_str().is_some_and(|h| h.len() == 64),
+        "{first}"
+    );
+    assert!(first["outputIndex"].is_number());
+    assert!(first["amount"].as_f64().unwrap() > 0.0);
     pool.stop().await;
 }

@@ -76,9 +76,13 @@ pub struct PaymentRow {
     pub address: String,
     /// Satoshis.
     pub amount: i64,
-    /// The wallet transaction.
+    /// The wallet transaction (none for a coinbase payout).
     pub txid: Option<String>,
-    /// When it was sent.
+    /// A coinbase payout's block.
+    pub block_hash: Option<String>,
+    /// A coinbase payout's output index in that block's coinbase.
+    pub output_index: Option<i32>,
+    /// When it was sent (a coinbase payout: when its block was found).
     pub time_us: i64,
 }
 
@@ -195,7 +199,8 @@ impl Store {
         .await?)
     }
 
-    /// Payments sent, newest first; one address's when `address` is given.
+    /// Payments sent, newest first, wallet payments and the outputs of confirmed
+    /// coinbase-payout blocks alike; one address's when `address` is given.
     pub async fn payments_page(
         &self,
         address: Option<&str>,
@@ -203,11 +208,19 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PaymentRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT p.address, p.amount, o.txid,
-                    ts_to_micros(coalesce(o.sent_at, o.created_at)) AS time_us
-             FROM payments p JOIN payouts o ON o.id = p.payout_id
-             WHERE o.status = 'sent' AND ($1::text IS NULL OR p.address = $1)
-             ORDER BY o.id DESC, p.address OFFSET $2 LIMIT $3",
+            "SELECT * FROM (
+                 SELECT p.address, p.amount, o.txid, NULL::text AS block_hash,
+                        NULL::int AS output_index,
+                        ts_to_micros(coalesce(o.sent_at, o.created_at)) AS time_us
+                 FROM payments p JOIN payouts o ON o.id = p.payout_id
+                 WHERE o.status = 'sent' AND ($1::text IS NULL OR p.address = $1)
+                 UNION ALL
+                 SELECT c.address, c.paid, NULL, c.block_hash, c.output_index,
+                        ts_to_micros(b.found_at)
+                 FROM coinbase_payouts c JOIN blocks b ON b.hash = c.block_hash
+                 WHERE b.status = 'confirmed' AND c.paid > 0
+                   AND ($1::text IS NULL OR c.address = $1)
+             ) x ORDER BY time_us DESC, address OFFSET $2 LIMIT $3",
         )
         .bind(address)
         .bind(offset)

@@ -444,6 +444,9 @@ async fn payments_of(
                 "transactionConfirmationData": p.txid,
                 "transactionInfoLink": Value::Null,
                 "created": iso8601_us(p.time_us),
+                // Coinbase payouts: paid by an output of this block's coinbase.
+                "blockHash": p.block_hash,
+                "outputIndex": p.output_index,
             })
         })
         .collect();

@@ -6,6 +6,7 @@
 //! - public-pool's endpoints (`/api/client/{address}` and below, `/api/info`,
 //!   `/api/info/chart`, `/api/pool`, `/api/network`), which NerdMiner firmware and
 //!   home-miner apps read ([`publicpool`]);
+//! - what the current job's coinbase pays, with coinbase payouts ([`coinbase`]);
 //! - Prometheus `/metrics` ([`metrics`]);
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
 //!   JSON API from the browser, so it needs no build step and shows what the API shows.
@@ -15,6 +16,7 @@
 //! 404 for an unknown pool id or address, 400 for bad parameters, 503 when the figure needs
 //! a database that is not configured or not answering.
 
+pub mod coinbase;
 pub mod metrics;
 pub mod miningcore;
 pub mod publicpool;
@@ -34,11 +36,13 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::chain::jobs::Job;
 use crate::chain::node::Node;
-use crate::config::{Mode, PoolConfig};
+use crate::config::{Mode, PayoutMethod, PoolConfig};
 use crate::observe::stats::PoolStats;
 use crate::store::Store;
 use crate::store::writer::WriterStats;
+use tokio::sync::watch;
 
 /// The settings the API shows, fixed at start.
 #[derive(Clone, Debug)]
@@ -65,6 +69,8 @@ pub struct PoolFacts {
     pub payments: bool,
     /// Least payment, satoshis.
     pub threshold: u64,
+    /// Wallet payments or coinbase payouts.
+    pub method: PayoutMethod,
 }
 
 impl PoolFacts {
@@ -82,6 +88,7 @@ impl PoolFacts {
             confirmations: config.payouts.confirmations,
             payments: config.payouts.payments,
             threshold: config.payouts.threshold,
+            method: config.payouts.method,
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct ApiState {
     pub leading: Arc<AtomicBool>,
     /// The nodes, in order of preference (`/api/network` asks them).
     pub nodes: Vec<Node>,
+    /// The current job (`/api/coinbase` shows its outputs).
+    pub job: watch::Receiver<Option<Arc<Job>>>,
 }
 
 /// The router: the dashboard, the JSON API and `/metrics`.
@@ -119,6 +128,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/pools/{id}/blocks", get(miningcore::blocks))
         .route("/api/pools/{id}/payments", get(miningcore::payments))
+        .route("/api/coinbase", get(coinbase::current))
+        .route("/api/coinbase/{address}", get(coinbase::of_address))
         .route("/api/client/{address}", get(publicpool::client))
         .route("/api/client/{address}/chart", get(publicpool::client_chart))
         .route("/api/client/{address}/{worker}", get(publicpool::worker))
