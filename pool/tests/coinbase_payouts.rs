@@ -2,8 +2,10 @@
 //! at different speeds, blocks found; every block's coinbase, as the node's `getblock`
 //! shows it, pays exactly what the pool recorded for it (each miner's output at its index,
 //! the pool's output last, the sum the block's reward), the first block of an empty window
-//! pays the pool alone, both miners get paid, and confirmed blocks credit no balance (the
-//! coinbase paid them) while their credits are what the coinbase paid.
+//! pays the pool alone, both miners get paid (with one output slot for miners, in turns:
+//! what one block could not pay is carried and paid by a later one), confirmed blocks
+//! credit no balance (the coinbase paid them) while their credits are what the coinbase
+//! paid, and after 100 more blocks the miners' wallet holds exactly what the pool recorded.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -26,7 +28,8 @@ async fn coinbases_pay_the_window_directly() {
     let mut cfg = setup.config();
     cfg.payouts.method = PayoutMethod::Coinbase;
     cfg.payouts.min_output = 1000;
-    cfg.payouts.max_outputs = 10;
+    // One output for miners: each coinbase pays one, the other is carried.
+    cfg.payouts.max_outputs = 2;
     cfg.payouts.confirmations = 1;
     cfg.payouts.check_secs = 1;
     cfg.payouts.freeze_delay_secs = 1;
@@ -35,13 +38,13 @@ async fn coinbases_pay_the_window_directly() {
     let db = pool.running.store.clone().unwrap().db().clone();
     let alice = setup.pair.node(1).new_address().unwrap();
     let bob = setup.pair.node(1).new_address().unwrap();
-    let _miners = [
+    let miners = [
         start_miner_with(pool.port(), &format!("{alice}.a"), &format!("x,d={D_A}")),
         start_miner_with(pool.port(), &format!("{bob}.b"), &format!("x,d={D_B}")),
     ];
     // Enough blocks that later ones are split by a window holding both miners.
-    let blocks = pool.accepted_blocks(8, Duration::from_secs(120)).await;
-    assert!(blocks.len() >= 8);
+    let blocks = pool.accepted_blocks(10, Duration::from_secs(120)).await;
+    assert!(blocks.len() >= 10);
     until(
         "coinbase rows and decisions",
         Duration::from_secs(60),
@@ -52,7 +55,7 @@ async fn coinbases_pay_the_window_directly() {
         .fetch_one(&db)
         .await
         .unwrap();
-            decided >= 8
+            decided >= 10
         },
     )
     .await;
@@ -126,6 +129,15 @@ async fn coinbases_pay_the_window_directly() {
         "the first block, with an empty window, pays the pool alone"
     );
     assert!(paid_alice && paid_bob, "both miners were paid in coinbases");
+    let carried_paid: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM coinbase_payouts WHERE paid > credit")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        carried_paid > 0,
+        "a carried balance was paid by a later coinbase"
+    );
 
     // Confirmed: credits are what the coinbases paid; no balance to pay from a wallet.
     let balances: i64 = sqlx::query_scalar("SELECT count(*) FROM balances")
@@ -179,5 +191,42 @@ async fn coinbases_pay_the_window_directly() {
     );
     assert!(first["outputIndex"].is_number());
     assert!(first["amount"].as_f64().unwrap() > 0.0);
+
+    // Maturity: the miners' wallet (node 1's) holds what the coinbases paid them.
+    drop(miners);
     pool.stop().await;
+    setup.pair.wait_synced().unwrap();
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(paid), 0)::bigint FROM coinbase_payouts WHERE address = ANY($1)",
+    )
+    .bind(vec![alice.clone(), bob.clone()])
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let tip = node.height().unwrap();
+    let scripts = [script_of(&alice), script_of(&bob)];
+    let mut on_chain = 0u64;
+    for height in 1..=tip {
+        let hash = node
+            .call("getblockhash", serde_json::json!([height]))
+            .unwrap();
+        for (value, script) in coinbase_outputs(node, hash.as_str().unwrap()) {
+            if scripts.contains(&script) {
+                on_chain += value;
+            }
+        }
+    }
+    assert_eq!(
+        on_chain as i64, recorded,
+        "the chain pays what the pool recorded"
+    );
+    node.generate(101).unwrap();
+    setup.pair.wait_synced().unwrap();
+    let balance = setup
+        .pair
+        .node(1)
+        .call("getbalance", serde_json::json!([]))
+        .unwrap();
+    let balance = (balance.as_f64().unwrap() * 1e8).round() as i64;
+    assert_eq!(balance, recorded, "mature in the miners' wallet");
 }

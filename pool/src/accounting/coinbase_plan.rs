@@ -3,10 +3,11 @@
 //! coinbases could not pay.
 //!
 //! What each address is owed is its credit from this split plus its carried balance.
-//! Addresses owed at least `min_output` are paid in full, largest first (ties by address),
-//! while there are output slots (`max_outputs`, one of them the pool's) and the reward
-//! covers them. Everyone else is carried: their credit goes into the pool's output this
-//! time, and their balance grows by it. So the pool's output is
+//! Addresses owed at least `min_output` are paid, largest first (ties by address), while
+//! there are output slots (`max_outputs`, one of them the pool's): in full while the reward
+//! covers them, the last one in part (what is left, when that is at least `min_output`).
+//! Everyone else is carried: their credit goes into the pool's output this time, and their
+//! balance grows by it. So the pool's output is
 //!
 //! ```text
 //! pool = fee + residue + credits of the carried - carried balances paid out now
@@ -15,9 +16,9 @@
 //! and the outputs always add up to the reward exactly. The pool holds the carried
 //! balances (they went into its own output of earlier blocks) until a later coinbase pays
 //! them. An address is carried while it is owed less than `min_output`, while
-//! `max_outputs - 1` addresses are owed more, or while the reward left cannot cover what it
-//! is owed (a carried balance is paid out of the pool's part of a later reward). What the
-//! pool holds is therefore bounded by the dust and cap rules: [`Plan::carried_total`].
+//! `max_outputs - 1` addresses are owed more, or while the reward left is dust (a carried
+//! balance is paid out of the pool's part of a later reward, in part if need be).
+//! [`Plan::carried_total`] is what the pool holds for miners.
 
 use std::collections::BTreeMap;
 
@@ -85,18 +86,26 @@ pub fn plan(
         if outputs.len() == slots {
             break;
         }
-        // A carried balance is paid out of this reward: only while the reward covers it.
-        if paid_total + amount > reward {
+        // A carried balance is paid out of this reward: in full while the reward covers
+        // it, else in part (what is left of the reward, if that is not dust), so that a
+        // balance larger than any one reward is still paid down.
+        let pay = amount.min(reward - paid_total);
+        if pay < min_output || pay == Amount::ZERO {
             continue;
         }
-        paid_total += amount;
-        outputs.push((address.to_string(), amount));
+        paid_total += pay;
+        outputs.push((address.to_string(), pay));
     }
     let carried = owed
         .iter()
-        .filter(|(a, _)| !outputs.iter().any(|(p, _)| p == *a))
-        .filter(|(_, (o, _))| *o > Amount::ZERO)
-        .map(|(a, (o, _))| (a.to_string(), *o))
+        .map(|(a, (o, _))| {
+            let paid = outputs
+                .iter()
+                .find(|(p, _)| p == a)
+                .map_or(Amount::ZERO, |(_, n)| *n);
+            (a.to_string(), *o - paid)
+        })
+        .filter(|(_, left)| *left > Amount::ZERO)
         .collect();
     Plan {
         outputs,
@@ -194,6 +203,22 @@ mod tests {
         assert!(p.outputs.is_empty(), "50 sat cannot pay 900");
         assert_eq!(p.pool, sat(50));
         assert_eq!(pairs(&p.carried), vec![("x", 900)]);
+    }
+
+    #[test]
+    fn a_balance_larger_than_the_reward_is_paid_down_in_part() {
+        // Output cap 2: one miner a block. b carries 9,000 and is owed 9,000 + 1,000.
+        let s = split(&[("a", 4000), ("b", 1000)], 5000, 0);
+        let p = plan(&s, &[("b".into(), sat(9000))], 2, sat(100));
+        // b (10,000 owed) comes first but the reward is 10,000 in all: paid 10,000.
+        assert_eq!(pairs(&p.outputs), vec![("b", 10_000)]);
+        assert_eq!(p.pool, sat(0));
+        assert_eq!(pairs(&p.carried), vec![("a", 4000)]);
+        let s = split(&[("a", 4000), ("b", 1000)], 1000, 0);
+        let p = plan(&s, &[("b".into(), sat(20_000))], 3, sat(100));
+        // b is owed 21,000 of a 6,000 reward: it takes all of it; a waits.
+        assert_eq!(pairs(&p.outputs), vec![("b", 6000)]);
+        assert_eq!(pairs(&p.carried), vec![("a", 4000), ("b", 15_000)]);
     }
 
     /// xorshift64*: deterministic cases.
