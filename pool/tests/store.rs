@@ -344,3 +344,86 @@ async fn best_difficulties_by_round_and_all_time_shared_by_two_pools() {
         "the pool, two addresses, three workers"
     );
 }
+
+fn payout_block(hash: &str, height: i64, found_us: i64, rows: &[(&str, u64, u64)]) -> Record {
+    Record::Block(BlockRow {
+        hash: hash.into(),
+        height,
+        found_us,
+        finder: "alice.w1".into(),
+        reward: 10_000,
+        network_difficulty: 1000.0,
+        payout: Some(pool::chain::jobs::Payout {
+            rows: rows
+                .iter()
+                .enumerate()
+                .map(|(i, (a, credit, paid))| pool::chain::jobs::PayoutRow {
+                    address: (*a).into(),
+                    difficulty: 1.0,
+                    credit: *credit,
+                    paid: *paid,
+                    output: (*paid > 0).then_some(i as u32),
+                })
+                .collect(),
+            pool: 10_000 - rows.iter().map(|r| r.2).sum::<u64>(),
+        }),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_balances_skip_orphans_and_two_processes_read_the_same_basis() {
+    let pg = TempPostgres::start().unwrap();
+    let (a, b) = (open(&pg).await, open(&pg).await);
+    let now = pool::clock::now_us();
+    // Block 1: carol's 800 is carried. Block 2 (a replay of its write changes nothing):
+    // carol is paid 1,000 (200 + 800 carried); dave's 300 carried.
+    a.write(&history(now - 20 * MINUTE)).await.unwrap();
+    a.write(&[payout_block(
+        "b1",
+        101,
+        now - 10 * MINUTE,
+        &[("alice", 9000, 9000), ("carol", 800, 0)],
+    )])
+    .await
+    .unwrap();
+    let two = payout_block(
+        "b2",
+        102,
+        now - 5 * MINUTE,
+        &[
+            ("alice", 8500, 8500),
+            ("carol", 200, 1000),
+            ("dave", 300, 0),
+        ],
+    );
+    a.write(std::slice::from_ref(&two)).await.unwrap();
+    b.write(std::slice::from_ref(&two)).await.unwrap();
+    let sat = protocol::Amount::from_sat;
+    assert_eq!(
+        a.carried_balances().await.unwrap(),
+        vec![("dave".to_string(), sat(300))]
+    );
+    // Orphan block 2: its rows stop counting. The 1,000 it paid carol is gone with it, so
+    // she is owed her 800 again, and dave's 300 never existed.
+    assert!(a.orphan("b2").await.unwrap());
+    assert_eq!(
+        a.carried_balances().await.unwrap(),
+        vec![("carol".to_string(), sat(800))]
+    );
+    // The tracker's view of a coinbase block: the pool's output and what each was paid.
+    let (pool_part, rows) = b.coinbase_payout_of("b1").await.unwrap().unwrap();
+    assert_eq!(pool_part, sat(1000));
+    assert_eq!(rows[0], ("alice".to_string(), 1.0, sat(9000)));
+    assert!(b.coinbase_payout_of("nope").await.unwrap().is_none());
+    // Two processes on one database read the same basis: window and carried balances.
+    let size = 500.0;
+    let end = now - MINUTE;
+    assert_eq!(
+        a.pplns_window(end, size).await.unwrap(),
+        b.pplns_window(end, size).await.unwrap()
+    );
+    assert_eq!(
+        a.carried_balances().await.unwrap(),
+        b.carried_balances().await.unwrap()
+    );
+}
