@@ -27,6 +27,7 @@ use crate::accounting::payments::Payer;
 use crate::accounting::tracker::Tracker;
 use crate::chain::blocks::{self, BlockRecord};
 use crate::chain::feed::{self, FeedOptions};
+use crate::chain::jobs::FoundPayouts;
 use crate::chain::jobs::{CoinbaseSettings, Job, JobMaker};
 use crate::chain::node::Node;
 use crate::chain::template::Template;
@@ -249,7 +250,9 @@ pub async fn start(
             ))
         })
         .collect();
-    // Coinbase payouts: a task keeps the window fresh, the job maker splits by it.
+    // Coinbase payouts: a task keeps the window fresh, the job maker splits by it and by
+    // the blocks found here that the database may not have yet.
+    let found_payouts = Arc::new(FoundPayouts::default());
     let mut basis_task = None;
     let coinbase_jobs = match (&store, &pool_script) {
         (Some(store), Some(script)) if config.payouts.method == PayoutMethod::Coinbase => {
@@ -284,6 +287,7 @@ pub async fn start(
             job_tx,
             stats.clone(),
             coinbase_jobs,
+            found_payouts.clone(),
         )),
     ];
     tasks.extend(basis_task);
@@ -360,6 +364,7 @@ pub async fn start(
         kick,
         stats.clone(),
         shares.as_ref().map(|s| s.writer.clone()),
+        found_payouts,
     )));
     let mut shared = Shared::new(
         settings,
@@ -453,6 +458,7 @@ async fn make_jobs(
     jobs: watch::Sender<Option<Arc<Job>>>,
     stats: Arc<PoolStats>,
     mut coinbase: Option<CoinbaseJobs>,
+    found_payouts: Arc<FoundPayouts>,
 ) {
     let mut last: Option<Arc<Job>> = None;
     loop {
@@ -484,7 +490,7 @@ async fn make_jobs(
             None => None,
             Some((payouts, basis)) => {
                 let basis = basis.borrow_and_update().clone();
-                match payouts.paying(&template, basis.as_deref()) {
+                match payouts.paying(&template, basis.as_deref(), &found_payouts.recent()) {
                     Ok((outputs, payout)) => Some((outputs, Arc::new(payout))),
                     Err(e) => {
                         error!(error = %e, "cannot split this coinbase; miners keep the last job");

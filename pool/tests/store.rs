@@ -410,6 +410,14 @@ async fn carried_balances_skip_orphans_and_two_processes_read_the_same_basis() {
         a.carried_balances().await.unwrap(),
         vec![("carol".to_string(), sat(800))]
     );
+    // The job maker's read: the same balances and the blocks they count, newest first.
+    assert_eq!(
+        a.carried_with_blocks(64).await.unwrap(),
+        (
+            vec![("carol".to_string(), sat(800))],
+            vec!["b1".to_string()]
+        )
+    );
     // The tracker's view of a coinbase block: the pool's output and what each was paid.
     let (pool_part, rows) = b.coinbase_payout_of("b1").await.unwrap().unwrap();
     assert_eq!(pool_part, sat(1000));

@@ -35,6 +35,8 @@ pub struct Basis {
     pub size: f64,
     /// Balances carried from earlier coinbases.
     pub carried: Vec<(String, Amount)>,
+    /// The newest coinbase-payout blocks those balances count (display hashes).
+    pub blocks: Vec<String>,
 }
 
 /// The settings a coinbase split needs.
@@ -69,14 +71,18 @@ impl Payouts {
 
     /// The outputs and payout record of `template`'s coinbase from `basis` (everything to
     /// the pool without one: a new pool, or a database not read yet).
+    /// `found`: payouts of blocks this process found lately, counted here when the basis
+    /// does not count them yet.
     pub fn paying(
         &self,
         template: &Template,
         basis: Option<&Basis>,
+        found: &[(String, Arc<Payout>)],
     ) -> Result<(Vec<CoinbaseOutput>, Payout), String> {
         let reward = Amount::from_sat(template.checked.coinbase_value);
         let empty = Basis::default();
         let basis = basis.unwrap_or(&empty);
+        let carried = with_found(&basis.carried, &basis.blocks, found);
         let split = pplns::split(
             reward,
             self.fee_ppm,
@@ -84,11 +90,35 @@ impl Payouts {
             &basis.weights,
             self.unfilled,
         );
-        let plan = coinbase_plan::plan(&split, &basis.carried, self.max_outputs, self.min_output);
+        let plan = coinbase_plan::plan(&split, &carried, self.max_outputs, self.min_output);
         let outputs = coinbase_plan::outputs(&plan, &self.pool_script, self.network)
             .map_err(|e| e.to_string())?;
         Ok((outputs, payout(&plan, &split.credits, &basis.weights)))
     }
+}
+
+/// `carried` (which counts `counted` blocks) with the payouts of `found` blocks it does not
+/// count yet: each adds its credit and takes what it paid.
+fn with_found(
+    carried: &[(String, Amount)],
+    counted: &[String],
+    found: &[(String, Arc<Payout>)],
+) -> Vec<(String, Amount)> {
+    let mut owed: std::collections::BTreeMap<String, i128> = carried
+        .iter()
+        .map(|(a, n)| (a.clone(), i128::from(n.to_sat())))
+        .collect();
+    for (hash, payout) in found.iter().filter(|(h, _)| !counted.contains(h)) {
+        let _ = hash;
+        for row in &payout.rows {
+            *owed.entry(row.address.clone()).or_default() +=
+                i128::from(row.credit) - i128::from(row.paid);
+        }
+    }
+    owed.into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(a, n)| (a, Amount::from_sat(u64::try_from(n).unwrap_or(u64::MAX))))
+        .collect()
 }
 
 /// The record of a plan: every address with a credit, a payment or a carried balance.
@@ -152,11 +182,13 @@ pub async fn refresh(
         let size = window_factor * network;
         let read = async {
             let window = store.pplns_window(now_us(), size).await?;
-            let carried = store.carried_balances().await?;
+            // One statement: the balances and the blocks they count agree.
+            let (carried, blocks) = store.carried_with_blocks(64).await?;
             Ok::<_, crate::store::StoreError>(Basis {
                 weights: window.weights,
                 size,
                 carried,
+                blocks,
             })
         };
         match read.await {
@@ -183,6 +215,38 @@ pub async fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_found_here_counts_before_the_database_has_it() {
+        let payout = Arc::new(Payout {
+            rows: vec![
+                PayoutRow {
+                    address: "carol".into(),
+                    difficulty: 1.0,
+                    credit: 200,
+                    paid: 1000,
+                    output: Some(1),
+                },
+                PayoutRow {
+                    address: "dave".into(),
+                    difficulty: 1.0,
+                    credit: 300,
+                    paid: 0,
+                    output: None,
+                },
+            ],
+            pool: 0,
+        });
+        let carried = vec![("carol".to_string(), Amount::from_sat(800))];
+        let found = vec![("b2".to_string(), payout)];
+        // Not in the database yet: carol's 800 was just paid, dave now carries 300.
+        assert_eq!(
+            with_found(&carried, &["b1".into()], &found),
+            vec![("dave".to_string(), Amount::from_sat(300))]
+        );
+        // Once the basis counts it, memory adds nothing.
+        assert_eq!(with_found(&carried, &["b2".into()], &found), carried);
+    }
 
     #[test]
     fn the_record_names_credits_payments_and_output_indexes() {

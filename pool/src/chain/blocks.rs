@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
+use crate::chain::jobs::FoundPayouts;
 use crate::chain::node::Node;
 use crate::observe::notify::Note;
 use crate::observe::stats::PoolStats;
@@ -51,6 +52,7 @@ pub async fn run(
     kick: Arc<Notify>,
     stats: Arc<PoolStats>,
     store: Option<mpsc::Sender<Submission>>,
+    found_payouts: Arc<FoundPayouts>,
 ) {
     let mut done: HashSet<Hash256> = HashSet::new();
     let mut unsent = Unsent::default();
@@ -67,6 +69,9 @@ pub async fn run(
             stats.block_accepted();
             kick.notify_one();
             info!(height = record.height, hash = %record.hash, user = %record.user, reward = record.reward, "block found and accepted");
+            if let Some(payout) = &block.payout {
+                found_payouts.add(record.hash.to_string(), payout.clone());
+            }
             stats.notify.send(Note::BlockFound {
                 height: record.height,
                 hash: record.hash.to_string(),

@@ -66,6 +66,39 @@ pub struct Payout {
     pub pool: u64,
 }
 
+/// Payouts of the blocks this process found lately, newest last: the job maker counts
+/// them before PostgreSQL has them (the share writer's lag), so that a carried balance one
+/// block just paid is not paid again by the next block's first job.
+#[derive(Debug, Default)]
+pub struct FoundPayouts(std::sync::Mutex<std::collections::VecDeque<(String, Arc<Payout>)>>);
+
+impl FoundPayouts {
+    /// Kept at most.
+    const KEEP: usize = 16;
+
+    /// A block (display hash) whose coinbase paid `payout` was accepted.
+    pub fn add(&self, hash: String, payout: Arc<Payout>) {
+        let mut q = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.push_back((hash, payout));
+        while q.len() > Self::KEEP {
+            q.pop_front();
+        }
+    }
+
+    /// The recent ones.
+    pub fn recent(&self) -> Vec<(String, Arc<Payout>)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
 /// One address in a [`Payout`].
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PayoutRow {

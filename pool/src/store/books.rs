@@ -219,6 +219,38 @@ impl Store {
             .collect())
     }
 
+    /// [`Store::carried_balances`] and the newest `limit` coinbase-payout blocks they
+    /// count (display hashes), read in one statement so that both see the same blocks.
+    pub async fn carried_with_blocks(
+        &self,
+        limit: i64,
+    ) -> Result<(Vec<(String, Amount)>, Vec<String>), StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "WITH counted AS (
+                 SELECT hash, found_at FROM blocks
+                 WHERE coinbase_pool IS NOT NULL AND status <> 'orphaned')
+             (SELECT 'block', hash, 0::bigint FROM counted ORDER BY found_at DESC LIMIT $1)
+             UNION ALL
+             SELECT 'carried', p.address, sum(p.credit - p.paid)::bigint
+             FROM coinbase_payouts p JOIN counted c ON c.hash = p.block_hash
+             GROUP BY p.address HAVING sum(p.credit - p.paid) > 0",
+        )
+        .bind(limit)
+        .fetch_all(self.db())
+        .await?;
+        let mut carried = Vec::new();
+        let mut blocks = Vec::new();
+        for (kind, key, amount) in rows {
+            if kind == "block" {
+                blocks.push(key);
+            } else {
+                carried.push((key, Amount::from_sat(u64::try_from(amount).unwrap_or(0))));
+            }
+        }
+        carried.sort();
+        Ok((carried, blocks))
+    }
+
     /// A coinbase-payout block's payouts: the pool's output and (address, difficulty,
     /// paid) per address; `None` for a block that paid the pool alone.
     pub async fn coinbase_payout_of(
