@@ -360,11 +360,13 @@ pub async fn start(
         nodes,
         config.data_dir.clone(),
         block_rx,
-        found_tx,
+        blocks::Accepted {
+            found: found_tx,
+            store: shares.as_ref().map(|s| s.writer.clone()),
+            payouts: found_payouts,
+        },
         kick,
         stats.clone(),
-        shares.as_ref().map(|s| s.writer.clone()),
-        found_payouts,
     )));
     let mut shared = Shared::new(
         settings,

@@ -43,17 +43,31 @@ pub struct BlockRecord {
     pub results: Vec<(String, Value)>,
 }
 
+/// Where an accepted block is told besides the node: the report channel (tests read it),
+/// the store's writer (with a database), and the coinbase payouts found here.
+pub struct Accepted {
+    /// Every submission's report; dropped when nobody reads.
+    pub found: mpsc::Sender<BlockRecord>,
+    /// The store's writer.
+    pub store: Option<mpsc::Sender<Submission>>,
+    /// Payouts of blocks found here, for the next jobs' carried balances.
+    pub payouts: Arc<FoundPayouts>,
+}
+
 /// Runs until the channel closes (every session and the server have ended).
 pub async fn run(
     nodes: Vec<Node>,
     data_dir: PathBuf,
     mut candidates: mpsc::Receiver<BlockEvent>,
-    found: mpsc::Sender<BlockRecord>,
+    accepted: Accepted,
     kick: Arc<Notify>,
     stats: Arc<PoolStats>,
-    store: Option<mpsc::Sender<Submission>>,
-    found_payouts: Arc<FoundPayouts>,
 ) {
+    let Accepted {
+        found,
+        store,
+        payouts: found_payouts,
+    } = accepted;
     let mut done: HashSet<Hash256> = HashSet::new();
     let mut unsent = Unsent::default();
     while let Some(block) = candidates.recv().await {
