@@ -435,3 +435,110 @@ async fn carried_balances_skip_orphans_and_two_processes_read_the_same_basis() {
         b.carried_balances().await.unwrap()
     );
 }
+
+/// A coinbase-payout job's outputs from the database equal the formula applied to a naive
+/// walk over the raw shares: the window by definition, `pplns::split`, then the plan with
+/// the balances carried by the blocks before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_outputs_follow_the_formula_over_a_naive_walk() {
+    use pool::accounting::coinbase_payouts::{Payouts, read_basis};
+    use pool::accounting::{coinbase_plan, pplns};
+    use protocol::address::{Network, parse};
+    let pg = TempPostgres::start().unwrap();
+    let store = open(&pg).await;
+    let addresses = [
+        "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn",
+        "n3GNqMveyvaPvUbH469vDRadqpJMPc84JA",
+        "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+        "mfxzDH4icnKjpAqADfdzk9Y6PnjSok3zfQ",
+    ];
+    let start = pool::clock::now_us() - 30 * MINUTE;
+    // history()'s shapes with real addresses; the fourth address only a few shares.
+    let records: Vec<Record> = history(start)
+        .into_iter()
+        .map(|r| match r {
+            Record::Share(mut s) => {
+                let i = ["alice", "bob", "carol", "dave"]
+                    .iter()
+                    .position(|n| *n == s.address)
+                    .unwrap();
+                s.address = addresses[if i == 3 && s.uid % 10 != 0 { 0 } else { i }].into();
+                Record::Share(s)
+            }
+            other => other,
+        })
+        .collect();
+    store.write(&records).await.unwrap();
+    // An earlier block left the fourth address a carried balance of 700 sat.
+    store
+        .write(&[payout_block(
+            "b0",
+            99,
+            start - MINUTE,
+            &[(addresses[3], 700, 0)],
+        )])
+        .await
+        .unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("data/gbt-regtest-sv.json")).unwrap();
+    json["transactions"] = serde_json::json!([]);
+    let template = pool::chain::template::Template {
+        checked: protocol::template::BlockTemplate::from_json(&json)
+            .unwrap()
+            .validate()
+            .unwrap(),
+        node: "test".into(),
+        fetch_time: Duration::ZERO,
+    };
+    let config = pool::config::PayoutsConfig {
+        min_output: 20_000_000,
+        max_outputs: 4,
+        ..Default::default()
+    };
+    let pool_script = parse(addresses[0], Network::Regtest).unwrap().script_pubkey;
+    let payouts = Payouts::new(&config, pool_script.clone(), Network::Regtest);
+    let reward = protocol::Amount::from_sat(template.checked.coinbase_value);
+    for (end, size) in [
+        (start + 5 * MINUTE, 900.0),
+        (start + 11 * MINUTE + 123_456, 4000.0),
+        (start + 40 * MINUTE, 1e9),
+    ] {
+        let basis = read_basis(&store, size, end).await.unwrap();
+        let (outputs, payout) = payouts.paying(&template, Some(&basis), &[]).unwrap();
+        // By definition: the naive window, the split, the plan.
+        let mut weights: Vec<pplns::Weight> = naive_window(&records, end, size)
+            .into_iter()
+            .map(|(address, difficulty)| pplns::Weight {
+                address,
+                difficulty,
+            })
+            .collect();
+        pplns::sort_weights(&mut weights);
+        assert_eq!(weights.len(), basis.weights.len());
+        for (w, b) in weights.iter().zip(&basis.weights) {
+            assert_eq!(w.address, b.address);
+            assert!((w.difficulty - b.difficulty).abs() <= 1e-9 * w.difficulty.max(1.0));
+        }
+        let split = pplns::split(
+            reward,
+            pplns::fee_ppm(config.fee_percent),
+            size,
+            &weights,
+            config.unfilled,
+        );
+        let carried = vec![(addresses[3].to_string(), protocol::Amount::from_sat(700))];
+        let plan = coinbase_plan::plan(
+            &split,
+            &carried,
+            config.max_outputs,
+            protocol::Amount::from_sat(config.min_output),
+        );
+        let want = coinbase_plan::outputs(&plan, &pool_script, Network::Regtest).unwrap();
+        assert_eq!(outputs, want, "window ending {end}, size {size}");
+        assert_eq!(
+            outputs.iter().map(|o| o.value).sum::<u64>(),
+            reward.to_sat()
+        );
+        assert_eq!(payout.pool, plan.pool.to_sat());
+    }
+}

@@ -157,6 +157,23 @@ fn payout(plan: &Plan, credits: &[(String, Amount)], weights: &[Weight]) -> Payo
     }
 }
 
+/// The basis of a window of `size` ending at `end_us`, from the database.
+pub async fn read_basis(
+    store: &Store,
+    size: f64,
+    end_us: i64,
+) -> Result<Basis, crate::store::StoreError> {
+    let window = store.pplns_window(end_us, size).await?;
+    // One statement: the balances and the blocks they count agree.
+    let (carried, blocks) = store.carried_with_blocks(64).await?;
+    Ok(Basis {
+        weights: window.weights,
+        size,
+        carried,
+        blocks,
+    })
+}
+
 /// Keeps `basis` fresh: at every new template and every `every`, until `cancel`.
 pub async fn refresh(
     store: Store,
@@ -180,18 +197,7 @@ pub async fn refresh(
         };
         let network = protocol::Difficulty::of_target(&template.checked.target).get();
         let size = window_factor * network;
-        let read = async {
-            let window = store.pplns_window(now_us(), size).await?;
-            // One statement: the balances and the blocks they count agree.
-            let (carried, blocks) = store.carried_with_blocks(64).await?;
-            Ok::<_, crate::store::StoreError>(Basis {
-                weights: window.weights,
-                size,
-                carried,
-                blocks,
-            })
-        };
-        match read.await {
+        match read_basis(&store, size, now_us()).await {
             Ok(b) => {
                 if b.weights.is_empty() && !logged_empty {
                     info!("the PPLNS window is empty: coinbases pay the pool's address alone");
