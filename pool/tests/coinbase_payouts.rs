@@ -22,6 +22,74 @@ use sqlx::Row;
 const D_A: &str = "2.3283064365386963e-10";
 const D_B: &str = "1.1641532182693481e-10";
 
+/// Checks every stored block against its coinbase on the chain; returns which addresses
+/// were paid and how many blocks paid the pool alone.
+async fn check_blocks(
+    db: &sqlx::PgPool,
+    node: &testkit::Node,
+    pool_address: &str,
+) -> (std::collections::BTreeSet<String>, usize) {
+    let pool_script = script_of(pool_address);
+    let mut paid_to = std::collections::BTreeSet::new();
+    let mut pool_alone = 0;
+    let stored = sqlx::query("SELECT hash, reward, coinbase_pool FROM blocks ORDER BY height")
+        .fetch_all(db)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    for row in &stored {
+        let hash: String = row.get("hash");
+        let reward: i64 = row.get("reward");
+        let pool_part: Option<i64> = row.get("coinbase_pool");
+        let pool_part = pool_part.expect("every block of a coinbase-payout pool has its record");
+        let outputs = coinbase_outputs(node, &hash);
+        let paying: u64 = outputs.iter().map(|(v, _)| *v).sum();
+        assert_eq!(
+            paying, reward as u64,
+            "{hash}: the coinbase pays the whole reward"
+        );
+        let rows = sqlx::query(
+            "SELECT address, paid, output_index FROM coinbase_payouts
+             WHERE block_hash = $1 ORDER BY output_index NULLS LAST, address",
+        )
+        .bind(&hash)
+        .fetch_all(db)
+        .await
+        .unwrap();
+        let mut paid_total = 0i64;
+        let mut miners = 0;
+        for r in &rows {
+            let address: String = r.get("address");
+            let paid: i64 = r.get("paid");
+            let index: Option<i32> = r.get("output_index");
+            match index {
+                Some(i) => {
+                    let (value, script) = &outputs[i as usize];
+                    assert_eq!(*value as i64, paid, "{hash}: {address}'s output");
+                    assert_eq!(*script, script_of(&address), "{hash}: output {i}");
+                    paid_total += paid;
+                    miners += 1;
+                    paid_to.insert(address);
+                }
+                None => assert_eq!(paid, 0, "{hash}: {address} is carried, not paid"),
+            }
+        }
+        // The pool's output comes after the miners'.
+        if pool_part > 0 {
+            assert_eq!(
+                outputs[miners],
+                (pool_part as u64, pool_script.clone()),
+                "{hash}"
+            );
+        }
+        assert_eq!(paid_total + pool_part, reward, "{hash}: the record adds up");
+        if rows.is_empty() {
+            pool_alone += 1;
+        }
+    }
+    (paid_to, pool_alone)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbases_pay_the_window_directly() {
     let setup = Setup::start();
@@ -61,69 +129,8 @@ async fn coinbases_pay_the_window_directly() {
     .await;
 
     let node = setup.pair.node(0);
-    let pool_script = script_of(&setup.pool_address);
-    let mut paid_alice = false;
-    let mut paid_bob = false;
-    let mut pool_alone = 0;
-    let stored = sqlx::query("SELECT hash, reward, coinbase_pool FROM blocks ORDER BY height")
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    assert!(stored.len() >= 8);
-    for row in &stored {
-        let hash: String = row.get("hash");
-        let reward: i64 = row.get("reward");
-        let pool_part: Option<i64> = row.get("coinbase_pool");
-        let pool_part = pool_part.expect("every block of a coinbase-payout pool has its record");
-        let outputs = coinbase_outputs(node, &hash);
-        let paying: Vec<&(u64, Vec<u8>)> = outputs.iter().filter(|(v, _)| *v > 0).collect();
-        assert_eq!(
-            paying.iter().map(|(v, _)| *v).sum::<u64>(),
-            reward as u64,
-            "{hash}: the coinbase pays the whole reward"
-        );
-        let rows = sqlx::query(
-            "SELECT address, credit, paid, output_index FROM coinbase_payouts
-             WHERE block_hash = $1 ORDER BY output_index NULLS LAST, address",
-        )
-        .bind(&hash)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-        let mut paid_total = 0i64;
-        for r in &rows {
-            let address: String = r.get("address");
-            let paid: i64 = r.get("paid");
-            let index: Option<i32> = r.get("output_index");
-            match index {
-                Some(i) => {
-                    let (value, script) = &outputs[i as usize];
-                    assert_eq!(*value as i64, paid, "{hash}: {address}'s output");
-                    assert_eq!(*script, script_of(&address), "{hash}: output {i}");
-                    paid_total += paid;
-                    paid_alice |= address == alice;
-                    paid_bob |= address == bob;
-                }
-                None => assert_eq!(paid, 0, "{hash}: {address} is carried, not paid"),
-            }
-        }
-        // The pool's output comes after the miners'.
-        let miners = rows
-            .iter()
-            .filter(|r| r.get::<Option<i32>, _>("output_index").is_some())
-            .count();
-        if pool_part > 0 {
-            assert_eq!(
-                outputs[miners],
-                (pool_part as u64, pool_script.clone()),
-                "{hash}"
-            );
-        }
-        assert_eq!(paid_total + pool_part, reward, "{hash}: the record adds up");
-        if rows.is_empty() {
-            pool_alone += 1;
-        }
-    }
+    let (paid_to, pool_alone) = check_blocks(&db, node, &setup.pool_address).await;
+    let (paid_alice, paid_bob) = (paid_to.contains(&alice), paid_to.contains(&bob));
     assert!(
         pool_alone >= 1,
         "the first block, with an empty window, pays the pool alone"
@@ -229,4 +236,50 @@ async fn coinbases_pay_the_window_directly() {
         .unwrap();
     let balance = (balance.as_f64().unwrap() * 1e8).round() as i64;
     assert_eq!(balance, recorded, "mature in the miners' wallet");
+}
+
+/// The same over Stratum V2: one miner on an extended channel, one on a standard channel
+/// (whose merkle root the pool computes from the same coinbase).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_channels_mine_coinbases_that_pay_the_window() {
+    use common::v2::{authority, v2_config};
+    use miner::client::{ChannelKind, PoolUrl};
+    let setup = Setup::start();
+    let mut cfg = setup.config();
+    cfg.payouts.method = PayoutMethod::Coinbase;
+    cfg.payouts.min_output = 1000;
+    cfg.jobs.refresh_secs = 1;
+    cfg.stratum.v2 = Some(v2_config());
+    let mut pool = TestPool::start(cfg).await;
+    let db = pool.running.store.clone().unwrap().db().clone();
+    let url = PoolUrl::v2(
+        "127.0.0.1",
+        pool.running.v2_addr.unwrap().port(),
+        authority(),
+    );
+    let extended = setup.pair.node(1).new_address().unwrap();
+    let standard = setup.pair.node(1).new_address().unwrap();
+    let miners = [
+        start_miner_on(vec![url.clone()], &extended, ChannelKind::Extended),
+        start_miner_on(vec![url], &standard, ChannelKind::Standard),
+    ];
+    pool.accepted_blocks(6, Duration::from_secs(120)).await;
+    until("both V2 miners paid", Duration::from_secs(60), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT address) FROM coinbase_payouts WHERE paid > 0",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        n >= 2
+    })
+    .await;
+    drop(miners);
+    pool.stop().await;
+    setup.pair.wait_synced().unwrap();
+    let (paid_to, _) = check_blocks(&db, setup.pair.node(0), &setup.pool_address).await;
+    assert!(
+        paid_to.contains(&extended) && paid_to.contains(&standard),
+        "{paid_to:?}"
+    );
 }
