@@ -4,6 +4,11 @@
 //!
 //! `BENCH_SHARES` sets the number of shares (default 10,000,000); the shares are spread
 //! over 1,000 addresses at 1,000 shares per second, so the window spans about 2.8 hours.
+//!
+//! Coinbase payouts (`payouts.method = "coinbase"`) read that window for every job, plus
+//! the carried balances over every coinbase-payout block: this times that read over 10,000
+//! blocks of 100 payout rows each (a million rows), and the split and plan of a job's
+//! coinbase from the 1,000-address window.
 
 use std::time::{Duration, Instant};
 
@@ -101,6 +106,72 @@ async fn run(pg: &TempPostgres, shares: i64) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+
+    // Coinbase payouts: 10,000 blocks of 100 rows, all paid but every tenth row of the
+    // last ten blocks (carried, as the output cap would leave them).
+    sqlx::query(
+        "INSERT INTO blocks (hash, height, found_at, finder, reward, network_difficulty,
+                             coinbase_pool)
+         SELECT 'b' || i, i, micros_to_ts($1 - (10000 - i)::bigint * 1000000), 'addr0', 5000000000,
+                1e6, 50000000
+         FROM generate_series(1, 10000) AS i",
+    )
+    .bind(start)
+    .execute(db)
+    .await
+    .expect("blocks");
+    sqlx::query(
+        "INSERT INTO coinbase_payouts (block_hash, address, difficulty, credit, paid,
+                                       output_index)
+         SELECT 'b' || i, 'addr' || ((i * 100 + j) % $1), 1.0, 49000000,
+                CASE WHEN j % 10 = 0 AND i > 9990 THEN 0 ELSE 49000000 END, j
+         FROM generate_series(1, 10000) AS i, generate_series(0, 99) AS j",
+    )
+    .bind(ADDRESSES)
+    .execute(db)
+    .await
+    .expect("payout rows");
+    sqlx::query("VACUUM ANALYZE")
+        .execute(db)
+        .await
+        .expect("vacuum");
+    let mut carried_times = Vec::new();
+    let mut carried = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        carried = store.carried_with_blocks(64).await.expect("carried").0;
+        carried_times.push(t.elapsed().as_secs_f64());
+    }
+    let window = store.pplns_window(end, size).await.expect("window");
+    let mut plan_times = Vec::new();
+    let mut outputs = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let split = pool::accounting::pplns::split(
+            protocol::Amount::from_sat(312_500_000),
+            pool::accounting::pplns::fee_ppm(1.0),
+            size,
+            &window.weights,
+            pool::config::Unfilled::ShareAll,
+        );
+        let plan = pool::accounting::coinbase_plan::plan(
+            &split,
+            &carried,
+            100,
+            protocol::Amount::from_sat(10_000),
+        );
+        plan_times.push(t.elapsed().as_secs_f64());
+        outputs = plan.outputs.len();
+    }
+    println!(
+        "carried balances over 10000 coinbase blocks (1000000 rows, {} carried): median {:.3} s of 5",
+        carried.len(),
+        median(&mut carried_times)
+    );
+    println!(
+        "split and plan of a {ADDRESSES}-address window into {outputs} outputs: median {:.6} s of 20",
+        median(&mut plan_times)
+    );
     println!(
         "pplns_window over {shares} shares (filled {:.0} of {size:.0}): median {:.3} s of 5",
         filled,
