@@ -223,3 +223,57 @@ async fn the_dashboard_shows_the_pools_hashrate_and_a_found_block() {
     assert!(png.len() > 20_000, "a real page, not a blank one");
     pool.stop().await;
 }
+
+/// A coinbase-payout pool: the miner page shows the address's output in the current
+/// coinbase and what the pool carries for it, and lists coinbase outputs as payments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_miner_page_shows_coinbase_payouts() {
+    let setup = Setup::start();
+    let mut cfg = setup.config();
+    cfg.payouts.method = pool::config::PayoutMethod::Coinbase;
+    cfg.payouts.min_output = 1000;
+    cfg.payouts.confirmations = 1;
+    cfg.payouts.check_secs = 1;
+    cfg.payouts.freeze_delay_secs = 1;
+    cfg.jobs.refresh_secs = 1;
+    let mut pool = TestPool::start(cfg).await;
+    let api: SocketAddr = pool.running.api_addr.unwrap();
+    let alice = setup.pair.node(1).new_address().unwrap();
+    let miner = start_miner_with(pool.port(), &format!("{alice}.rig1"), &format!("x,d={D}"));
+    pool.accepted_blocks(3, Duration::from_secs(60)).await;
+    until(
+        "a confirmed coinbase payout to alice",
+        Duration::from_secs(60),
+        || async {
+            let (_, p) = http_json(api, &format!("/api/pools/pool/miners/{alice}/payments")).await;
+            p.as_array().is_some_and(|a| !a.is_empty())
+        },
+    )
+    .await;
+    until(
+        "alice in the current coinbase",
+        Duration::from_secs(30),
+        || async {
+            let (_, c) = http_json(api, &format!("/api/coinbase/{alice}")).await;
+            c["output"].is_object()
+        },
+    )
+    .await;
+    miner.cancel.cancel();
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, stderr) = tokio::task::block_in_place(|| {
+        headless(
+            &format!("http://{api}/#miner={alice}"),
+            profile.path(),
+            &["--dump-dom"],
+        )
+    });
+    assert_no_console_errors(&dom, &stderr, "coinbase miner page");
+    assert!(dom.contains("Output in the current coinbase"), "{dom}");
+    assert!(dom.contains("Carried by the pool"), "{dom}");
+    assert!(
+        dom.contains("coinbase of "),
+        "coinbase outputs listed as payments: {dom}"
+    );
+    pool.stop().await;
+}
