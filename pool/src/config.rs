@@ -536,6 +536,14 @@ impl Default for StratumConfig {
     }
 }
 
+impl VardiffConfig {
+    /// Whether difficulties below 1 are allowed on `network` (`allow_below_one`, by
+    /// default on test networks only).
+    pub fn below_one_allowed(&self, network: Network) -> bool {
+        self.allow_below_one.unwrap_or(network.is_test())
+    }
+}
+
 impl Default for VardiffConfig {
     fn default() -> Self {
         VardiffConfig {
@@ -808,7 +816,8 @@ impl PoolConfig {
                 "min, start and max must be above zero, with min <= max",
             ));
         }
-        if (v.min < 1.0 || v.start < 1.0) && !v.allow_below_one.unwrap_or(network.is_test()) {
+        let below_one = v.below_one_allowed(network);
+        if (v.min < 1.0 || v.start < 1.0) && !below_one {
             return Err(invalid(
                 "vardiff",
                 format!(
@@ -818,7 +827,6 @@ impl PoolConfig {
                 ),
             ));
         }
-        let below_one = v.allow_below_one.unwrap_or(network.is_test());
         for p in &v.profile {
             check_profile(p, below_one, network)?;
         }

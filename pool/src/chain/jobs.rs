@@ -186,16 +186,27 @@ pub fn coinbase_for(
     script_pubkey: &[u8],
     settings: &CoinbaseSettings,
 ) -> Result<Coinbase, CoinbaseError> {
+    let whole = CoinbaseOutput {
+        value: template.coinbase_value,
+        script_pubkey: script_pubkey.to_vec(),
+    };
+    coinbase_paying(template, vec![whole], settings)
+}
+
+/// Builds the coinbase of `template` with these payout outputs (the witness commitment,
+/// if any, after them).
+pub fn coinbase_paying(
+    template: &CheckedTemplate,
+    outputs: Vec<CoinbaseOutput>,
+    settings: &CoinbaseSettings,
+) -> Result<Coinbase, CoinbaseError> {
     Coinbase::build(&CoinbaseSpec {
         height: template.height,
         aux: template.coinbase_aux.clone(),
         pool_tag: settings.pool_tag.clone(),
         extranonce1_len: EXTRANONCE1_SIZE,
         extranonce2_len: settings.extranonce2_size,
-        outputs: vec![CoinbaseOutput {
-            value: template.coinbase_value,
-            script_pubkey: script_pubkey.to_vec(),
-        }],
+        outputs,
         coinbase_value: template.coinbase_value,
         witness_commitment: template_witness_commitment(template)?,
     })
@@ -269,16 +280,7 @@ impl JobMaker {
         let t = &template.checked;
         let (coinbase, payout) = match (&self.pool_script, paying) {
             (_, Some((outputs, payout))) => (
-                Some(Arc::new(Coinbase::build(&CoinbaseSpec {
-                    height: t.height,
-                    aux: t.coinbase_aux.clone(),
-                    pool_tag: self.settings.pool_tag.clone(),
-                    extranonce1_len: EXTRANONCE1_SIZE,
-                    extranonce2_len: self.settings.extranonce2_size,
-                    outputs,
-                    coinbase_value: t.coinbase_value,
-                    witness_commitment: template_witness_commitment(t)?,
-                })?)),
+                Some(Arc::new(coinbase_paying(t, outputs, &self.settings)?)),
                 Some(payout),
             ),
             (Some(script), None) => (

@@ -15,6 +15,8 @@
 
 use std::sync::LazyLock;
 
+use protocol::address::Network;
+
 use crate::config::{ProfileConfig, VardiffConfig};
 use crate::shares::vardiff::Bounds;
 
@@ -101,14 +103,15 @@ fn prefix_of(pattern: &str, text: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(pattern))
 }
 
-/// The first profile matching `user_agent` or `worker`, with its bounds. `below_one`:
-/// whether the operator allows difficulties below 1.
+/// The first profile matching `user_agent` or `worker`, with its bounds on `network`
+/// (shipped fractions become 1 where the operator does not allow them there).
 pub fn choose(
     cfg: &VardiffConfig,
-    below_one: bool,
+    network: Network,
     user_agent: Option<&str>,
     worker: &str,
 ) -> Option<Chosen> {
+    let below_one = cfg.below_one_allowed(network);
     let builtin = cfg.builtin_profiles.then(|| BUILTIN.iter()).into_iter();
     let p = cfg.profile.iter().chain(builtin.flatten()).find(|p| {
         user_agent.is_some_and(|ua| p.user_agents.iter().any(|u| prefix_of(u, ua)))
@@ -133,7 +136,7 @@ mod tests {
     use super::*;
 
     fn name(cfg: &VardiffConfig, ua: Option<&str>, worker: &str) -> Option<String> {
-        choose(cfg, true, ua, worker).map(|c| c.name)
+        choose(cfg, Network::Regtest, ua, worker).map(|c| c.name)
     }
 
     #[test]
@@ -176,7 +179,7 @@ mod tests {
             }],
             ..VardiffConfig::default()
         };
-        let garage = choose(&cfg, true, Some("bitaxe/BM1366/v2.1"), "").unwrap();
+        let garage = choose(&cfg, Network::Regtest, Some("bitaxe/BM1366/v2.1"), "").unwrap();
         assert_eq!(garage.name, "garage");
         let pool = Bounds::of(&cfg);
         assert_eq!(
@@ -203,12 +206,12 @@ mod tests {
     #[test]
     fn shipped_fractions_become_one_where_the_operator_does_not_allow_them() {
         let cfg = VardiffConfig::default();
-        let nerd = choose(&cfg, false, Some("NerdMinerV2/1.7.0"), "").unwrap();
+        let nerd = choose(&cfg, Network::Main, Some("NerdMinerV2/1.7.0"), "").unwrap();
         assert_eq!(
             (nerd.bounds.start, nerd.bounds.min, nerd.bounds.max),
             (1.0, 1.0, 1.0)
         );
-        let nerd = choose(&cfg, true, Some("NerdMinerV2/1.7.0"), "").unwrap();
+        let nerd = choose(&cfg, Network::Regtest, Some("NerdMinerV2/1.7.0"), "").unwrap();
         assert_eq!((nerd.bounds.start, nerd.bounds.min), (0.0005, 0.0001));
     }
 }

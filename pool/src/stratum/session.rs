@@ -250,10 +250,12 @@ impl Session {
             return;
         }
         let cfg = &self.settings.vardiff;
-        let below_one = cfg
-            .allow_below_one
-            .unwrap_or(self.settings.network.is_test());
-        let chosen = profile::choose(cfg, below_one, self.user_agent.as_deref(), worker);
+        let chosen = profile::choose(
+            cfg,
+            self.settings.network,
+            self.user_agent.as_deref(),
+            worker,
+        );
         let bounds = chosen
             .as_ref()
             .map_or_else(|| Bounds::of(cfg), |c| c.bounds);

@@ -5,14 +5,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use protocol::address;
+use protocol::Amount;
 use serde_json::{Value, json};
 
 use crate::config::PayoutMethod;
-use crate::observe::api::{ApiError, ApiState};
+use crate::observe::api::{ApiError, ApiState, check_address};
 
 fn coins(sat: u64) -> f64 {
-    sat as f64 / 100_000_000.0
+    Amount::from_sat(sat).to_btc()
 }
 
 /// The current job's payout record; 404 when the pool pays from its wallet, 503 before
@@ -79,8 +79,7 @@ pub async fn of_address(
     State(state): State<ApiState>,
     Path(text): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    address::parse(&text, state.facts.network)
-        .map_err(|e| ApiError::BadRequest(format!("not an address on this pool's network: {e}")))?;
+    check_address(&state, &text)?;
     let (height, payout) = current_payout(&state)?;
     let row = payout.rows.iter().find(|r| r.address == text);
     let carried = match &state.store {

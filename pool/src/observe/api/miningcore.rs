@@ -11,9 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::time::{iso8601, iso8601_us};
-use super::{ApiError, ApiState, Page};
-use crate::clock::unix_now;
+use super::time::{iso8601, iso8601_us, now};
+use super::{ApiError, ApiState, Page, check_address};
 use crate::config::Mode;
 use crate::observe::best::{Best, Scope};
 use crate::observe::live::{LiveSnapshot, WorkerLive};
@@ -42,10 +41,6 @@ pub fn coin(network: protocol::address::Network) -> (&'static str, &'static str)
 /// Expected network hashrate: a block every ten minutes at this difficulty.
 fn network_hashrate(difficulty: f64) -> f64 {
     protocol::target::hashrate(difficulty, 600.0)
-}
-
-fn now() -> u64 {
-    u64::from(unix_now())
 }
 
 fn check_id(state: &ApiState, id: &str) -> Result<(), ApiError> {
@@ -331,12 +326,6 @@ pub async fn miners(
         .map(|(miner, h, s)| json!({"miner": miner, "hashrate": h, "sharesPerSecond": s}))
         .collect();
     Ok(Json(Value::Array(rows)))
-}
-
-fn check_address(state: &ApiState, address: &str) -> Result<(), ApiError> {
-    protocol::address::parse(address, state.facts.network)
-        .map(|_| ())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// `GET /api/pools/{id}/miners/{address}?r=day&i=hour`: balance, this round's work, live

@@ -206,6 +206,13 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// An address from a path, checked against the pool's network: a typo is a 400.
+pub(crate) fn check_address(state: &ApiState, text: &str) -> Result<(), ApiError> {
+    protocol::address::parse(text, state.facts.network)
+        .map(|_| ())
+        .map_err(|e| ApiError::BadRequest(format!("not an address on this pool's network: {e}")))
+}
+
 /// Paging as Miningcore takes it: `page` from 0, `pageSize` 1..=500 (default 15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {

@@ -15,13 +15,12 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use protocol::address;
 use serde_json::{Value, json};
 
 use crate::chain::node::call_any;
 use crate::observe::api::miningcore::bests;
-use crate::observe::api::time::{iso8601, iso8601_us};
-use crate::observe::api::{ApiError, ApiState};
+use crate::observe::api::time::{iso8601, iso8601_us, now};
+use crate::observe::api::{ApiError, ApiState, check_address};
 use crate::observe::live::{LiveSnapshot, SessionLive, WorkerLive};
 use crate::store::reads::Interval;
 use crate::stratum::session::split_user;
@@ -35,17 +34,6 @@ const BLOCKS_LISTED: i64 = 100;
 
 /// High scores listed in `/api/info`.
 const HIGH_SCORES: usize = 10;
-
-fn now() -> u64 {
-    u64::from(crate::clock::unix_now())
-}
-
-/// A username's address, checked against the pool's network: a typo is a 400.
-fn checked_address(state: &ApiState, text: &str) -> Result<(), ApiError> {
-    address::parse(text, state.facts.network)
-        .map(|_| ())
-        .map_err(|e| ApiError::BadRequest(format!("not an address on this pool's network: {e}")))
-}
 
 /// The address's live workers (each with its sessions).
 fn workers_of<'a>(live: &'a LiveSnapshot, address: &str) -> Vec<&'a WorkerLive> {
@@ -74,7 +62,7 @@ pub async fn client(
     State(state): State<ApiState>,
     Path(address): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    checked_address(&state, &address)?;
+    check_address(&state, &address)?;
     let live = state.stats.live.snapshot(now());
     let sessions: Vec<Value> = workers_of(&live, &address)
         .into_iter()
@@ -138,7 +126,7 @@ pub async fn client_chart(
     State(state): State<ApiState>,
     Path(address): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    checked_address(&state, &address)?;
+    check_address(&state, &address)?;
     Ok(Json(Value::Array(
         address_chart(&state, &address, None, CHART_SECS).await?,
     )))
@@ -149,7 +137,7 @@ pub async fn worker(
     State(state): State<ApiState>,
     Path((address, worker)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    checked_address(&state, &address)?;
+    check_address(&state, &address)?;
     let (_, _, by_worker) = bests(&state, Some(&address)).await;
     let best = by_worker
         .iter()
@@ -168,7 +156,7 @@ pub async fn session(
     State(state): State<ApiState>,
     Path((address, worker, session_id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    checked_address(&state, &address)?;
+    check_address(&state, &address)?;
     let now = now();
     let live = state.stats.live.snapshot(now);
     let found = workers_of(&live, &address)

@@ -2,6 +2,11 @@
 //! from unix times; days to civil dates by Howard Hinnant's well-known algorithm, so no
 //! date crate is needed for one format.
 
+/// Unix seconds now.
+pub fn now() -> u64 {
+    u64::from(crate::clock::unix_now())
+}
+
 /// `unix_secs` as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn iso8601(unix_secs: i64) -> String {
     let days = unix_secs.div_euclid(86_400);

@@ -518,11 +518,12 @@ impl Session {
         let id = self.next_channel;
         self.next_channel += 1;
         let mut vardiff = Vardiff::new(&self.settings.vardiff, now);
-        let cfg = &self.settings.vardiff;
-        let below_one = cfg
-            .allow_below_one
-            .unwrap_or(self.settings.network.is_test());
-        let chosen = profile::choose(cfg, below_one, self.user_agent.as_deref(), worker);
+        let chosen = profile::choose(
+            &self.settings.vardiff,
+            self.settings.network,
+            self.user_agent.as_deref(),
+            worker,
+        );
         if let Some(chosen) = &chosen {
             vardiff.set_bounds(chosen.bounds);
         }
