@@ -188,6 +188,8 @@ impl Live {
             entry.connections += 1;
             // A resumed session (same extranonce1) takes up its old record.
             entry.sessions.retain(|s| s.id != id || s.connected);
+            // Nearly every worker has one session: a Vec's first push reserves four.
+            entry.sessions.reserve_exact(1);
             entry.sessions.push(Session {
                 id,
                 user_agent: user_agent.to_string(),
