@@ -81,6 +81,8 @@ pub struct LoadOptions {
     pub node: Option<noderpc::Endpoint>,
     /// The protocol.
     pub protocol: LoadProtocol,
+    /// The pool's process id (notify mode: the CPU time the pool spent on the fan-out).
+    pub pool_pid: Option<u32>,
 }
 
 /// What happened.
@@ -107,6 +109,9 @@ pub struct Report {
     /// Notify mode: time from the block to a connection's notify (p50, p99, p99.9, and
     /// the last connection's), microseconds.
     pub fanout_us: [u64; 4],
+    /// Notify mode with the pool's pid: the pool's CPU time (user + system) from the
+    /// block to the last connection's notify, milliseconds (10 ms resolution).
+    pub fanout_pool_cpu_ms: Option<u64>,
 }
 
 impl Report {
@@ -130,6 +135,11 @@ struct Shared {
     /// Notify mode: the new block's hash and when it was mined.
     block: tokio::sync::watch::Sender<Option<(protocol::Hash256, Instant)>>,
     fanout: Mutex<Histogram<u64>>,
+    /// Notify mode: the pool's CPU time over the fan-out, milliseconds.
+    fanout_cpu_ms: Mutex<Option<u64>>,
+    /// Notify mode: every connection holds the new block's notify (or time is up); until
+    /// then none closes, so the pool's fan-out is not mixed with closing connections.
+    fanned_out: tokio::sync::watch::Sender<bool>,
 }
 
 /// p50, p99, p99.9 and max of a histogram (zeros when empty).
@@ -217,6 +227,8 @@ pub async fn run(opts: LoadOptions) -> Report {
         ready: std::sync::atomic::AtomicUsize::new(0),
         block: tokio::sync::watch::channel(None).0,
         fanout: Mutex::new(histogram()),
+        fanout_cpu_ms: Mutex::new(None),
+        fanned_out: tokio::sync::watch::channel(false).0,
     });
     let per_miner = opts.rate / opts.miners.max(1) as f64;
     let start_at = Instant::now() + Duration::from_millis(200);
@@ -244,6 +256,7 @@ pub async fn run(opts: LoadOptions) -> Report {
         && let Err(e) = mine_a_block(&opts, &shared).await
     {
         report.first_failure = Some(e);
+        shared.fanned_out.send_replace(true);
     }
     for t in tasks {
         match t.await {
@@ -265,6 +278,10 @@ pub async fn run(opts: LoadOptions) -> Report {
     }
     report.latency_us = percentiles(&shared.latency);
     report.fanout_us = percentiles(&shared.fanout);
+    report.fanout_pool_cpu_ms = *shared
+        .fanout_cpu_ms
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     report.notified = shared
         .fanout
         .lock()
@@ -435,6 +452,8 @@ async fn wait_for_block_with<T>(
         let on_top = prev(&jobs.borrow()) == Some(hash);
         if on_top {
             record(&shared.fanout, mined.elapsed());
+            // Hold the connection until every other one has its notify too.
+            let _ = shared.fanned_out.subscribe().wait_for(|done| *done).await;
             return Ok(());
         }
     }
@@ -454,6 +473,7 @@ async fn mine_a_block(opts: &LoadOptions, shared: &Shared) -> Result<(), String>
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let address = opts.user.clone();
+    let cpu_before = opts.pool_pid.and_then(cpu_ms);
     let (hash, mined) = tokio::task::spawn_blocking(move || {
         let rpc = noderpc::Client::for_endpoint(node, noderpc::DEFAULT_TIMEOUT);
         let answer = rpc
@@ -469,7 +489,43 @@ async fn mine_a_block(opts: &LoadOptions, shared: &Shared) -> Result<(), String>
     .await
     .map_err(|e| e.to_string())??;
     shared.block.send_replace(Some((hash, mined)));
+    // Every connection holds the new notify (or time is up): the pool's CPU then.
+    let deadline = Instant::now() + opts.duration;
+    while notified(shared) < shared.ready.load(std::sync::atomic::Ordering::SeqCst)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if let (Some(pid), Some(before)) = (opts.pool_pid, cpu_before)
+        && let Some(after) = cpu_ms(pid)
+    {
+        *shared
+            .fanout_cpu_ms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(after.saturating_sub(before));
+    }
+    shared.fanned_out.send_replace(true);
     Ok(())
+}
+
+fn notified(shared: &Shared) -> usize {
+    shared
+        .fanout
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .len() as usize
+}
+
+/// A process's CPU time so far (user + system), milliseconds, from `/proc/PID/stat`
+/// (counted in clock ticks of 10 ms).
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields that follow come after its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10)
 }
 
 /// A nonce whose header meets `target` and is not a block (blocks would change the job

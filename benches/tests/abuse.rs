@@ -205,6 +205,7 @@ async fn a_connection_flood_from_one_address_is_capped() {
         sources: 2,
         mode: Mode::Submit,
         node: None,
+        pool_pid: None,
     })
     .await;
     let stats = s.pool.stats.snapshot();
@@ -233,6 +234,7 @@ async fn good_miners(pool: SocketAddr, user: &str) -> Report {
         sources: 4,
         mode: Mode::Submit,
         node: None,
+        pool_pid: None,
     })
     .await
 }

@@ -66,6 +66,7 @@ async fn simulated_miners(protocol: &str) {
         _ => (LoadProtocol::V1, pool.stratum_addr),
     };
     let opts = LoadOptions {
+        pool_pid: None,
         protocol,
         pool: addr,
         user: address,
@@ -106,6 +107,8 @@ async fn simulated_miners(protocol: &str) {
 
     // A block mined on the node reaches every connection as a clean notify.
     let notify = load::run(LoadOptions {
+        // The pool runs in this process: its CPU over the fan-out is ours.
+        pool_pid: Some(std::process::id()),
         miners: 50,
         mode: Mode::Notify,
         duration: Duration::from_secs(30),
@@ -122,6 +125,7 @@ async fn simulated_miners(protocol: &str) {
     assert_eq!((notify.connected, notify.notified), (50, 50), "{notify:?}");
     let [p50, _, _, last] = notify.fanout_us;
     assert!(p50 <= last && last < 10_000_000, "{notify:?}");
+    assert!(notify.fanout_pool_cpu_ms.is_some(), "{notify:?}");
     cancel.cancel();
     pool.wait().await;
 }

@@ -47,7 +47,8 @@ struct Args {
     /// The pool's node, http://USER:PASS@HOST:PORT/ (notify mode mines one block there).
     #[arg(long)]
     node: Option<String>,
-    /// The pool's process id, to report its memory (idle mode).
+    /// The pool's process id, to report its memory (idle mode) and the CPU time it spent
+    /// on a new block's fan-out (notify mode).
     #[arg(long)]
     pool_pid: Option<u32>,
     /// v1 (plain Stratum) or v2 (Stratum V2: Noise, one channel a connection).
@@ -135,6 +136,7 @@ fn main() -> ExitCode {
         mode,
         node,
         protocol,
+        pool_pid: args.pool_pid,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -200,6 +202,12 @@ fn main() -> ExitCode {
             p99 as f64 / 1e3,
             max as f64 / 1e3
         );
+        if let Some(ms) = report.fanout_pool_cpu_ms {
+            println!(
+                "pool CPU from the block to the last notify: {ms} ms = {:.1} us per connection",
+                ms as f64 * 1e3 / report.notified.max(1) as f64
+            );
+        }
     }
     if let (Some(before), Some(held)) = (rss_before, rss_held) {
         println!(
