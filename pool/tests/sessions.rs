@@ -159,7 +159,8 @@ impl Pair {
                 moved = true;
             }
             while let Some(m) = self.pool.poll_transmit() {
-                self.miner.handle(wire(&m).unwrap());
+                self.miner
+                    .handle(wire(&m.into_message().expect("a line")).unwrap());
                 moved = true;
             }
             self.pool_events

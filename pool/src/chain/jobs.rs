@@ -2,20 +2,26 @@
 //!
 //! A [`Job`] is a template plus everything a `mining.notify` needs that does not depend on
 //! the miner: an id, the merkle branch, and (in PPLNS mode) the coinbase paying the pool.
-//! In SOLO mode each session builds its own coinbase from [`coinbase_for`], because it pays
-//! the miner's own address.
+//! In SOLO mode the coinbase pays the miner's own address: it is built once per job and
+//! address ([`Job::solo_work`]), for every connection of that address.
+//!
+//! A job's `mining.notify` line is encoded once per coinbase and `clean_jobs` flag
+//! ([`Job::notify_line`]) and the same bytes go to every connection that gets the job.
 //!
 //! [`JobMaker`] is pure: it numbers jobs and sets `clean_jobs` only when the previous block
 //! changes. Which jobs a miner may still submit to is kept per session (`session.rs`), so
 //! no lock is shared between connections on the submit path.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use bytes::{Bytes, BytesMut};
 
 use protocol::coinbase::{
     Coinbase, CoinbaseError, CoinbaseOutput, CoinbaseSpec, template_witness_commitment,
 };
-use protocol::stratum::{Message, Method, Notify};
+use protocol::stratum::{Message, Method, Notify, StratumCodec};
 use protocol::template::CheckedTemplate;
 use protocol::{Difficulty, Hash256, Target, merkle};
 
@@ -54,7 +60,53 @@ pub struct Job {
     pub payout: Option<Arc<Payout>>,
     /// ntime sent with the job.
     pub ntime: u32,
+    /// The notify lines of the pool's coinbase, encoded when first sent.
+    pub lines: NotifyLines,
+    /// SOLO: the coinbase and notify lines of each address that got this job.
+    pub solo: SoloWorks,
 }
+
+/// A job's `mining.notify` for one coinbase, encoded when first asked for: with
+/// `clean_jobs` true and false (a connection's first job is clean whatever the job says).
+#[derive(Debug, Default)]
+pub struct NotifyLines {
+    clean: OnceLock<Bytes>,
+    not_clean: OnceLock<Bytes>,
+}
+
+impl NotifyLines {
+    fn get(&self, job: &Job, coinbase: &Coinbase, clean: bool) -> Bytes {
+        let cell = if clean { &self.clean } else { &self.not_clean };
+        cell.get_or_init(|| encode(&job.notify(coinbase, clean)))
+            .clone()
+    }
+}
+
+/// One line, newline included.
+fn encode(msg: &Message) -> Bytes {
+    let mut buf = BytesMut::new();
+    StratumCodec::write(msg, &mut buf);
+    buf.freeze()
+}
+
+/// SOLO: a job's coinbase for one payout address, shared by that address's connections.
+#[derive(Debug)]
+pub struct SoloWork {
+    /// The coinbase paying the address the whole reward.
+    pub coinbase: Arc<Coinbase>,
+    lines: NotifyLines,
+}
+
+impl SoloWork {
+    /// The job's `mining.notify` with this coinbase.
+    pub fn notify_line(&self, job: &Job, clean: bool) -> Bytes {
+        self.lines.get(job, &self.coinbase, clean)
+    }
+}
+
+/// SOLO coinbases of one job by payout script (as many as addresses mined it).
+#[derive(Debug, Default)]
+pub struct SoloWorks(Mutex<HashMap<Vec<u8>, Arc<SoloWork>>>);
 
 /// What a coinbase that pays miners directly pays (`payouts.method = "coinbase"`): every
 /// address the job's PPLNS window or carried balances name, and the pool's output.
@@ -144,7 +196,34 @@ impl Job {
             coinbase: self.coinbase.clone(),
             payout: self.payout.clone(),
             ntime,
+            lines: NotifyLines::default(),
+            solo: SoloWorks::default(),
         }
+    }
+
+    /// The `mining.notify` line of this job with the pool's coinbase (PPLNS), encoded
+    /// once for all connections; `None` in SOLO mode.
+    pub fn notify_line(&self, clean: bool) -> Option<Bytes> {
+        let coinbase = self.coinbase.as_ref()?;
+        Some(self.lines.get(self, coinbase, clean))
+    }
+
+    /// SOLO: the coinbase paying `script` the whole reward, built once per job and script.
+    pub fn solo_work(
+        &self,
+        script: &[u8],
+        settings: &CoinbaseSettings,
+    ) -> Result<Arc<SoloWork>, CoinbaseError> {
+        let mut works = self.solo.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(work) = works.get(script) {
+            return Ok(work.clone());
+        }
+        let work = Arc::new(SoloWork {
+            coinbase: Arc::new(coinbase_for(self.checked(), script, settings)?),
+            lines: NotifyLines::default(),
+        });
+        works.insert(script.to_vec(), work.clone());
+        Ok(work)
     }
 
     /// Whether `other` is the same work but for ntime, which miners may roll: the same
@@ -306,6 +385,8 @@ impl JobMaker {
             payout,
             ntime,
             template,
+            lines: NotifyLines::default(),
+            solo: SoloWorks::default(),
         })
     }
 }
@@ -389,6 +470,55 @@ pub(crate) mod tests {
             pool_tag: b"/test/".to_vec(),
             extranonce2_size: 8,
         }
+    }
+
+    /// What a line says, parsed back.
+    fn parsed(line: &[u8]) -> Message {
+        protocol::stratum::codec::parse_line(line.strip_suffix(b"\n").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_jobs_notify_is_encoded_once_and_says_what_the_message_says() {
+        let job = JobMaker::new(settings(), Some(vec![0x51]))
+            .make(regtest_template(PREV_A, 2), 0)
+            .unwrap();
+        for clean in [true, false] {
+            let first = job.notify_line(clean).unwrap();
+            let again = job.notify_line(clean).unwrap();
+            assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a copy");
+            assert!(first.ends_with(b"\n") && !first[..first.len() - 1].contains(&b'\n'));
+            let coinbase = job.coinbase.as_deref().unwrap();
+            assert_eq!(parsed(&first), job.notify(coinbase, clean));
+        }
+        assert_ne!(job.notify_line(true), job.notify_line(false));
+        // A reissue is other work on the wire (id, ntime): its own line.
+        let reissued = job.reissue(JobId(99), false, job.ntime + 1);
+        assert_ne!(reissued.notify_line(false), job.notify_line(false));
+        // SOLO jobs have no pool coinbase to share.
+        let solo = JobMaker::new(settings(), None)
+            .make(regtest_template(PREV_A, 2), 0)
+            .unwrap();
+        assert!(solo.notify_line(true).is_none());
+    }
+
+    #[test]
+    fn solo_coinbases_are_built_once_per_address_and_job() {
+        let job = JobMaker::new(settings(), None)
+            .make(regtest_template(PREV_A, 2), 0)
+            .unwrap();
+        let alice = job.solo_work(&[0x51], &settings()).unwrap();
+        let again = job.solo_work(&[0x51], &settings()).unwrap();
+        let bob = job.solo_work(&[0x52], &settings()).unwrap();
+        assert!(Arc::ptr_eq(&alice, &again));
+        assert!(!Arc::ptr_eq(&alice, &bob));
+        assert_eq!(
+            *alice.coinbase,
+            coinbase_for(job.checked(), &[0x51], &settings()).unwrap()
+        );
+        let line = alice.notify_line(&job, true);
+        assert_eq!(line.as_ptr(), again.notify_line(&job, true).as_ptr());
+        assert_eq!(parsed(&line), job.notify(&alice.coinbase, true));
+        assert_ne!(parsed(&line), parsed(&bob.notify_line(&job, true)));
     }
 
     #[test]

@@ -24,12 +24,36 @@ pub const WINDOW_SECS: u64 = 600;
 const BUCKET_SECS: u64 = 10;
 const BUCKETS: usize = (WINDOW_SECS / BUCKET_SECS) as usize;
 
-/// One ten-second bucket: which ten seconds (unix seconds / 10), and what came in them.
+/// One bucket: which one (unix seconds / its length, which fits 32 bits for a thousand
+/// years), and what came in it. 16 bytes: a worker holds sixty of them.
 #[derive(Clone, Copy, Debug, Default)]
 struct Bucket {
-    slot: u64,
+    slot: u32,
+    shares: u32,
     difficulty: f64,
-    shares: u64,
+}
+
+impl Bucket {
+    /// Adds a share to the bucket of `slot` at `buckets[slot % len]`, starting it afresh
+    /// when it held an older slot.
+    fn add(buckets: &mut [Bucket], slot: u64, difficulty: f64) {
+        let len = buckets.len() as u64;
+        let bucket = &mut buckets[(slot % len) as usize];
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        if bucket.slot != slot {
+            *bucket = Bucket {
+                slot,
+                ..Bucket::default()
+            };
+        }
+        bucket.difficulty += difficulty;
+        bucket.shares = bucket.shares.saturating_add(1);
+    }
+
+    /// Whether the bucket holds a slot from `oldest` to `newest`.
+    fn within(&self, oldest: u64, newest: u64) -> bool {
+        (oldest..=newest).contains(&u64::from(self.slot))
+    }
 }
 
 /// A session's buckets: ten of a minute each (a tenth of a worker's memory per session).
@@ -55,30 +79,21 @@ impl Session {
         let difficulty = self
             .minutes
             .iter()
-            .filter(|b| b.slot >= oldest && b.slot <= newest)
+            .filter(|b| b.within(oldest, newest))
             .map(|b| b.difficulty)
             .sum();
         (difficulty, now - oldest * SESSION_BUCKET_SECS)
     }
 }
 
-#[derive(Debug)]
+/// A worker: its sessions, and its buckets from its first share on (a worker that has
+/// only connected holds none: a tenth of the memory at ten thousand idle miners).
+#[derive(Debug, Default)]
 struct Worker {
     connections: u32,
-    buckets: [Bucket; BUCKETS],
+    buckets: Option<Box<[Bucket; BUCKETS]>>,
     last_share: Option<u64>,
     sessions: Vec<Session>,
-}
-
-impl Default for Worker {
-    fn default() -> Self {
-        Worker {
-            connections: 0,
-            buckets: [Bucket::default(); BUCKETS],
-            last_share: None,
-            sessions: Vec::new(),
-        }
-    }
 }
 
 impl Worker {
@@ -88,8 +103,11 @@ impl Worker {
         let oldest = newest.saturating_sub(BUCKETS as u64 - 1);
         self.buckets
             .iter()
-            .filter(|b| b.slot >= oldest && b.slot <= newest && b.shares > 0)
-            .fold((0.0, 0), |(d, n), b| (d + b.difficulty, n + b.shares))
+            .flat_map(|b| b.iter())
+            .filter(|b| b.within(oldest, newest) && b.shares > 0)
+            .fold((0.0, 0), |(d, n), b| {
+                (d + b.difficulty, n + u64::from(b.shares))
+            })
     }
 }
 
@@ -235,15 +253,10 @@ impl Live {
             let entry = w
                 .entry((address.to_string(), worker.to_string()))
                 .or_default();
-            let bucket = &mut entry.buckets[(slot % BUCKETS as u64) as usize];
-            if bucket.slot != slot {
-                *bucket = Bucket {
-                    slot,
-                    ..Bucket::default()
-                };
-            }
-            bucket.difficulty += difficulty;
-            bucket.shares += 1;
+            let buckets = entry
+                .buckets
+                .get_or_insert_with(|| Box::new([Bucket::default(); BUCKETS]));
+            Bucket::add(&mut buckets[..], slot, difficulty);
             entry.last_share = Some(entry.last_share.map_or(now, |t| t.max(now)));
             let Some(session) =
                 id.and_then(|id| entry.sessions.iter_mut().rev().find(|s| s.id == id))
@@ -251,15 +264,7 @@ impl Live {
                 return;
             };
             let minute = now / SESSION_BUCKET_SECS;
-            let bucket = &mut session.minutes[(minute % SESSION_BUCKETS as u64) as usize];
-            if bucket.slot != minute {
-                *bucket = Bucket {
-                    slot: minute,
-                    ..Bucket::default()
-                };
-            }
-            bucket.difficulty += difficulty;
-            bucket.shares += 1;
+            Bucket::add(&mut session.minutes, minute, difficulty);
             session.last_share = Some(session.last_share.map_or(now, |t| t.max(now)));
             session.best = session.best.max(actual.get());
         });

@@ -10,11 +10,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use futures::{SinkExt, StreamExt};
-use protocol::stratum::{Message, Method, StratumCodec};
+use protocol::stratum::{Message, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -23,6 +22,7 @@ use crate::net::peer_ip;
 use crate::observe::live::Live;
 use crate::observe::stats::Protocol;
 use crate::shares::extranonce::Lease;
+use crate::stratum::lines::Lines;
 use crate::stratum::session::{CloseReason, Event, Session};
 use crate::stratum::shared::{Ack, Shared};
 
@@ -48,7 +48,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     cancel: CancellationToken,
 ) {
-    let mut framed = Framed::new(stream, StratumCodec::new(shared.settings.limits.max_line));
+    let mut lines = Lines::new(stream, shared.settings.limits.max_line);
     let mut jobs = shared.jobs.clone();
     let mut session = Session::new(
         shared.settings.clone(),
@@ -68,16 +68,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "connected");
     let end = loop {
         // Send what the session queued, then act on what happened.
-        let mut wrote = false;
-        while let Some(msg) = session.poll_transmit() {
-            if framed.feed(&msg).await.is_err() {
-                break;
-            }
-            wrote = true;
+        while let Some(out) = session.poll_transmit() {
+            lines.feed(&out);
         }
-        if wrote {
-            match tokio::time::timeout(WRITE_TIMEOUT, SinkExt::<&Message>::flush(&mut framed)).await
-            {
+        if lines.has_pending() {
+            match tokio::time::timeout(WRITE_TIMEOUT, lines.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => break format!("write failed: {e}"),
                 Err(_) => break "not reading (write timed out)".to_string(),
@@ -101,7 +96,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(reason) = closing {
             if reason == CloseReason::Shutdown {
                 // The miner must read our reconnect request before the socket goes.
-                close_gently(framed).await;
+                close_gently(lines).await;
             }
             break reason.to_string();
         }
@@ -120,7 +115,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Some((id, stored)) = acks.next(), if !acks.is_empty() => {
                 session.share_stored(id, stored);
             }
-            item = framed.next(), if acks.len() < MAX_ACKS_IN_FLIGHT => match item {
+            item = lines.next(), if acks.len() < MAX_ACKS_IN_FLIGHT => match item {
                 None => break "closed by the miner".to_string(),
                 Some(Err(e)) => break format!("read failed: {e}"),
                 Some(Ok(line)) => {
@@ -151,11 +146,12 @@ pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// Sends our FIN, then reads and drops what the miner still sends until it closes too (at
 /// most [`LINGER`]): a socket closed with unread input is reset, and a reset can destroy the
 /// `client.reconnect` we just sent before the miner reads it.
-async fn close_gently<S: AsyncRead + AsyncWrite + Unpin>(framed: Framed<S, StratumCodec>) {
-    let mut stream = framed.into_inner();
+async fn close_gently<S: AsyncRead + AsyncWrite + Unpin>(lines: Lines<S>) {
+    let mut stream = lines.into_inner();
     let _ = tokio::time::timeout(LINGER, async {
         let _ = stream.shutdown().await;
-        let mut buf = [0u8; 4096];
+        // On the heap: an array here would make every connection's task 4 KiB larger.
+        let mut buf = vec![0u8; 4096];
         while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
     })
     .await;

@@ -1,9 +1,49 @@
-//! What a session (Stratum v1 or V2) asks of its connection: the events it hands on
-//! (shares, blocks, closes) and why it wants the connection closed.
+//! What a session (Stratum v1 or V2) asks of its connection: the lines it sends, the
+//! events it hands on (shares, blocks, closes) and why it wants the connection closed.
+
+use bytes::{Bytes, BytesMut};
+use protocol::Difficulty;
+use protocol::stratum::codec::parse_line;
+use protocol::stratum::{FrameError, Message, StratumCodec};
 
 use crate::shares::record::{BlockEvent, ShareEvent};
 use crate::shares::validate::Reject;
-use protocol::Difficulty;
+
+/// One line for a Stratum v1 miner: a message to encode, or one encoded already. A job's
+/// `mining.notify` is encoded once for every connection that gets it
+/// ([`crate::chain::jobs::Job::notify_line`]), so a new block costs each connection a
+/// write, not a JSON encoding.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    /// A message for this connection alone (a reply, a difficulty).
+    Message(Message),
+    /// A whole line, newline included, shared with other connections.
+    Line(Bytes),
+}
+
+impl Outgoing {
+    /// Appends the line to `dst`.
+    pub fn write_to(&self, dst: &mut BytesMut) {
+        match self {
+            Outgoing::Message(m) => StratumCodec::write(m, dst),
+            Outgoing::Line(line) => dst.extend_from_slice(line),
+        }
+    }
+
+    /// The message this line says (a pre-encoded line parsed back: for tests and tools).
+    pub fn into_message(self) -> Result<Message, FrameError> {
+        match self {
+            Outgoing::Message(m) => Ok(m),
+            Outgoing::Line(line) => parse_line(line.strip_suffix(b"\n").unwrap_or(&line)),
+        }
+    }
+}
+
+impl From<Message> for Outgoing {
+    fn from(m: Message) -> Outgoing {
+        Outgoing::Message(m)
+    }
+}
 
 /// Why the session wants the connection closed.
 #[derive(Clone, Debug, PartialEq)]

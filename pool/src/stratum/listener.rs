@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::net::peer_ip;
 use crate::observe::stats::Protocol;
+use crate::shares::extranonce::Lease;
 use crate::stratum::admission::Refusal;
 use crate::stratum::connection;
 use crate::stratum::proxy_protocol;
@@ -98,7 +99,7 @@ async fn accept_loop(
             let mut stream = stream;
             let mut addr = addr;
             if proxied {
-                match proxy_header(&mut stream, addr).await {
+                match Box::pin(proxy_header(&mut stream, addr)).await {
                     Some(real) => addr = real,
                     None => return,
                 }
@@ -124,23 +125,47 @@ async fn accept_loop(
             };
             shared.stats.connected(protocol);
             slot.connected = true;
+            // Each door's future in a box of its own size: a task's state is as large as
+            // its largest variant, and a plain v1 connection must not carry the room a
+            // Noise or TLS session needs (it was most of an idle connection's memory).
             match door {
-                Door::V1 => connection::serve(stream, addr, lease, &shared, cancel).await,
+                Door::V1 => Box::pin(connection::serve(stream, addr, lease, &shared, cancel)).await,
                 Door::V2(endpoint) => {
-                    v2::connection::serve(stream, addr, lease, &shared, endpoint, cancel).await;
+                    Box::pin(v2::connection::serve(
+                        stream, addr, lease, &shared, endpoint, cancel,
+                    ))
+                    .await;
                 }
                 Door::V1Tls(certificates) => {
-                    let tls = certificates.acceptor();
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            connection::serve(stream, addr, lease, &shared, cancel).await;
-                        }
-                        Ok(Err(e)) => debug!(peer = %addr, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(peer = %addr, "TLS handshake timed out"),
-                    }
+                    Box::pin(serve_tls(
+                        certificates,
+                        stream,
+                        addr,
+                        lease,
+                        &shared,
+                        cancel,
+                    ))
+                    .await;
                 }
             }
         });
+    }
+}
+
+/// A TLS connection: the handshake, then Stratum v1 inside it.
+async fn serve_tls(
+    certificates: Arc<Certificates>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    lease: Lease,
+    shared: &Shared,
+    cancel: CancellationToken,
+) {
+    let tls = certificates.acceptor();
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection::serve(stream, addr, lease, shared, cancel).await,
+        Ok(Err(e)) => debug!(peer = %addr, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(peer = %addr, "TLS handshake timed out"),
     }
 }
 

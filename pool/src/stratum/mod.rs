@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod connection;
 pub mod events;
+pub mod lines;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod session;

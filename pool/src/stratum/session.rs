@@ -31,24 +31,25 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use protocol::Difficulty;
 use protocol::address::{self, Network, PayoutAddress};
 use protocol::block::Solution;
 use protocol::coinbase::Coinbase;
 use protocol::stratum::{
-    ConfigureResult, FrameError, Id, Message, Method, Reconnect, SetExtranonce, StratumError,
-    Submit, SubscribeResult,
+    ConfigureResult, FrameError, Id, Message, Method, Reconnect, SetExtranonce, StratumCodec,
+    StratumError, Submit, SubscribeResult,
 };
 use serde_json::{Value, json};
 
-use crate::chain::jobs::{CoinbaseSettings, Job, JobId, JobIds, coinbase_for};
+use crate::chain::jobs::{CoinbaseSettings, Job, JobId, JobIds};
 use crate::config::{LimitsConfig, Mode, VardiffConfig};
 use crate::shares::bucket::Bucket;
 use crate::shares::profile;
 use crate::shares::record::{AckToken, BlockEvent, ShareEvent};
 use crate::shares::validate::{self, Accepted, Reject, ShareKey};
 use crate::shares::vardiff::{Bounds, Vardiff};
-pub use crate::stratum::events::{CloseReason, Event};
+pub use crate::stratum::events::{CloseReason, Event, Outgoing};
 
 /// What every session of a pool shares.
 #[derive(Clone, Debug)]
@@ -132,7 +133,7 @@ pub struct Session {
     connected_us: i64,
     last_message: Instant,
     closing: bool,
-    out: VecDeque<Message>,
+    out: VecDeque<Outgoing>,
     events: VecDeque<Event>,
 }
 
@@ -285,13 +286,22 @@ impl Session {
     }
 
     /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<Message> {
-        self.out.pop_front()
+    pub fn poll_transmit(&mut self) -> Option<Outgoing> {
+        let out = self.out.pop_front();
+        if out.is_none() {
+            // An idle connection keeps no queue (a few hundred bytes each).
+            self.out = VecDeque::new();
+        }
+        out
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -302,11 +312,11 @@ impl Session {
     }
 
     fn reply(&mut self, id: Id, result: Value) {
-        self.out.push_back(Message::result(id, result));
+        self.out.push_back(Message::result(id, result).into());
     }
 
     fn reply_error(&mut self, id: Id, error: StratumError) {
-        self.out.push_back(Message::error(id, error));
+        self.out.push_back(Message::error(id, error).into());
     }
 
     /// Counts a junk message against the rate limit; closes the connection when over it.
@@ -536,7 +546,7 @@ impl Session {
         let d = self.vardiff.difficulty();
         if self.sent_difficulty != Some(d) {
             self.out
-                .push_back(Message::notification(Method::SetDifficulty(d)));
+                .push_back(Message::notification(Method::SetDifficulty(d)).into());
             self.sent_difficulty = Some(d);
         }
         let already_sent = self.jobs.iter().any(|s| s.job.id == job.id);
@@ -558,31 +568,33 @@ impl Session {
         self.send_job(job, clean);
     }
 
-    fn coinbase(&self, job: &Job) -> Option<Arc<Coinbase>> {
-        if let Some(cb) = &job.coinbase {
-            return Some(cb.clone());
+    /// The coinbase this connection mines `job` with and its `mining.notify` line. PPLNS:
+    /// the pool's coinbase and the job's shared line. SOLO: the address's coinbase, shared
+    /// by its connections (a reissue of the last job reuses this connection's).
+    fn work_of(&self, job: &Job, clean: bool) -> Option<(Arc<Coinbase>, Bytes)> {
+        if let (Some(cb), Some(line)) = (&job.coinbase, job.notify_line(clean)) {
+            return Some((cb.clone(), line));
         }
-        // SOLO: one coinbase per template and address; reuse the last if it matches.
         if let Some(last) = self.jobs.back()
             && Arc::ptr_eq(&last.job.template, &job.template)
         {
-            return Some(last.coinbase.clone());
+            let coinbase = last.coinbase.clone();
+            let mut line = BytesMut::new();
+            StratumCodec::write(&job.notify(&coinbase, clean), &mut line);
+            return Some((coinbase, line.freeze()));
         }
         let payout = self.payout.as_ref()?;
-        coinbase_for(
-            job.checked(),
-            &payout.script_pubkey,
-            &self.settings.coinbase,
-        )
-        .ok()
-        .map(Arc::new)
+        let work = job
+            .solo_work(&payout.script_pubkey, &self.settings.coinbase)
+            .ok()?;
+        Some((work.coinbase.clone(), work.notify_line(job, clean)))
     }
 
     fn send_job(&mut self, job: Arc<Job>, clean: bool) {
-        let Some(coinbase) = self.coinbase(&job) else {
+        let Some((coinbase, line)) = self.work_of(&job, clean) else {
             return;
         };
-        self.out.push_back(job.notify(&coinbase, clean));
+        self.out.push_back(Outgoing::Line(line));
         if !self.seen.iter().any(|(work, _)| *work == job.work) {
             self.seen.push((job.work, HashSet::new()));
         }
@@ -654,22 +666,21 @@ impl Session {
     /// asked to reconnect. Returns whether the miner could take it without reconnecting.
     pub fn change_extranonce1(&mut self, extranonce1: [u8; 4]) -> bool {
         if !self.extranonce_subscribed {
-            self.out.push_back(Message::notification(Method::Reconnect(
-                Reconnect::default(),
-            )));
+            self.out
+                .push_back(Message::notification(Method::Reconnect(Reconnect::default())).into());
             self.close(CloseReason::Shutdown);
             return false;
         }
         self.extranonce1 = extranonce1;
         self.jobs.clear(); // work with the old extranonce1 is gone
         self.seen.clear();
-        self.out
-            .push_back(Message::notification(Method::SetExtranonce(
-                SetExtranonce {
-                    extranonce1: extranonce1.to_vec(),
-                    extranonce2_size: self.settings.coinbase.extranonce2_size,
-                },
-            )));
+        self.out.push_back(
+            Message::notification(Method::SetExtranonce(SetExtranonce {
+                extranonce1: extranonce1.to_vec(),
+                extranonce2_size: self.settings.coinbase.extranonce2_size,
+            }))
+            .into(),
+        );
         if self.subscribed && self.is_authorized() {
             self.send_current(true);
         }
@@ -697,18 +708,15 @@ impl Session {
     /// Shows the miner a line (`client.show_message`).
     pub fn show_message(&mut self, text: &str) {
         self.out
-            .push_back(Message::notification(Method::ShowMessage(text.to_string())));
+            .push_back(Message::notification(Method::ShowMessage(text.to_string())).into());
     }
 
     /// Shutdown: show a message, ask to reconnect, close.
     pub fn shutdown(&mut self, message: &str) {
         self.out
-            .push_back(Message::notification(Method::ShowMessage(
-                message.to_string(),
-            )));
-        self.out.push_back(Message::notification(Method::Reconnect(
-            Reconnect::default(),
-        )));
+            .push_back(Message::notification(Method::ShowMessage(message.to_string())).into());
+        self.out
+            .push_back(Message::notification(Method::Reconnect(Reconnect::default())).into());
         self.close(CloseReason::Shutdown);
     }
 

@@ -77,7 +77,9 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Vec<Message> {
-        std::iter::from_fn(|| self.session.poll_transmit()).collect()
+        std::iter::from_fn(|| self.session.poll_transmit())
+            .map(|out| out.into_message().expect("a line we can parse"))
+            .collect()
     }
 
     fn events(&mut self) -> Vec<Event> {
