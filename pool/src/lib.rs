@@ -18,7 +18,7 @@
 //!
 //! Imports run down, never back up, and `tests/layout.rs` checks it. The layers, lowest
 //! first: [`config`], [`clock`] (the wall clock and randomness, which the pure parts never
-//! read) and [`net`] (socket helpers); the counters of `observe`; the node RPC and the
+//! read), [`net`] (socket helpers) and [`memory`] (freed memory back to the system); the counters of `observe`; the node RPC and the
 //! jobs of `chain`; `shares` and the pure PPLNS split; `store`; the feed and block tasks
 //! of `chain`; `stratum`; `accounting`; the HTTP API of `observe`; [`run`], which wires
 //! the tasks (`main.rs` reads flags and signals).
@@ -31,6 +31,7 @@ pub mod accounting;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod memory;
 pub mod net;
 pub mod observe;
 pub mod run;

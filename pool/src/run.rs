@@ -291,6 +291,7 @@ pub async fn start(
         )),
     ];
     tasks.extend(basis_task);
+    tasks.push(tokio::spawn(crate::memory::run(cancel.clone())));
     let thresholds = stats.notify.offline_thresholds();
     if !thresholds.is_empty() {
         tasks.push(tokio::spawn(watch_offline(

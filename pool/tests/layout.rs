@@ -4,7 +4,8 @@
 //!
 //! The layers, lowest first, as `src/lib.rs` draws them:
 //!
-//! 0. `clock`, `config`, `net`: the wall clock, the settings, socket helpers
+//! 0. `clock`, `config`, `net`, `memory`: the wall clock, the settings, socket helpers,
+//!    freed memory given back
 //! 1. `observe::{stats, live, latency, best, notify}`: counters every task records into,
 //!    and the notifications any task may send
 //! 2. `chain::{node, template, jobs}`: the node and the work made from its templates
@@ -26,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("clock", 0),
     ("config", 0),
     ("net", 0),
+    ("memory", 0),
     ("observe::stats", 1),
     ("observe::live", 1),
     ("observe::latency", 1),
