@@ -305,23 +305,6 @@ async fn acknowledged_shares_survive_thirty_seconds_without_postgres() {
     assert!(spool.is_empty(), "the spool is emptied after the replay");
 }
 
-/// Asks a pool for an extranonce1.
-async fn extranonce1(port: u16) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (read, mut write) = stream.into_split();
-    write
-        .write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}\n")
-        .await
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await.unwrap();
-    let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
-    reply["result"][1].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pool_processes_share_one_database() {
     let _turn = SERIAL.lock().await;

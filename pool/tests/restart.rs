@@ -3,6 +3,10 @@
 //! tells its miner to reconnect, flushes and exits; the miner is back on the new process
 //! within seconds, and every share the miner was told was accepted is in PostgreSQL. The
 //! same for a Stratum V2 miner on the V2 port, which is sent `Reconnect`.
+//!
+//! The same mechanism takes one host past one process's open-files limit: several pool
+//! processes on one port, each with its own `stratum.instance_id` (extranonce1 prefix),
+//! one PostgreSQL.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -20,13 +24,15 @@ use common::*;
 use testkit::{Node, RegtestPair, TempPostgres};
 use tokio_util::sync::CancellationToken;
 
-/// Both processes get the same Stratum and API ports, as in production.
+/// Both processes get the same Stratum and API ports, as in production; `instance` is
+/// their `stratum.instance_id`.
 fn write_config(
     dir: &Path,
     node: &Node,
     pool_address: &str,
     db: &str,
     (port, api_port, v2_port): (u16, u16, u16),
+    instance: u8,
 ) -> PathBuf {
     write_pool_toml(
         dir,
@@ -36,6 +42,7 @@ fn write_config(
             r#"[stratum]
 bind = "127.0.0.1:{port}"
 reuse_port = true
+instance_id = {instance}
 shutdown_message = "restarting"
 
 [stratum.v2]
@@ -56,6 +63,50 @@ payments = false
 "#
         ),
     )
+}
+
+/// A regtest pair, a PostgreSQL and what two pool processes on the same ports need.
+struct TwoProcesses {
+    pair: RegtestPair,
+    pg: TempPostgres,
+    dirs: [tempfile::TempDir; 2],
+    port: u16,
+    api_port: u16,
+    v2_port: u16,
+    pool_address: String,
+}
+
+impl TwoProcesses {
+    fn new() -> TwoProcesses {
+        let pair = RegtestPair::start().unwrap();
+        let pool_address = pair.node(0).new_address().unwrap();
+        TwoProcesses {
+            pg: TempPostgres::start().unwrap(),
+            dirs: [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()],
+            port: testkit::free_port().unwrap(),
+            api_port: testkit::free_port().unwrap(),
+            v2_port: testkit::free_port().unwrap(),
+            pool_address,
+            pair,
+        }
+    }
+
+    /// Process `i`'s config file, with `stratum.instance_id = instance`.
+    fn config(&self, i: usize, instance: u8) -> PathBuf {
+        write_config(
+            self.dirs[i].path(),
+            self.pair.node(0),
+            &self.pool_address,
+            &self.pg.url(),
+            (self.port, self.api_port, self.v2_port),
+            instance,
+        )
+    }
+
+    /// Process `i`'s log file.
+    fn log(&self, i: usize) -> PathBuf {
+        self.dirs[i].path().join("pool.log")
+    }
 }
 
 /// A `pool` process; killed if the test fails while it runs.
@@ -178,27 +229,11 @@ impl V2Mining {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_loses_no_acknowledged_share() {
-    let pair = RegtestPair::start().unwrap();
-    let pg = TempPostgres::start().unwrap();
-    let node = pair.node(0);
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let port = testkit::free_port().unwrap();
-    let api_port = testkit::free_port().unwrap();
-    let v2_port = testkit::free_port().unwrap();
-    let pool_address = node.new_address().unwrap();
-    let configs: Vec<PathBuf> = dirs
-        .iter()
-        .map(|d| {
-            write_config(
-                d.path(),
-                node,
-                &pool_address,
-                &pg.url(),
-                (port, api_port, v2_port),
-            )
-        })
-        .collect();
-    let logs: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("pool.log")).collect();
+    let two = TwoProcesses::new();
+    let (node, pg, port, v2_port) = (two.pair.node(0), &two.pg, two.port, two.v2_port);
+    // The same instance id for both, as a restart without changing the config does.
+    let configs: Vec<PathBuf> = (0..2).map(|i| two.config(i, 0)).collect();
+    let logs: Vec<PathBuf> = (0..2).map(|i| two.log(i)).collect();
 
     let mut old = tokio::task::block_in_place(|| Process::start(&configs[0], &logs[0], port));
     let miner = start_miner_with(port, &node.new_address().unwrap(), "x,d=0.0000000001");
@@ -264,4 +299,67 @@ async fn rolling_restart_loses_no_acknowledged_share() {
         "every acknowledged share is stored ({acked} acknowledged, {rows} stored)"
     );
     assert!(exited_after < Duration::from_secs(15), "{exited_after:?}");
+}
+
+/// Two processes serve one port at once (SO_REUSEPORT), as an operator runs them to hold
+/// more connections than one process's open-files limit allows: the kernel spreads the
+/// connections over both, each process hands out extranonce1s under its own prefix (so no
+/// two miners share coinbase space), and the shares of both land in the one PostgreSQL,
+/// each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_port_with_their_own_extranonce1_spaces() {
+    let two = TwoProcesses::new();
+    let (node, pg, port) = (two.pair.node(0), &two.pg, two.port);
+    let mut processes = Vec::new();
+    for i in 0..2 {
+        let (config, log) = (two.config(i, 1 + i as u8), two.log(i));
+        processes.push(tokio::task::block_in_place(|| {
+            Process::start(&config, &log, port)
+        }));
+    }
+
+    // The kernel hashes each connection to one of the two listeners.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let en1 = extranonce1(port).await;
+        assert!(en1.starts_with("01") || en1.starts_with("02"), "{en1}");
+        assert!(seen.insert(en1.clone()), "{en1} handed out twice");
+    }
+    for prefix in ["01", "02"] {
+        assert!(
+            seen.iter().any(|e| e.starts_with(prefix)),
+            "no connection reached instance {prefix}: {seen:?}"
+        );
+    }
+
+    let miners: Vec<TestMiner> = (0..4)
+        .map(|_| start_miner_with(port, &node.new_address().unwrap(), "x,d=0.0000000001"))
+        .collect();
+    until(
+        "shares from every miner",
+        Duration::from_secs(60),
+        || async { miners.iter().all(|m| acknowledged(m) >= 50) },
+    )
+    .await;
+    for p in &processes {
+        p.terminate();
+    }
+    for p in &mut processes {
+        assert!(tokio::task::block_in_place(|| p.wait(Duration::from_secs(20))).success());
+    }
+    let acked: u64 = miners.iter().map(acknowledged).sum();
+    for m in &miners {
+        m.cancel.cancel();
+    }
+    let db = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (time, uid)) FROM shares")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(rows, distinct, "no share stored twice");
+    assert!(
+        acked <= rows as u64,
+        "every acknowledged share is stored ({acked} acknowledged, {rows} stored)"
+    );
 }

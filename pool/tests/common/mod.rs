@@ -253,6 +253,23 @@ where
 }
 
 /// `GET http://addr/path`: the status and the body (4xx and 5xx included).
+/// Subscribes on a fresh connection to the pool at `port`; the extranonce1 (hex) it gets.
+pub async fn extranonce1(port: u16) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}\n")
+        .await
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await.unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+    reply["result"][1].as_str().unwrap().to_string()
+}
+
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let url = format!("http://{addr}{path}");
     tokio::task::spawn_blocking(move || {
