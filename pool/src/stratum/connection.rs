@@ -65,6 +65,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut shutting_down = false;
     let mut acks = Acks::new();
     let mut presence = Presence::new(&shared.stats.live);
+    // One registration with the token for the connection's life, not one per loop turn
+    // (thousands of tasks re-registering on one token's lock showed in the profile).
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "connected");
     let end = loop {
         // Send what the session queued, then act on what happened.
@@ -101,7 +105,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             break reason.to_string();
         }
         tokio::select! {
-            _ = cancel.cancelled(), if !shutting_down => {
+            _ = &mut cancelled, if !shutting_down => {
                 shutting_down = true;
                 // Answer the shares already accepted before saying goodbye.
                 let settle = async {

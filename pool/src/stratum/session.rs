@@ -27,7 +27,7 @@
 //!   connection did not resume the session the miner asked for, they are stale (made
 //!   with another extranonce1).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,8 +116,9 @@ pub struct Session {
     bad_lines_in_row: u32,
     /// Junk messages (see the module docs), not all messages.
     bucket: Bucket,
-    /// Answers waiting for the store, by token.
-    awaiting: HashMap<u64, Id>,
+    /// Answers waiting for the store, by token, oldest first: the store answers in order,
+    /// so the one answered is at the front (no hashing per share).
+    awaiting: VecDeque<(u64, Id)>,
     next_ack: u64,
     /// Submits that came before subscribe and authorize (at most [`HELD_SUBMITS`]).
     held: VecDeque<(Id, Submit)>,
@@ -191,7 +192,7 @@ impl Session {
             invalid_in_row: 0,
             bad_lines_in_row: 0,
             bucket: Bucket::new(rate, now),
-            awaiting: HashMap::new(),
+            awaiting: VecDeque::new(),
             next_ack: 0,
             held: VecDeque::new(),
             resumed: false,
@@ -689,7 +690,10 @@ impl Session {
 
     /// The store's word on an accepted share that waits for it: answer the miner.
     pub fn share_stored(&mut self, token: AckToken, stored: bool) {
-        let Some(id) = self.awaiting.remove(&token.0) else {
+        let Some(at) = self.awaiting.iter().position(|(t, _)| *t == token.0) else {
+            return;
+        };
+        let Some((_, id)) = self.awaiting.remove(at) else {
             return;
         };
         if stored {
@@ -729,7 +733,7 @@ impl Session {
                 self.invalid_in_row = 0;
                 let awaiting_ack = if self.settings.ack_when_stored {
                     self.next_ack += 1;
-                    self.awaiting.insert(self.next_ack, id);
+                    self.awaiting.push_back((self.next_ack, id));
                     Some(AckToken(self.next_ack))
                 } else {
                     self.reply(id, json!(true));
