@@ -206,6 +206,7 @@ impl<'a> Presence<'a> {
             let now = u64::from(crate::clock::unix_now());
             self.live
                 .connected(address, worker, id, user_agent.unwrap_or(""), now);
+            self.workers.reserve_exact(1);
             self.workers
                 .push((address.to_string(), worker.to_string(), id));
         }

@@ -15,8 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::stratum::events::Outgoing;
 
-/// The read buffer of a connection that has sent little so far.
-pub const READ_START: usize = 512;
+/// The read buffer of a connection that has sent little so far: a subscribe, an authorize
+/// or a submit fits (about 150 bytes each); a longer line grows it.
+pub const READ_START: usize = 256;
 
 /// A read buffer larger than this is let go once it is empty.
 pub const READ_KEEP: usize = 4096;

@@ -487,6 +487,8 @@ impl Session {
         }
         let first = self.users.is_empty();
         if !self.users.iter().any(|u| u == user) {
+            // Most connections authorize one worker: room for exactly that.
+            self.users.reserve_exact(1);
             self.users.push(user.to_string());
         }
         if self.payout.is_none() {
@@ -597,6 +599,8 @@ impl Session {
         };
         self.out.push_back(Outgoing::Line(line));
         if !self.seen.iter().any(|(work, _)| *work == job.work) {
+            // Grown one at a time: an idle miner holds one or two works, not room for four.
+            self.seen.reserve_exact(1);
             self.seen.push((job.work, HashSet::new()));
         }
         self.jobs.push_back(SentJob {
