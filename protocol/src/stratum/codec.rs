@@ -12,7 +12,7 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use crate::stratum::message::{Id, Message, MessageError};
+use crate::stratum::message::{Id, Message, MessageError, Response};
 
 /// A line cap that fits every message a miner sends, with room to spare.
 pub const MAX_LINE_FROM_MINER: usize = 16 * 1024;
@@ -192,10 +192,34 @@ impl StratumCodec {
     /// Appends `msg` as one line to `dst`.
     pub fn write(msg: &Message, dst: &mut BytesMut) {
         let mut writer = dst.writer();
-        // Writing a JSON value into a growable buffer cannot fail.
-        let _ = serde_json::to_writer(&mut writer, &msg.to_value());
+        // Writing JSON into a growable buffer cannot fail.
+        let _ = match msg {
+            Message::Response(r) => write_response(r, &mut writer),
+            _ => serde_json::to_writer(&mut writer, &msg.to_value()),
+        };
         writer.into_inner().put_u8(b'\n');
     }
+}
+
+/// A reply, field by field: the bytes `to_value` would give (`id`, `result`, `error`, in
+/// that order), without building the value first. A pool answers every share with one.
+fn write_response(r: &Response, out: &mut impl std::io::Write) -> serde_json::Result<()> {
+    out.write_all(b"{\"id\":").map_err(serde_json::Error::io)?;
+    match &r.id {
+        Id::Num(n) => serde_json::to_writer(&mut *out, n)?,
+        Id::Str(s) => serde_json::to_writer(&mut *out, s)?,
+        Id::Null => out.write_all(b"null").map_err(serde_json::Error::io)?,
+    }
+    out.write_all(b",\"result\":")
+        .map_err(serde_json::Error::io)?;
+    serde_json::to_writer(&mut *out, &r.result)?;
+    out.write_all(b",\"error\":")
+        .map_err(serde_json::Error::io)?;
+    match &r.error {
+        None => out.write_all(b"null").map_err(serde_json::Error::io)?,
+        Some(e) => serde_json::to_writer(&mut *out, &e.to_value())?,
+    }
+    out.write_all(b"}").map_err(serde_json::Error::io)
 }
 
 /// The tokio-util adapter: `Framed<socket, StratumCodec>` yields one item per line.
@@ -244,6 +268,40 @@ mod tests {
     use super::*;
     use crate::stratum::method::Method;
     use tokio_util::codec::{Decoder, Encoder};
+
+    #[test]
+    fn replies_are_written_as_their_json_value_would_be() {
+        use crate::stratum::message::StratumError;
+        use serde_json::json;
+        let ids = [
+            Id::Num(7.into()),
+            Id::Num(serde_json::Number::from_f64(2.5).unwrap()),
+            Id::Str("a \"quoted\" id\n\u{e9}".into()),
+            Id::Null,
+        ];
+        let results = [
+            json!(true),
+            json!(false),
+            json!(null),
+            json!([["mining.notify", "ab"], "00", 8]),
+        ];
+        for id in ids {
+            for result in &results {
+                for error in [None, Some(StratumError::new(23, "Low difficulty share"))] {
+                    let msg = Message::Response(Response {
+                        id: id.clone(),
+                        result: result.clone(),
+                        error,
+                    });
+                    let mut fast = BytesMut::new();
+                    StratumCodec::write(&msg, &mut fast);
+                    let mut slow = serde_json::to_vec(&msg.to_value()).unwrap();
+                    slow.push(b'\n');
+                    assert_eq!(fast.as_ref(), slow.as_slice(), "{msg:?}");
+                }
+            }
+        }
+    }
 
     fn decode_all(codec: &mut StratumCodec, input: &[u8]) -> Vec<Result<Message, FrameError>> {
         let mut buf = BytesMut::from(input);

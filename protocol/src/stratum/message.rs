@@ -117,7 +117,8 @@ impl StratumError {
         }
     }
 
-    fn to_value(&self) -> Value {
+    /// The error triple `[code, message, null]`.
+    pub(crate) fn to_value(&self) -> Value {
         json!([self.code, self.message, null])
     }
 
