@@ -111,11 +111,27 @@ impl Worker {
     }
 }
 
+/// Workers by address, then by worker name: looked up by `&str`, so a share allocates no
+/// key.
+type Workers = BTreeMap<String, BTreeMap<String, Worker>>;
+
+/// The record of `address.worker`, made when missing.
+fn worker_mut<'m>(w: &'m mut Workers, address: &str, worker: &str) -> Option<&'m mut Worker> {
+    if !w.contains_key(address) {
+        w.insert(address.to_string(), BTreeMap::new());
+    }
+    let by_name = w.get_mut(address)?;
+    if !by_name.contains_key(worker) {
+        by_name.insert(worker.to_string(), Worker::default());
+    }
+    by_name.get_mut(worker)
+}
+
 /// The live state; cheap to update from every connection task.
 #[derive(Debug)]
 pub struct Live {
     started: u64,
-    workers: Mutex<BTreeMap<(String, String), Worker>>,
+    workers: Mutex<Workers>,
 }
 
 /// One worker now.
@@ -192,7 +208,7 @@ impl Live {
         self.started
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<(String, String), Worker>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Workers) -> R) -> R {
         f(&mut self.workers.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -200,9 +216,9 @@ impl Live {
     /// the user agent it gave, at unix second `now`.
     pub fn connected(&self, address: &str, worker: &str, id: [u8; 4], user_agent: &str, now: u64) {
         self.with(|w| {
-            let entry = w
-                .entry((address.to_string(), worker.to_string()))
-                .or_default();
+            let Some(entry) = worker_mut(w, address, worker) else {
+                return;
+            };
             entry.connections += 1;
             // A resumed session (same extranonce1) takes up its old record.
             entry.sessions.retain(|s| s.id != id || s.connected);
@@ -223,7 +239,7 @@ impl Live {
     /// Session `id` of `address.worker` closed.
     pub fn disconnected(&self, address: &str, worker: &str, id: [u8; 4]) {
         self.with(|w| {
-            if let Some(entry) = w.get_mut(&(address.to_string(), worker.to_string())) {
+            if let Some(entry) = w.get_mut(address).and_then(|m| m.get_mut(worker)) {
                 entry.connections = entry.connections.saturating_sub(1);
                 if let Some(s) = entry
                     .sessions
@@ -250,9 +266,9 @@ impl Live {
         let difficulty = difficulty.get();
         let slot = now / BUCKET_SECS;
         self.with(|w| {
-            let entry = w
-                .entry((address.to_string(), worker.to_string()))
-                .or_default();
+            let Some(entry) = worker_mut(w, address, worker) else {
+                return;
+            };
             let buckets = entry
                 .buckets
                 .get_or_insert_with(|| Box::new([Bucket::default(); BUCKETS]));
@@ -277,10 +293,16 @@ impl Live {
             .saturating_sub(self.started)
             .clamp(BUCKET_SECS, WINDOW_SECS) as f64;
         self.with(|w| {
-            w.retain(|_, v| v.connections > 0 || v.window(now).1 > 0);
+            w.retain(|_, by_name| {
+                by_name.retain(|_, v| v.connections > 0 || v.window(now).1 > 0);
+                !by_name.is_empty()
+            });
             let mut out = LiveSnapshot::default();
             let mut addresses = BTreeSet::new();
-            for ((address, worker), v) in w.iter_mut() {
+            let all = w.iter_mut().flat_map(|(address, by_name)| {
+                by_name.iter_mut().map(move |(n, v)| (address, n, v))
+            });
+            for (address, worker, v) in all {
                 v.sessions.retain(|s| s.connected || s.window(now).0 > 0.0);
                 let (difficulty, shares) = v.window(now);
                 let sessions = v
