@@ -144,6 +144,8 @@ pub struct ApiConfig {
     pub bind: SocketAddr,
     /// The pool's id in `/api/pools/{id}`.
     pub pool_id: String,
+    /// The bearer token of `/api/admin/` (at least 16 characters); unset: no admin API.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -152,6 +154,7 @@ impl Default for ApiConfig {
             enabled: true,
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             pool_id: "pool".into(),
+            admin_token: None,
         }
     }
 }
@@ -897,6 +900,14 @@ impl PoolConfig {
                 format!("{id:?}: letters, digits, '-' and '_' only (it goes into URLs)"),
             ));
         }
+        if let Some(token) = &self.api.admin_token
+            && (token.chars().count() < 16 || token.chars().any(char::is_whitespace))
+        {
+            return Err(invalid(
+                "api.admin_token",
+                "at least 16 characters and no spaces (it is a password: a long random one)",
+            ));
+        }
         if !(0.0..=100.0).contains(&p.fee_percent) {
             return Err(invalid("payouts.fee_percent", "must be 0 to 100"));
         }
@@ -1252,6 +1263,16 @@ mod tests {
                 .to_string()
                 .starts_with("api.pool_id")
         );
+        let mut c = minimal();
+        c.api.admin_token = Some("short".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("api.admin_token")
+        );
+        c.api.admin_token = Some("a-long-random-admin-token".into());
+        assert!(c.validate().is_ok());
         let err = PoolConfig::from_toml("[api]\nbnd = \"127.0.0.1:1\"")
             .unwrap_err()
             .to_string();

@@ -161,6 +161,36 @@ impl Admission {
     }
 }
 
+impl Admission {
+    /// The addresses banned at `now`, each with the time its ban has left, longest first.
+    pub fn bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        let mut bans: Vec<(IpAddr, Duration)> = self
+            .peers()
+            .map
+            .iter()
+            .filter_map(|(ip, p)| {
+                let until = p.banned_until?;
+                (until > now).then(|| (*ip, until - now))
+            })
+            .collect();
+        bans.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        bans
+    }
+
+    /// Lifts the ban on `ip` (and forgets its strikes); whether it was banned at `now`.
+    pub fn lift(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut table = self.peers();
+        let Some(peer) = table.map.get_mut(&ip) else {
+            return false;
+        };
+        let banned = peer.banned_until.is_some_and(|until| until > now);
+        peer.banned_until = None;
+        peer.strikes = 0;
+        peer.strikes_since = None;
+        banned
+    }
+}
+
 /// Addresses with connections, bans or strikes.
 #[derive(Debug)]
 struct PeerTable {
@@ -196,6 +226,26 @@ mod tests {
 
     fn shared(limits: LimitsConfig) -> Admission {
         Admission::new(limits, Arc::new(PoolStats::default()))
+    }
+
+    #[test]
+    fn bans_are_listed_and_lifted() {
+        let s = shared(LimitsConfig::default());
+        let now = Instant::now();
+        s.ban(ip(1), now);
+        s.ban(ip(2), now + Duration::from_secs(5));
+        let bans = s.bans(now + Duration::from_secs(6));
+        assert_eq!(
+            bans.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            vec![ip(2), ip(1)],
+            "longest left first"
+        );
+        assert!(s.admit(ip(1), now + Duration::from_secs(6)).is_err());
+        assert!(s.lift(ip(1), now + Duration::from_secs(6)));
+        assert!(!s.lift(ip(1), now + Duration::from_secs(6)), "once");
+        assert!(!s.lift(ip(3), now), "never banned");
+        assert!(s.admit(ip(1), now + Duration::from_secs(6)).is_ok());
+        assert_eq!(s.bans(now + Duration::from_secs(6)).len(), 1);
     }
 
     fn ip(i: u32) -> IpAddr {

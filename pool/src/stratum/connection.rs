@@ -50,6 +50,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let mut lines = Lines::new(stream, shared.settings.limits.max_line);
     let mut jobs = shared.jobs.clone();
+    let mut announcements = shared.announcements.subscribe();
     let mut session = Session::new(
         shared.settings.clone(),
         shared.ids.clone(),
@@ -136,6 +137,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     session.shutdown(&shared.shutdown_message);
                 } else if let Some(job) = jobs.borrow_and_update().clone() {
                     session.on_job(Instant::now(), job);
+                }
+            }
+            changed = announcements.changed() => {
+                let text = announcements.borrow_and_update().clone();
+                if let (Ok(()), Some(text)) = (changed, text) {
+                    session.show_message(&text);
                 }
             }
             _ = tick.tick() => session.on_tick(Instant::now()),

@@ -44,6 +44,9 @@ pub struct Shared {
     pub proxies: Trusted,
     /// Who may connect.
     pub admission: Admission,
+    /// A line for every v1 miner (`client.show_message`), from the admin API: each
+    /// connection shows the latest one sent while it is connected.
+    pub announcements: watch::Sender<Option<Arc<str>>>,
 }
 
 /// Where connections send what they produce.
@@ -77,6 +80,7 @@ impl Shared {
             shutdown_message,
             best_message: false,
             proxies: Trusted::default(),
+            announcements: watch::channel(None).0,
         }
     }
 }
@@ -85,6 +89,12 @@ impl Shared {
 pub type Ack = BoxFuture<'static, (AckToken, bool)>;
 
 impl Shared {
+    /// Shows `text` to every connected v1 miner; how many connections will.
+    pub fn announce(&self, text: &str) -> usize {
+        self.announcements.send_replace(Some(Arc::from(text)));
+        self.announcements.receiver_count()
+    }
+
     /// Counts an accepted share and hands it to the store's writer (waiting while the
     /// writer's queue is full); the answer to wait for, when the session waits for one.
     /// A share that beat its worker's best adds a line for the miner to `notices` (when

@@ -270,15 +270,24 @@ pub async fn extranonce1(port: u16) -> String {
     reply["result"][1].as_str().unwrap().to_string()
 }
 
+/// An HTTP client for the API that returns error statuses as responses.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A SOLO pool's config on `node`, its data in `dir`.
+pub fn solo_config(node: &Node, dir: &Path) -> PoolConfig {
+    config(Mode::Solo, vec![node_config(node)], None, dir)
+}
+
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let url = format!("http://{addr}{path}");
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let mut response = agent.get(&url).call().expect("the API answers");
+        let mut response = http_agent().get(&url).call().expect("the API answers");
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().expect("a text body");
         (status, body)

@@ -8,6 +8,8 @@
 //!   home-miner apps read ([`publicpool`]);
 //! - what the current job's coinbase pays, with coinbase payouts ([`coinbase`]);
 //! - Prometheus `/metrics` ([`metrics`]);
+//! - `/api/admin/` when `api.admin_token` is set: bans, a message to every miner
+//!   ([`admin`]);
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
 //!   JSON API from the browser, so it needs no build step and shows what the API shows.
 //!
@@ -16,6 +18,7 @@
 //! 404 for an unknown pool id or address, 400 for bad parameters, 503 when the figure needs
 //! a database that is not configured or not answering.
 
+pub mod admin;
 pub mod coinbase;
 pub mod metrics;
 pub mod miningcore;
@@ -30,7 +33,7 @@ use std::sync::atomic::AtomicBool;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use protocol::address::Network;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -110,6 +113,8 @@ pub struct ApiState {
     pub nodes: Vec<Node>,
     /// The current job (`/api/coinbase` shows its outputs).
     pub job: watch::Receiver<Option<Arc<Job>>>,
+    /// The admin API, when `api.admin_token` is set.
+    pub admin: Option<Arc<admin::Admin>>,
 }
 
 /// The router: the dashboard, the JSON API and `/metrics`.
@@ -142,6 +147,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/pool", get(publicpool::pool))
         .route("/api/network", get(publicpool::network))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/admin/bans", get(admin::bans))
+        .route("/api/admin/bans/{ip}", delete(admin::lift))
+        .route("/api/admin/message", post(admin::message))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }

@@ -1,0 +1,171 @@
+//! `/api/admin/`: acting on the running pool without a database prompt. Off unless
+//! `api.admin_token` is set (then every other path answers 404, as if it did not exist);
+//! each request must carry `Authorization: Bearer TOKEN`, compared in constant time, and
+//! every change is logged with what it changed.
+//!
+//! - `GET /api/admin/bans`: the banned addresses and the time their bans have left;
+//! - `DELETE /api/admin/bans/{ip}`: lifts a ban (and forgets the address's strikes);
+//! - `POST /api/admin/message` `{"text": "..."}`: shows a line to every connected Stratum
+//!   v1 miner (`client.show_message`; Stratum V2 has no such message).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::observe::api::ApiState;
+use crate::stratum::shared::Shared;
+
+/// Longest message shown to miners, characters.
+pub const MESSAGE_MAX: usize = 512;
+
+/// What the admin API acts on.
+#[derive(Debug)]
+pub struct Admin {
+    token: String,
+    shared: Arc<Shared>,
+}
+
+impl Admin {
+    /// The admin API with its token, acting on the connections' shared state.
+    pub fn new(token: String, shared: Arc<Shared>) -> Admin {
+        Admin { token, shared }
+    }
+}
+
+/// Why an admin request is refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// The admin API is off: the path does not exist.
+    Off,
+    /// No token, or the wrong one.
+    Unauthorized,
+    /// The request itself is wrong.
+    BadRequest(String),
+    /// Nothing to act on.
+    NotFound(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Refused::Off => (StatusCode::NOT_FOUND, "no such endpoint".to_string()),
+            Refused::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "this needs Authorization: Bearer <api.admin_token>".to_string(),
+            ),
+            Refused::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Refused::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        };
+        let body = Json(json!({"error": message, "status": status.as_u16()}));
+        if status == StatusCode::UNAUTHORIZED {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+/// The admin API, when the request carries its token.
+fn authorized<'s>(state: &'s ApiState, headers: &HeaderMap) -> Result<&'s Admin, Refused> {
+    let admin = state.admin.as_deref().ok_or(Refused::Off)?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(Refused::Unauthorized)?;
+    if same_secret(given.trim().as_bytes(), admin.token.as_bytes()) {
+        Ok(admin)
+    } else {
+        Err(Refused::Unauthorized)
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they
+/// first differ (a byte-by-byte early exit would let a client find the token a byte at a
+/// time by timing).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// `GET /api/admin/bans`.
+pub async fn bans(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refused> {
+    let admin = authorized(&state, &headers)?;
+    let bans: Vec<Value> = admin
+        .shared
+        .admission
+        .bans(Instant::now())
+        .into_iter()
+        .map(|(ip, left)| json!({"address": ip.to_string(), "secondsLeft": left.as_secs()}))
+        .collect();
+    Ok(Json(json!({ "bans": bans })))
+}
+
+/// `DELETE /api/admin/bans/{ip}`.
+pub async fn lift(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(ip): Path<String>,
+) -> Result<Json<Value>, Refused> {
+    let admin = authorized(&state, &headers)?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| Refused::BadRequest(format!("{ip:?} is not an IP address")))?;
+    if !admin.shared.admission.lift(ip, Instant::now()) {
+        return Err(Refused::NotFound(format!("{ip} is not banned")));
+    }
+    info!(%ip, "admin API: ban lifted");
+    Ok(Json(json!({ "lifted": ip.to_string() })))
+}
+
+/// `POST /api/admin/message` with `{"text": "..."}`.
+pub async fn message(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refused> {
+    let admin = authorized(&state, &headers)?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| Refused::BadRequest(format!("the body must be JSON: {e}")))?;
+    let text = body
+        .get("text")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Refused::BadRequest("the body must be {\"text\": \"...\"}".into()))?;
+    if text.chars().count() > MESSAGE_MAX || text.chars().any(char::is_control) {
+        return Err(Refused::BadRequest(format!(
+            "the text must be one line of at most {MESSAGE_MAX} characters"
+        )));
+    }
+    let connections = admin.shared.announce(text);
+    info!(connections, text, "admin API: message shown to miners");
+    Ok(Json(json!({ "text": text, "connections": connections })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdeX", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdef0", b"0123456789abcdef"));
+        assert!(!same_secret(b"", b"0123456789abcdef"));
+    }
+}
