@@ -1,15 +1,18 @@
 //! The admin API against a running pool on a regtest pair: the token refused and
-//! accepted, a message reaching a connected miner, a ban listed, felt and lifted; and no
-//! admin API at all without a token.
+//! accepted, a message reaching a connected miner, a ban listed, felt and lifted; no
+//! admin API at all without a token; and the withholding report telling a miner that
+//! drops its blocks from one that does not.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::scripted::*;
 use common::*;
+use protocol::Target;
 use protocol::stratum::{Message, Method};
 use serde_json::{Value, json};
 use testkit::RegtestPair;
@@ -156,4 +159,116 @@ async fn the_admin_api_lifts_bans_and_speaks_to_miners_with_its_token_only() {
         assert_eq!(status, 404);
     }
     plain.cancel.cancel();
+}
+
+/// Submits `shares` accepted shares one at a time; a withholder skips every nonce that
+/// would be a block, an honest miner submits the first share it finds whatever it is and,
+/// after a block, waits for the work on top of it. The blocks found.
+async fn mine(miner: &mut Miner, shares: usize, withhold: bool) -> u64 {
+    let share = Target::from_difficulty(SHARE_DIFFICULTY).unwrap();
+    let (mut accepted, mut blocks, mut next_nonce) = (0, 0, 0u32);
+    let mut job_id = String::new();
+    while accepted < shares {
+        let n = miner.job().await;
+        if n.job_id != job_id {
+            (job_id, next_nonce) = (n.job_id.clone(), 0);
+        }
+        let network = Target::from_compact(n.nbits).unwrap();
+        let (nonce, block) = (next_nonce..)
+            .find_map(|x| {
+                let h = miner.hash(&n, x, n.ntime);
+                let block = network.is_met_by(&h);
+                (share.is_met_by(&h) && !(withhold && block)).then_some((x, block))
+            })
+            .unwrap();
+        next_nonce = nonce + 1;
+        if miner.submit(&n, nonce, n.ntime, None).await["result"] != json!(true) {
+            continue; // stale: a block changed the work meanwhile
+        }
+        accepted += 1;
+        if block {
+            blocks += 1;
+            while miner.notifies.last().unwrap().prev_hash == n.prev_hash {
+                if let Some(Message::Request {
+                    method: Method::Notify(next),
+                    ..
+                }) = next(&mut miner.conn).await
+                {
+                    miner.notifies.push(next);
+                }
+            }
+        }
+    }
+    blocks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_that_withholds_blocks_is_flagged_and_an_honest_one_is_not() {
+    let setup = Setup::start();
+    let pair = &setup.pair;
+    let mut cfg = setup.config();
+    cfg.api.admin_token = Some(TOKEN.into());
+    let pool = TestPool::start(cfg).await;
+    let (port, api) = (pool.port(), pool.running.api_addr.unwrap());
+    let withholder = pair.node(1).new_address().unwrap();
+    let honest = pair.node(1).new_address().unwrap();
+
+    // 40 shares each at 3e-10 on regtest's 4.66e-10: about 26 blocks expected of each.
+    let mut w = Miner::open(port, &format!("{withholder}.rig")).await;
+    assert_eq!(mine(&mut w, 40, true).await, 0);
+    let mut h = Miner::open(port, &format!("{honest}.rig")).await;
+    let found = mine(&mut h, 40, false).await;
+
+    // The last block reaches the database a moment after its share is answered.
+    let path = "/api/admin/withholding?hours=1";
+    let honest_found = |body: &Value| {
+        body["addresses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["address"] == json!(honest)))
+            .map(|l| l["foundBlocks"].clone())
+    };
+    until(
+        "every block in the report",
+        Duration::from_secs(20),
+        || async {
+            let (_, body) = admin(api, "GET", path, Some(TOKEN), None).await;
+            honest_found(&body) == Some(json!(found))
+        },
+    )
+    .await;
+    let (status, body) = admin(api, "GET", path, Some(TOKEN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let line = |address: &str| {
+        body["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["address"] == json!(address))
+            .cloned()
+            .unwrap_or_else(|| panic!("{address} missing: {body}"))
+    };
+    let (w, h) = (line(&withholder), line(&honest));
+    println!("withholder: {w}\nhonest: {h}");
+    // First in the report, no block for some 26 expected: by chance e^-26, about 5e-12.
+    assert_eq!(body["addresses"][0]["address"], json!(withholder));
+    assert_eq!(w["foundBlocks"], json!(0));
+    assert!(w["expectedBlocks"].as_f64().unwrap() > 20.0, "{w}");
+    assert!(w["probability"].as_f64().unwrap() < 1e-6, "{w}");
+    assert_eq!(w["flagged"], json!(true));
+    // The honest miner found what its work should have (a false flag at p < 0.001 has a
+    // chance below 0.001 of happening, less still for binomial counts).
+    assert_eq!(h["foundBlocks"], json!(found));
+    assert_eq!(h["flagged"], json!(false), "{h}");
+    let (status, _) = admin(api, "GET", path, None, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = admin(
+        api,
+        "GET",
+        "/api/admin/withholding?hours=0",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    pool.cancel.cancel();
 }

@@ -56,6 +56,20 @@ pub struct WorkerSample {
 }
 
 /// A found block as the API shows it: the stored block and where it stands.
+/// One address's work over a window (the withholding report).
+#[derive(Clone, Debug, PartialEq, FromRow)]
+pub struct AddressWork {
+    /// The payout address.
+    pub address: String,
+    /// Accepted shares.
+    pub shares: i64,
+    /// Their credited difficulty, summed.
+    pub difficulty: f64,
+    /// The blocks they were expected to find: each share's difficulty over the network
+    /// difficulty then, summed.
+    pub expected_blocks: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct BlockView {
     /// The block as found.
@@ -184,6 +198,32 @@ impl Store {
         .bind(interval.unit())
         .fetch_all(self.db())
         .await?)
+    }
+
+    /// Per address since `since_us`: shares, their credited difficulty, and the blocks
+    /// they were expected to find (each share's difficulty over the network's then), for
+    /// the withholding report.
+    pub async fn work_by_address(&self, since_us: i64) -> Result<Vec<AddressWork>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT address, count(*) AS shares, sum(difficulty) AS difficulty,
+                    sum(least(difficulty / network_difficulty, 1.0)) AS expected_blocks
+             FROM shares WHERE time >= micros_to_ts($1) AND network_difficulty > 0
+             GROUP BY address ORDER BY address",
+        )
+        .bind(since_us)
+        .fetch_all(self.db())
+        .await?)
+    }
+
+    /// The finders (usernames) of the blocks found since `since_us`, orphaned ones too: a
+    /// block found counts for its finder whatever the chain made of it.
+    pub async fn finders_since(&self, since_us: i64) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT finder FROM blocks WHERE found_at >= micros_to_ts($1)")
+                .bind(since_us)
+                .fetch_all(self.db())
+                .await?,
+        )
     }
 
     /// Blocks, newest first.

@@ -6,7 +6,9 @@
 //! - `GET /api/admin/bans`: the banned addresses and the time their bans have left;
 //! - `DELETE /api/admin/bans/{ip}`: lifts a ban (and forgets the address's strikes);
 //! - `POST /api/admin/message` `{"text": "..."}`: shows a line to every connected Stratum
-//!   v1 miner (`client.show_message`; Stratum V2 has no such message).
+//!   v1 miner (`client.show_message`; Stratum V2 has no such message);
+//! - `GET /api/admin/withholding`: found against expected blocks per address
+//!   ([`crate::observe::api::withholding`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,6 +52,16 @@ pub enum Refused {
     BadRequest(String),
     /// Nothing to act on.
     NotFound(String),
+    /// It needs the database, which is not configured or not answering.
+    Unavailable(String),
+}
+
+/// A database error is logged, not shown (as in the rest of the API).
+impl From<crate::store::StoreError> for Refused {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::warn!(error = %e, "admin API request failed on the database");
+        Refused::Unavailable("the database did not answer; try again later".into())
+    }
 }
 
 impl IntoResponse for Refused {
@@ -62,6 +74,7 @@ impl IntoResponse for Refused {
             ),
             Refused::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Refused::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Refused::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         let body = Json(json!({"error": message, "status": status.as_u16()}));
         if status == StatusCode::UNAUTHORIZED {
@@ -73,7 +86,10 @@ impl IntoResponse for Refused {
 }
 
 /// The admin API, when the request carries its token.
-fn authorized<'s>(state: &'s ApiState, headers: &HeaderMap) -> Result<&'s Admin, Refused> {
+pub(crate) fn authorized<'s>(
+    state: &'s ApiState,
+    headers: &HeaderMap,
+) -> Result<&'s Admin, Refused> {
     let admin = state.admin.as_deref().ok_or(Refused::Off)?;
     let given = headers
         .get(header::AUTHORIZATION)
