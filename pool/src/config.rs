@@ -67,6 +67,31 @@ pub struct PoolConfig {
     pub api: ApiConfig,
     /// Where events are announced (`[[notify]]`): webhooks, Discord, Telegram.
     pub notify: Vec<NotifyConfig>,
+    /// What the pool watches for and reports (`[alerts]`).
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: the block-withholding watch (`accounting::withholding`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// An address is flagged when finding as few blocks as it did has a smaller chance
+    /// than this.
+    pub withholding_p: f64,
+    /// The window the report covers, hours.
+    pub withholding_hours: u32,
+    /// Time between reports, seconds (0: no watch; the admin API still reports).
+    pub withholding_check_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            withholding_p: 0.001,
+            withholding_hours: 24,
+            withholding_check_secs: 600,
+        }
+    }
 }
 
 /// The format a notification sink speaks.
@@ -131,6 +156,7 @@ pub const NOTIFY_EVENTS: &[&str] = &[
     "worker_offline",
     "payment_sent",
     "node_unreachable",
+    "withholding",
 ];
 
 /// The HTTP side: JSON API, Prometheus metrics, dashboard.
@@ -504,6 +530,7 @@ impl Default for PoolConfig {
             payouts: PayoutsConfig::default(),
             api: ApiConfig::default(),
             notify: Vec::new(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -899,6 +926,13 @@ impl PoolConfig {
                 "api.pool_id",
                 format!("{id:?}: letters, digits, '-' and '_' only (it goes into URLs)"),
             ));
+        }
+        let a = &self.alerts;
+        if !(a.withholding_p > 0.0 && a.withholding_p < 1.0) {
+            return Err(invalid("alerts.withholding_p", "must be between 0 and 1"));
+        }
+        if !(1..=2160).contains(&a.withholding_hours) {
+            return Err(invalid("alerts.withholding_hours", "must be 1 to 2160"));
         }
         if let Some(token) = &self.api.admin_token
             && (token.chars().count() < 16 || token.chars().any(char::is_whitespace))

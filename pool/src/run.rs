@@ -303,6 +303,21 @@ pub async fn start(
     tasks.extend(zmq);
     let writer_stats = Arc::new(WriterStats::default());
     let leading = Arc::new(AtomicBool::new(false));
+    if let Some(store) = &store
+        && config.alerts.withholding_check_secs > 0
+    {
+        tasks.push(tokio::spawn(crate::accounting::withholding::watch(
+            store.clone(),
+            stats.clone(),
+            leading.clone(),
+            crate::accounting::withholding::WatchSettings {
+                threshold: config.alerts.withholding_p,
+                hours: config.alerts.withholding_hours,
+                every: Duration::from_secs(config.alerts.withholding_check_secs),
+            },
+            cancel.clone(),
+        )));
+    }
     let mut shares = None;
     if let (Some(store), Some(url)) = (&store, &config.database.url) {
         // Best difficulties survive restarts: the session path's tracker starts from them.

@@ -208,6 +208,7 @@ async fn a_miner_that_withholds_blocks_is_flagged_and_an_honest_one_is_not() {
     let pair = &setup.pair;
     let mut cfg = setup.config();
     cfg.api.admin_token = Some(TOKEN.into());
+    cfg.alerts.withholding_check_secs = 1;
     let pool = TestPool::start(cfg).await;
     let (port, api) = (pool.port(), pool.running.api_addr.unwrap());
     let withholder = pair.node(1).new_address().unwrap();
@@ -259,6 +260,16 @@ async fn a_miner_that_withholds_blocks_is_flagged_and_an_honest_one_is_not() {
     // chance below 0.001 of happening, less still for binomial counts).
     assert_eq!(h["foundBlocks"], json!(found));
     assert_eq!(h["flagged"], json!(false), "{h}");
+    // The watch (leader, every second here) reports it in /metrics.
+    until(
+        "the watch's report in /metrics",
+        Duration::from_secs(20),
+        || async {
+            let (_, metrics) = http_get(api, "/metrics").await;
+            metrics.contains("pool_withholding_flagged_addresses 1\n")
+        },
+    )
+    .await;
     let (status, _) = admin(api, "GET", path, None, None).await;
     assert_eq!(status, 401);
     let (status, _) = admin(

@@ -9,3 +9,4 @@ pub mod leader;
 pub mod payments;
 pub mod pplns;
 pub mod tracker;
+pub mod withholding;

@@ -104,6 +104,18 @@ pub enum Note {
         /// Whether this is the all-clear.
         recovered: bool,
     },
+    /// An address found far fewer blocks than its work should have (possible block
+    /// withholding: `accounting::withholding`).
+    Withholding {
+        /// The address.
+        address: String,
+        /// Blocks its shares should have found.
+        expected: f64,
+        /// Blocks it found.
+        found: u64,
+        /// The chance of finding so few by luck.
+        probability: f64,
+    },
 }
 
 impl Note {
@@ -117,6 +129,7 @@ impl Note {
             Note::WorkerOffline { .. } => "worker_offline",
             Note::PaymentSent { .. } => "payment_sent",
             Note::NodeUnreachable { .. } => "node_unreachable",
+            Note::Withholding { .. } => "withholding",
         }
     }
 
@@ -162,6 +175,17 @@ impl Note {
                 error,
                 recovered,
             } => json!({"node": node, "error": error, "recovered": recovered}),
+            Note::Withholding {
+                address,
+                expected,
+                found,
+                probability,
+            } => json!({
+                "address": address,
+                "expectedBlocks": expected,
+                "foundBlocks": found,
+                "probability": probability,
+            }),
         }
     }
 
@@ -239,6 +263,14 @@ impl Note {
             Note::NodeUnreachable { node, error, .. } => {
                 format!("Node {node} unreachable: {error}")
             }
+            Note::Withholding {
+                address,
+                expected,
+                found,
+                probability,
+            } => format!(
+                "Possible block withholding: {address} found {found} blocks where its work should have found {expected:.1} (chance {probability:.1e})"
+            ),
         };
         format!("[{pool}] {body}")
     }

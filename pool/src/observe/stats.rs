@@ -94,6 +94,19 @@ pub struct PoolStats {
     pub share_ack: Latency,
     /// Where events are told (`[[notify]]`); does nothing without sinks.
     pub notify: Notifier,
+    /// The last block-withholding report's summary, once there is one.
+    withholding: Mutex<Option<WithholdingSummary>>,
+}
+
+/// What `/metrics` shows of the last block-withholding report.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WithholdingSummary {
+    /// Addresses below the threshold.
+    pub flagged: usize,
+    /// The lowest probability of any address (1 with none).
+    pub lowest: f64,
+    /// Addresses in the report.
+    pub addresses: usize,
 }
 
 /// A copy of the counters at one moment.
@@ -144,6 +157,22 @@ impl Snapshot {
 }
 
 impl PoolStats {
+    /// Keeps the last block-withholding report's summary.
+    pub fn set_withholding(&self, summary: WithholdingSummary) {
+        *self
+            .withholding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(summary);
+    }
+
+    /// The last block-withholding report's summary, if one was made.
+    pub fn withholding(&self) -> Option<WithholdingSummary> {
+        *self
+            .withholding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A connection opened.
     pub fn connected(&self, protocol: Protocol) {
         let p = &self.per_protocol[protocol.index()];

@@ -7,21 +7,24 @@
 //! - `DELETE /api/admin/bans/{ip}`: lifts a ban (and forgets the address's strikes);
 //! - `POST /api/admin/message` `{"text": "..."}`: shows a line to every connected Stratum
 //!   v1 miner (`client.show_message`; Stratum V2 has no such message);
-//! - `GET /api/admin/withholding`: found against expected blocks per address
-//!   ([`crate::observe::api::withholding`]).
+//! - `GET /api/admin/withholding?hours=24&p=0.001`: found against expected blocks per
+//!   address over the window asked for ([`crate::accounting::withholding`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::info;
 
+use crate::accounting::withholding::{DEFAULT_P, from_store};
 use crate::observe::api::ApiState;
+use crate::observe::api::time::now;
 use crate::stratum::shared::Shared;
 
 /// Longest message shown to miners, characters.
@@ -170,6 +173,55 @@ pub async fn message(
     let connections = admin.shared.announce(text);
     info!(connections, text, "admin API: message shown to miners");
     Ok(Json(json!({ "text": text, "connections": connections })))
+}
+
+/// `GET /api/admin/withholding?hours=24&p=0.001`.
+pub async fn withholding(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Refused> {
+    authorized(&state, &headers)?;
+    let hours: u32 = match q.get("hours") {
+        None => 24,
+        Some(h) => h
+            .parse()
+            .ok()
+            .filter(|h| (1..=24 * 90).contains(h))
+            .ok_or_else(|| Refused::BadRequest(format!("hours must be 1 to 2160, not {h:?}")))?,
+    };
+    let threshold: f64 = match q.get("p") {
+        None => DEFAULT_P,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p: &f64| *p > 0.0 && *p < 1.0)
+            .ok_or_else(|| Refused::BadRequest(format!("p must be between 0 and 1, not {p:?}")))?,
+    };
+    let store = state
+        .store
+        .as_ref()
+        .ok_or_else(|| Refused::Unavailable("the report needs the pool's database".into()))?;
+    let lines: Vec<Value> = from_store(store, hours, now())
+        .await?
+        .into_iter()
+        .map(|l| {
+            json!({
+                "address": l.address,
+                "shares": l.work.shares,
+                "difficulty": l.work.difficulty,
+                "expectedBlocks": l.work.expected_blocks,
+                "foundBlocks": l.found,
+                "probability": l.probability,
+                "flagged": l.probability < threshold,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "hours": hours,
+        "threshold": threshold,
+        "addresses": lines,
+    })))
 }
 
 #[cfg(test)]

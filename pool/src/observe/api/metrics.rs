@@ -184,6 +184,20 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     );
     o.value("pool_best_difficulty", "period=\"round\"", best.round);
     o.value("pool_best_difficulty", "period=\"all_time\"", best.all_time);
+    if let Some(w) = state.stats.withholding() {
+        o.head(
+            "pool_withholding_flagged_addresses",
+            "gauge",
+            "Addresses the last block-withholding report flagged (alerts.withholding_p).",
+        );
+        o.value("pool_withholding_flagged_addresses", "", w.flagged as f64);
+        o.head(
+            "pool_withholding_lowest_probability",
+            "gauge",
+            "The lowest chance, over the report's addresses, of finding as few blocks as they did.",
+        );
+        o.value("pool_withholding_lowest_probability", "", w.lowest);
+    }
     let sinks = state.stats.notify.counts();
     if !sinks.is_empty() {
         o.head(

@@ -9,7 +9,7 @@
 //! - what the current job's coinbase pays, with coinbase payouts ([`coinbase`]);
 //! - Prometheus `/metrics` ([`metrics`]);
 //! - `/api/admin/` when `api.admin_token` is set: bans, a message to every miner
-//!   ([`admin`]), the block-withholding report ([`withholding`]);
+//!   and the block-withholding report ([`admin`]);
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
 //!   JSON API from the browser, so it needs no build step and shows what the API shows.
 //!
@@ -24,7 +24,6 @@ pub mod metrics;
 pub mod miningcore;
 pub mod publicpool;
 pub mod time;
-pub mod withholding;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -151,7 +150,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/bans", get(admin::bans))
         .route("/api/admin/bans/{ip}", delete(admin::lift))
         .route("/api/admin/message", post(admin::message))
-        .route("/api/admin/withholding", get(withholding::withholding))
+        .route("/api/admin/withholding", get(admin::withholding))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }

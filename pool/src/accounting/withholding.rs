@@ -1,5 +1,5 @@
-//! `GET /api/admin/withholding`: which addresses found fewer blocks than their work
-//! should have, and how unlikely that is by chance.
+//! Block withholding: which addresses found fewer blocks than their work should have, and
+//! how unlikely that is by chance; and the task that watches for it.
 //!
 //! A share credited at difficulty `d` while the network's is `D` is a block with
 //! probability `d / D`; over a window an address's expected blocks are the sum of that
@@ -7,20 +7,25 @@
 //! mean. A miner that keeps its block solutions to itself (block withholding: it costs the
 //! pool every block and the miner only its share of them) finds none while its expected
 //! count grows. The report gives, per address, `P(X <= found)`: the chance of finding so
-//! few by luck alone; below the threshold (`p`, default 0.001) the address is flagged.
+//! few by luck alone; below a threshold (`alerts.withholding_p`) the address is flagged.
 //! Binomial counts (shares at the network difficulty) vary less than a Poisson count of
 //! the same mean, so the probability errs on the side of not flagging.
+//!
+//! [`watch`] computes the report every `alerts.withholding_check_secs` while this process
+//! leads the bookkeeping, keeps its summary for `/metrics`, and sends a `withholding`
+//! notification for each address newly flagged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
-use crate::observe::api::ApiState;
-use crate::observe::api::admin::{Refused, authorized};
-use crate::observe::api::time::now;
+use crate::observe::notify::Note;
+use crate::observe::stats::{PoolStats, WithholdingSummary};
+use crate::store::Store;
 use crate::store::reads::AddressWork;
 use crate::stratum::session::split_user;
 
@@ -86,55 +91,94 @@ pub fn report(work: Vec<AddressWork>, finders: &[String]) -> Vec<Line> {
     lines
 }
 
-/// `GET /api/admin/withholding?hours=24&p=0.001`.
-pub async fn withholding(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Refused> {
-    authorized(&state, &headers)?;
-    let hours: u32 = match q.get("hours") {
-        None => 24,
-        Some(h) => h
-            .parse()
-            .ok()
-            .filter(|h| (1..=24 * 90).contains(h))
-            .ok_or_else(|| Refused::BadRequest(format!("hours must be 1 to 2160, not {h:?}")))?,
-    };
-    let threshold: f64 = match q.get("p") {
-        None => DEFAULT_P,
-        Some(p) => p
-            .parse()
-            .ok()
-            .filter(|p: &f64| *p > 0.0 && *p < 1.0)
-            .ok_or_else(|| Refused::BadRequest(format!("p must be between 0 and 1, not {p:?}")))?,
-    };
-    let store = state
-        .store
-        .as_ref()
-        .ok_or_else(|| Refused::Unavailable("the report needs the pool's database".into()))?;
-    let since_us = (now() as i64 - i64::from(hours) * 3600) * 1_000_000;
+/// The report of the last `hours` from the database.
+pub async fn from_store(
+    store: &Store,
+    hours: u32,
+    now_unix: u64,
+) -> Result<Vec<Line>, crate::store::StoreError> {
+    let since_us = (now_unix as i64 - i64::from(hours) * 3600) * 1_000_000;
     let work = store.work_by_address(since_us).await?;
     let finders = store.finders_since(since_us).await?;
-    let lines: Vec<Value> = report(work, &finders)
-        .into_iter()
-        .map(|l| {
-            json!({
-                "address": l.address,
-                "shares": l.work.shares,
-                "difficulty": l.work.difficulty,
-                "expectedBlocks": l.work.expected_blocks,
-                "foundBlocks": l.found,
-                "probability": l.probability,
-                "flagged": l.probability < threshold,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "hours": hours,
-        "threshold": threshold,
-        "addresses": lines,
-    })))
+    Ok(report(work, &finders))
+}
+
+/// The addresses of `lines` flagged at `threshold` that `before` did not hold.
+pub fn newly_flagged<'l>(
+    lines: &'l [Line],
+    threshold: f64,
+    before: &BTreeSet<String>,
+) -> Vec<&'l Line> {
+    lines
+        .iter()
+        .filter(|l| l.probability < threshold && !before.contains(&l.address))
+        .collect()
+}
+
+/// The watch's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchSettings {
+    /// Flag below this probability.
+    pub threshold: f64,
+    /// The window, hours.
+    pub hours: u32,
+    /// Time between reports.
+    pub every: Duration,
+}
+
+/// Reports every `settings.every` while `leading`; see the module docs.
+pub async fn watch(
+    store: Store,
+    stats: Arc<PoolStats>,
+    leading: Arc<AtomicBool>,
+    settings: WatchSettings,
+    cancel: CancellationToken,
+) {
+    let mut flagged: BTreeSet<String> = BTreeSet::new();
+    let mut every = tokio::time::interval(settings.every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if !leading.load(Ordering::Relaxed) {
+            continue;
+        }
+        let now = u64::from(crate::clock::unix_now());
+        let lines = match from_store(&store, settings.hours, now).await {
+            Ok(lines) => lines,
+            Err(e) => {
+                warn!(error = %e, "withholding report: the database did not answer");
+                continue;
+            }
+        };
+        for line in newly_flagged(&lines, settings.threshold, &flagged) {
+            warn!(
+                address = %line.address,
+                expected = line.work.expected_blocks,
+                found = line.found,
+                probability = line.probability,
+                "possible block withholding: far fewer blocks than this address's work should have found"
+            );
+            stats.notify.send(Note::Withholding {
+                address: line.address.clone(),
+                expected: line.work.expected_blocks,
+                found: line.found,
+                probability: line.probability,
+            });
+        }
+        flagged = lines
+            .iter()
+            .filter(|l| l.probability < settings.threshold)
+            .map(|l| l.address.clone())
+            .collect();
+        stats.set_withholding(WithholdingSummary {
+            flagged: flagged.len(),
+            lowest: lines.first().map_or(1.0, |l| l.probability),
+            addresses: lines.len(),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +214,33 @@ mod tests {
             difficulty: 1.0,
             expected_blocks: expected,
         }
+    }
+
+    #[test]
+    fn the_note_names_the_address_and_the_shortfall() {
+        let note = Note::Withholding {
+            address: "mp6n".into(),
+            expected: 25.77,
+            found: 0,
+            probability: 6.4e-12,
+        };
+        assert!(crate::config::NOTIFY_EVENTS.contains(&note.name()));
+        assert_eq!(
+            note.text("pool", "BTC"),
+            "[pool] Possible block withholding: mp6n found 0 blocks where its work should have found 25.8 (chance 6.4e-12)"
+        );
+        assert_eq!(note.data()["foundBlocks"], serde_json::json!(0));
+    }
+
+    #[test]
+    fn only_addresses_newly_below_the_threshold_are_told() {
+        let lines = report(vec![work("a", 30.0), work("b", 30.0), work("c", 0.5)], &[]);
+        let before: BTreeSet<String> = ["a".to_string()].into();
+        let new: Vec<&str> = newly_flagged(&lines, 0.001, &before)
+            .iter()
+            .map(|l| l.address.as_str())
+            .collect();
+        assert_eq!(new, vec!["b"]);
     }
 
     #[test]
