@@ -413,11 +413,13 @@ pub async fn start(
             leading: leading.clone(),
             nodes: api_nodes,
             job: api_job,
-            admin: config
-                .api
-                .admin_token
-                .clone()
-                .map(|token| Arc::new(api::admin::Admin::new(token, shared.clone()))),
+            admin: config.api.admin_token.clone().map(|token| {
+                Arc::new(api::admin::Admin::new(
+                    token,
+                    shared.clone(),
+                    certificates.clone(),
+                ))
+            }),
         };
         let (addr, task) = api::start(
             config.api.bind,

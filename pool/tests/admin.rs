@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
-/// An admin request: (status, JSON body); `token` None sends no Authorization header.
+/// An admin request (see `http_call`).
 async fn admin(
     api: SocketAddr,
     method: &'static str,
@@ -28,21 +28,7 @@ async fn admin(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let url = format!("http://{api}{path}");
-    let token = token.map(str::to_string);
-    tokio::task::spawn_blocking(move || {
-        let mut request = ureq::http::Request::builder().method(method).uri(url);
-        if let Some(t) = token {
-            request = request.header("Authorization", format!("Bearer {t}"));
-        }
-        let body = body.map_or(String::new(), |b| b.to_string());
-        let mut response = http_agent().run(request.body(body).unwrap()).unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    })
-    .await
-    .unwrap()
+    http_call(api, method, path, token, body).await
 }
 
 /// Whether the pool answers a subscribe on a new connection (a banned address is closed

@@ -23,6 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 
+const ADMIN_TOKEN: &str = "listeners-admin-token-0123";
+
 /// A fresh self-signed certificate for "localhost" written to `dir`: (cert, key, pin).
 fn write_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, [u8; 32]) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -57,6 +59,7 @@ async fn tls_port_mines_with_a_pinned_certificate_and_reloads_on_sighup() {
         cert_file: cert_file.clone(),
         key_file: key_file.clone(),
     });
+    cfg.api.admin_token = Some(ADMIN_TOKEN.into());
     let mut pool = TestPool::start(cfg).await;
     let tls_addr = pool.running.tls_addr.expect("a TLS listener");
 
@@ -103,6 +106,20 @@ async fn tls_port_mines_with_a_pinned_certificate_and_reloads_on_sighup() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(handshake_with_pin(tls_addr, second_pin).await);
+
+    // The admin API's reload does what SIGHUP does: a broken file is refused (500) and
+    // the certificate in use stays; a good one is taken.
+    let api = pool.running.api_addr.unwrap();
+    let reload = || http_call(api, "POST", "/api/admin/reload", Some(ADMIN_TOKEN), None);
+    let (status, body) = reload().await;
+    assert_eq!(status, 500, "{body}");
+    assert!(handshake_with_pin(tls_addr, second_pin).await);
+    let (new_cert, new_key, third_pin) = write_certificate(dir.path(), "third");
+    std::fs::copy(&new_cert, &cert_file).unwrap();
+    std::fs::copy(&new_key, &key_file).unwrap();
+    assert_eq!(reload().await, (200, json!({"reloaded": ["tls"]})));
+    assert!(handshake_with_pin(tls_addr, third_pin).await);
+    assert!(!handshake_with_pin(tls_addr, second_pin).await);
 
     // Plain Stratum on the TLS port gets no answer, only a closed connection.
     let mut plain = Framed::new(

@@ -296,6 +296,32 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     .unwrap()
 }
 
+/// A request with an optional bearer `token` and JSON `body`: (status, JSON body, or null
+/// when the body is not JSON).
+pub async fn http_call(
+    api: SocketAddr,
+    method: &'static str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{api}{path}");
+    let token = token.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        if let Some(t) = token {
+            request = request.header("Authorization", format!("Bearer {t}"));
+        }
+        let body = body.map_or(String::new(), |b| b.to_string());
+        let mut response = http_agent().run(request.body(body).unwrap()).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    })
+    .await
+    .unwrap()
+}
+
 /// [`http_get`] of a JSON body.
 pub async fn http_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let (status, body) = http_get(addr, path).await;

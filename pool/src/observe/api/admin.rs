@@ -7,6 +7,7 @@
 //! - `DELETE /api/admin/bans/{ip}`: lifts a ban (and forgets the address's strikes);
 //! - `POST /api/admin/message` `{"text": "..."}`: shows a line to every connected Stratum
 //!   v1 miner (`client.show_message`; Stratum V2 has no such message);
+//! - `POST /api/admin/reload`: what SIGHUP does (the TLS certificate and key re-read);
 //! - `GET /api/admin/withholding?hours=24&p=0.001`: found against expected blocks per
 //!   address over the window asked for ([`crate::accounting::withholding`]).
 
@@ -26,6 +27,7 @@ use crate::accounting::withholding::{DEFAULT_P, from_store};
 use crate::observe::api::ApiState;
 use crate::observe::api::time::now;
 use crate::stratum::shared::Shared;
+use crate::stratum::tls::Certificates;
 
 /// Longest message shown to miners, characters.
 pub const MESSAGE_MAX: usize = 512;
@@ -35,12 +37,22 @@ pub const MESSAGE_MAX: usize = 512;
 pub struct Admin {
     token: String,
     shared: Arc<Shared>,
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Admin {
-    /// The admin API with its token, acting on the connections' shared state.
-    pub fn new(token: String, shared: Arc<Shared>) -> Admin {
-        Admin { token, shared }
+    /// The admin API with its token, acting on the connections' shared state and the TLS
+    /// listener's certificate (when there is one).
+    pub fn new(
+        token: String,
+        shared: Arc<Shared>,
+        certificates: Option<Arc<Certificates>>,
+    ) -> Admin {
+        Admin {
+            token,
+            shared,
+            certificates,
+        }
     }
 }
 
@@ -57,6 +69,8 @@ pub enum Refused {
     NotFound(String),
     /// It needs the database, which is not configured or not answering.
     Unavailable(String),
+    /// It was tried and failed; nothing changed.
+    Failed(String),
 }
 
 /// A database error is logged, not shown (as in the rest of the API).
@@ -78,6 +92,7 @@ impl IntoResponse for Refused {
             Refused::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Refused::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Refused::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            Refused::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         };
         let body = Json(json!({"error": message, "status": status.as_u16()}));
         if status == StatusCode::UNAUTHORIZED {
@@ -173,6 +188,31 @@ pub async fn message(
     let connections = admin.shared.announce(text);
     info!(connections, text, "admin API: message shown to miners");
     Ok(Json(json!({ "text": text, "connections": connections })))
+}
+
+/// `POST /api/admin/reload`: re-reads what SIGHUP re-reads (the TLS certificate and key).
+pub async fn reload(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refused> {
+    let admin = authorized(&state, &headers)?;
+    let Some(certificates) = &admin.certificates else {
+        return Ok(Json(
+            json!({"reloaded": [], "note": "nothing to reload: no [stratum.tls]"}),
+        ));
+    };
+    match certificates.reload() {
+        Ok(()) => {
+            info!("admin API: TLS certificate reloaded");
+            Ok(Json(json!({ "reloaded": ["tls"] })))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "admin API: TLS certificate not reloaded; the old one stays in use");
+            Err(Refused::Failed(format!(
+                "TLS certificate not reloaded, the old one stays in use: {e}"
+            )))
+        }
+    }
 }
 
 /// `GET /api/admin/withholding?hours=24&p=0.001`.

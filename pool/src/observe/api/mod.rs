@@ -151,6 +151,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/bans/{ip}", delete(admin::lift))
         .route("/api/admin/message", post(admin::message))
         .route("/api/admin/withholding", get(admin::withholding))
+        .route("/api/admin/reload", post(admin::reload))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
