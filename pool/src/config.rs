@@ -172,6 +172,15 @@ pub struct ApiConfig {
     pub pool_id: String,
     /// The bearer token of `/api/admin/` (at least 16 characters); unset: no admin API.
     pub admin_token: Option<String>,
+    /// Web origins whose pages may read the API (CORS), e.g. `https://stats.example`;
+    /// `"*"` for any. Empty: no CORS headers (same-origin pages only).
+    pub cors_origins: Vec<String>,
+    /// Requests per minute one client address may make to the public API (the dashboard
+    /// and JSON endpoints; not `/metrics` or `/api/admin/`); 0: no limit.
+    pub rate_limit: u32,
+    /// Reverse proxies in front of the API (addresses or CIDR blocks): for their requests
+    /// the client is the last address of `X-Forwarded-For`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -181,6 +190,9 @@ impl Default for ApiConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             pool_id: "pool".into(),
             admin_token: None,
+            cors_origins: Vec::new(),
+            rate_limit: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -927,6 +939,17 @@ impl PoolConfig {
                 format!("{id:?}: letters, digits, '-' and '_' only (it goes into URLs)"),
             ));
         }
+        if let Some(bad) = self.api.cors_origins.iter().find(|o| {
+            (*o != "*" && !(o.starts_with("http://") || o.starts_with("https://")))
+                || o.ends_with('/')
+        }) {
+            return Err(invalid(
+                "api.cors_origins",
+                format!("{bad:?}: an origin is scheme://host[:port] without a path (or \"*\")"),
+            ));
+        }
+        Trusted::parse(&self.api.trusted_proxies)
+            .map_err(|e| invalid("api.trusted_proxies", e.to_string()))?;
         let a = &self.alerts;
         if !(a.withholding_p > 0.0 && a.withholding_p < 1.0) {
             return Err(invalid("alerts.withholding_p", "must be between 0 and 1"));
@@ -1307,6 +1330,24 @@ mod tests {
         );
         c.api.admin_token = Some("a-long-random-admin-token".into());
         assert!(c.validate().is_ok());
+        for (origin, ok) in [
+            ("https://stats.example", true),
+            ("*", true),
+            ("http://127.0.0.1:8000", true),
+            ("stats.example", false),
+            ("https://stats.example/", false),
+        ] {
+            c.api.cors_origins = vec![origin.into()];
+            assert_eq!(c.validate().is_ok(), ok, "{origin}");
+        }
+        c.api.cors_origins.clear();
+        c.api.trusted_proxies = vec!["10.0.0.0/40".into()];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("api.trusted_proxies")
+        );
         let err = PoolConfig::from_toml("[api]\nbnd = \"127.0.0.1:1\"")
             .unwrap_err()
             .to_string();

@@ -413,6 +413,11 @@ pub async fn start(
             leading: leading.clone(),
             nodes: api_nodes,
             job: api_job,
+            guard: Arc::new(api::guard::Guard::new(
+                config.api.cors_origins.clone(),
+                config.api.rate_limit,
+                net::Trusted::parse(&config.api.trusted_proxies).unwrap_or_default(),
+            )),
             admin: config.api.admin_token.clone().map(|token| {
                 Arc::new(api::admin::Admin::new(
                     token,

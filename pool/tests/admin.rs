@@ -1,7 +1,7 @@
 //! The admin API against a running pool on a regtest pair: the token refused and
 //! accepted, a message reaching a connected miner, a ban listed, felt and lifted; no
-//! admin API at all without a token; and the withholding report telling a miner that
-//! drops its blocks from one that does not.
+//! admin API at all without a token; the withholding report telling a miner that drops
+//! its blocks from one that does not; and CORS and the per-client limit of the public API.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -267,5 +267,98 @@ async fn a_miner_that_withholds_blocks_is_flagged_and_an_honest_one_is_not() {
     )
     .await;
     assert_eq!(status, 400);
+    pool.cancel.cancel();
+}
+
+/// A request with `headers`: (status, the response's headers).
+async fn with_headers(
+    api: SocketAddr,
+    method: &'static str,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+) -> (u16, ureq::http::HeaderMap) {
+    let url = format!("http://{api}{path}");
+    let headers = headers.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = http_agent()
+            .run(request.body(String::new()).unwrap())
+            .unwrap();
+        (response.status().as_u16(), response.headers().clone())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_api_answers_listed_origins_and_limits_each_client() {
+    let pair = RegtestPair::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = solo_config(pair.node(0), dir.path());
+    cfg.api.cors_origins = vec!["https://stats.example".into()];
+    cfg.api.rate_limit = 5;
+    cfg.api.admin_token = Some(TOKEN.into());
+    let pool = TestPool::start(cfg).await;
+    let api = pool.running.api_addr.unwrap();
+
+    // CORS: the listed origin is named back, another is not; a preflight is answered.
+    let (status, h) = with_headers(
+        api,
+        "GET",
+        "/api/health",
+        &[("Origin", "https://stats.example")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://stats.example");
+    let (_, h) = with_headers(
+        api,
+        "GET",
+        "/api/health",
+        &[("Origin", "https://evil.example")],
+    )
+    .await;
+    assert!(h.get("access-control-allow-origin").is_none());
+    let preflight = [
+        ("Origin", "https://stats.example"),
+        ("Access-Control-Request-Method", "GET"),
+    ];
+    let (status, h) = with_headers(api, "OPTIONS", "/api/pools", &preflight).await;
+    assert_eq!(status, 204);
+    assert_eq!(h["access-control-allow-origin"], "https://stats.example");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("GET")
+    );
+
+    // Five requests a minute from this address: two were counted above (a preflight is
+    // not); three more pass and the next is refused until the minute is over (if the
+    // minute turned meanwhile, the count starts again and the sixth of the new one is).
+    let mut refused = None;
+    for _ in 0..8 {
+        let (status, h) = with_headers(api, "GET", "/api/health", &[]).await;
+        if status == 429 {
+            refused = Some(h);
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    let h = refused.expect("a 429 within eight requests of a limit of five");
+    let wait: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // /metrics and the admin API are not limited; the refusal is counted.
+    let (status, metrics) = http_get(api, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("pool_api_rate_limited_total 1\n"),
+        "{metrics}"
+    );
+    let (status, _) = admin(api, "GET", "/api/admin/bans", Some(TOKEN), None).await;
+    assert_eq!(status, 200);
     pool.cancel.cancel();
 }

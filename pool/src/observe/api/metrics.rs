@@ -184,6 +184,19 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     );
     o.value("pool_best_difficulty", "period=\"round\"", best.round);
     o.value("pool_best_difficulty", "period=\"all_time\"", best.all_time);
+    o.head(
+        "pool_api_rate_limited_total",
+        "counter",
+        "API requests refused with 429 (api.rate_limit).",
+    );
+    o.value(
+        "pool_api_rate_limited_total",
+        "",
+        state
+            .guard
+            .limited
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
     if let Some(w) = state.stats.withholding() {
         o.head(
             "pool_withholding_flagged_addresses",

@@ -8,6 +8,7 @@
 //!   home-miner apps read ([`publicpool`]);
 //! - what the current job's coinbase pays, with coinbase payouts ([`coinbase`]);
 //! - Prometheus `/metrics` ([`metrics`]);
+//! - in front of all of them, CORS and a per-client request limit ([`guard`]);
 //! - `/api/admin/` when `api.admin_token` is set: bans, a message to every miner
 //!   and the block-withholding report ([`admin`]);
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
@@ -20,6 +21,7 @@
 
 pub mod admin;
 pub mod coinbase;
+pub mod guard;
 pub mod metrics;
 pub mod miningcore;
 pub mod publicpool;
@@ -115,6 +117,8 @@ pub struct ApiState {
     pub job: watch::Receiver<Option<Arc<Job>>>,
     /// The admin API, when `api.admin_token` is set.
     pub admin: Option<Arc<admin::Admin>>,
+    /// CORS and the per-client request limit.
+    pub guard: Arc<guard::Guard>,
 }
 
 /// The router: the dashboard, the JSON API and `/metrics`.
@@ -153,6 +157,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/withholding", get(admin::withholding))
         .route("/api/admin/reload", post(admin::reload))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -172,7 +180,8 @@ pub async fn start(
     let listener = crate::net::bind(bind, reuse_port)?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router(state))
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move { cancel.cancelled().await });
         if let Err(e) = serve.await {
             warn!(error = %e, "the HTTP API stopped");
