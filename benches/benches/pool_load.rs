@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use benches::load::rss_kib;
 use testkit::{RegtestPair, TempPostgres};
 
 /// 2^-33: below regtest's network difficulty (2^-31), so shares are cheap and most are not
@@ -295,13 +296,6 @@ fn user_args(address: &str, mode: &str, miners: usize, seconds: u32) -> [String;
         "--sources".into(),
         "64".into(),
     ]
-}
-
-/// A process's resident memory, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The highest resident memory of a process while it is watched (sampled every 100 ms).
