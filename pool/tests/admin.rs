@@ -133,6 +133,10 @@ async fn the_admin_api_lifts_bans_and_speaks_to_miners_with_its_token_only() {
     let (_, body) = admin(api, "GET", "/api/admin/bans", Some(TOKEN), None).await;
     assert_eq!(body, json!({"bans": []}));
     assert!(answered(port).await, "the address connects again");
+    // A SOLO pool has no wallet payouts to act on.
+    let round = "/api/admin/payouts/round";
+    let (status, body) = admin(api, "POST", round, Some(TOKEN), None).await;
+    assert_eq!(status, 409, "{body}");
     pool.cancel.cancel();
 
     // Without a token there is no admin API: 404, whatever the request carries.
@@ -350,4 +354,178 @@ async fn the_public_api_answers_listed_origins_and_limits_each_client() {
     let (status, _) = admin(api, "GET", "/api/admin/bans", Some(TOKEN), None).await;
     assert_eq!(status, 200);
     pool.cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_are_listed_retried_cancelled_and_paid_by_hand() {
+    let setup = Setup::start();
+    let wallet = setup.pair.node(0);
+    let mut payees = [
+        setup.pair.node(1).new_address().unwrap(),
+        setup.pair.node(1).new_address().unwrap(),
+    ];
+    payees.sort();
+    let store = pool::store::Store::open(&setup.pg.url(), 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let db = store.db().clone();
+    // Due before the pool starts: its first round (a second after it leads) tries to pay
+    // them, and the wallet, whose only coinbase is immature, refuses.
+    credit(&db, &payees, [30_000_000, 12_345_678]).await;
+    let mut cfg = setup.config();
+    cfg.api.admin_token = Some(TOKEN.into());
+    cfg.payouts.payment_interval_secs = 3600;
+    let pool = TestPool::start(cfg).await;
+    let api = pool.running.api_addr.unwrap();
+    let call = |method: &'static str, path: String| async move {
+        admin(api, method, &path, Some(TOKEN), None).await
+    };
+
+    // The failed payout is listed with the wallet's reason; the amounts are back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let (status, body) = call("GET", "/api/admin/payouts?status=failed".into()).await;
+        assert_eq!(status, 200, "{body}");
+        if !body["payouts"][0].is_null() {
+            break body["payouts"][0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no failed payout");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("insufficient funds"),
+        "{failed}"
+    );
+    assert_eq!(failed["amount"], json!(42_345_678));
+    assert_eq!(failed["payments"][0]["address"], json!(payees[0]));
+    assert_eq!(failed["payments"][0]["amount"], json!(30_000_000));
+    assert_eq!(failed["retriedAs"], json!(null));
+    let first = failed["id"].as_i64().unwrap();
+    let (status, _) = admin(api, "GET", "/api/admin/payouts", None, None).await;
+    assert_eq!(status, 401, "listing needs the token");
+    let (status, body) = call("GET", "/api/admin/payouts?status=lost".into()).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Retried before the wallet has coins: a new payout, which fails too.
+    let (status, body) = call("POST", format!("/api/admin/payouts/{first}/retry")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retried"], json!(first));
+    assert_eq!(body["payout"]["status"], json!("failed"), "{body}");
+    let second = body["payout"]["id"].as_i64().unwrap();
+    let (status, body) = call("POST", format!("/api/admin/payouts/{first}/retry")).await;
+    assert_eq!(status, 409, "retried once only: {body}");
+    assert!(body["error"].as_str().unwrap().contains("retried already"));
+
+    // With mature coins the retry of the retry is sent.
+    wallet.generate(101).unwrap();
+    setup.pair.wait_synced().unwrap();
+    let (status, body) = call("POST", format!("/api/admin/payouts/{second}/retry")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["payout"]["status"], json!("sent"), "{body}");
+    let third = body["payout"]["id"].as_i64().unwrap();
+    assert!(body["payout"]["txid"].as_str().unwrap().len() == 64);
+    assert_eq!(
+        balances(&db).await,
+        vec![
+            (payees[0].clone(), 0, 30_000_000),
+            (payees[1].clone(), 0, 12_345_678)
+        ]
+    );
+    let (status, body) = call("POST", format!("/api/admin/payouts/{third}/retry")).await;
+    assert_eq!(status, 409, "a sent payout is not retried: {body}");
+    let (status, _) = call("POST", "/api/admin/payouts/abc/retry".into()).await;
+    assert_eq!(status, 400);
+    let (status, _) = call("POST", "/api/admin/payouts/999999/retry".into()).await;
+    assert_eq!(status, 404);
+
+    // Nobody due: a round now writes nothing.
+    let (status, body) = call("POST", "/api/admin/payouts/round".into()).await;
+    assert_eq!((status, &body["payout"]), (200, &json!(null)), "{body}");
+
+    // A payout in flight that the wallet never saw (as a crash after the intent leaves
+    // it) is cancelled and its amounts go back.
+    credit(&db, &payees, [5_000_000, 7_000_000]).await;
+    let threshold = protocol::Amount::from_sat(1_000_000);
+    let stuck = store
+        .write_intent(threshold, "test payout in flight")
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = call("POST", format!("/api/admin/payouts/{}/cancel", stuck.id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled"]["status"], json!("cancelled"));
+    assert_eq!(
+        balances(&db).await,
+        vec![
+            (payees[0].clone(), 5_000_000, 30_000_000),
+            (payees[1].clone(), 7_000_000, 12_345_678)
+        ]
+    );
+    let (status, _) = call("POST", format!("/api/admin/payouts/{}/cancel", stuck.id)).await;
+    assert_eq!(status, 409, "cancelled once");
+    let (status, body) = call("POST", format!("/api/admin/payouts/{}/retry", stuck.id)).await;
+    assert_eq!(status, 409, "a cancelled payout is not retried: {body}");
+
+    // A round now pays what the cancel gave back.
+    let (status, body) = call("POST", "/api/admin/payouts/round".into()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["payout"]["status"], json!("sent"), "{body}");
+    assert_eq!(body["payout"]["amount"], json!(12_000_000));
+
+    // A payout in flight that the wallet did send is recorded as sent, not cancelled.
+    credit(&db, &payees, [1_000_000, 1_000_000]).await;
+    let sent = store
+        .write_intent(threshold, "test payout sent before a crash")
+        .await
+        .unwrap()
+        .unwrap();
+    let amounts: serde_json::Map<String, Value> =
+        payees.iter().map(|a| (a.clone(), json!(0.01))).collect();
+    let txid = wallet
+        .call("sendmany", json!(["", amounts, 1, sent.comment]))
+        .unwrap();
+    let (status, body) = call("POST", format!("/api/admin/payouts/{}/cancel", sent.id)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["payout"]["status"], json!("sent"));
+    assert_eq!(body["payout"]["txid"], txid);
+
+    // Everything in the list, newest first; the wallet paid exactly what it says.
+    let (_, body) = call("GET", "/api/admin/payouts".into()).await;
+    let listed: Vec<(i64, &str)> = body["payouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_i64().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (sent.id, "sent"),
+            (stuck.id + 1, "sent"),
+            (stuck.id, "cancelled"),
+            (third, "sent"),
+            (second, "failed"),
+            (first, "failed"),
+        ]
+    );
+    assert_eq!(body["payouts"][4]["retriedAs"], json!(third));
+    wallet.generate(1).unwrap();
+    setup.pair.wait_synced().unwrap();
+    for (payee, total) in payees.iter().zip([36_000_000, 20_345_678]) {
+        let got = setup
+            .pair
+            .node(1)
+            .call("getreceivedbyaddress", json!([payee, 1]))
+            .unwrap();
+        assert_eq!(
+            (got.as_f64().unwrap() * 1e8).round() as i64,
+            total,
+            "{payee}"
+        );
+    }
+    pool.stop().await;
 }

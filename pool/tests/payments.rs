@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::write_pool_toml;
+use common::{balances, credit, write_pool_toml};
 use pool::store::Store;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -123,13 +123,6 @@ async fn until_sent(db: &PgPool, n: usize) {
     }
 }
 
-async fn balances(db: &PgPool) -> Vec<(String, i64, i64)> {
-    sqlx::query_as("SELECT address, amount, paid FROM balances ORDER BY address")
-        .fetch_all(db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payout_killed_before_or_after_sendmany_is_paid_exactly_once() {
     let pair = RegtestPair::start().unwrap();
@@ -149,28 +142,11 @@ async fn a_payout_killed_before_or_after_sendmany_is_paid_exactly_once() {
         .await
         .unwrap();
     let db = store.db().clone();
-    let credit = |amounts: [i64; 2]| {
-        let db = db.clone();
-        let payees = payees.clone();
-        async move {
-            for (address, amount) in payees.iter().zip(amounts) {
-                sqlx::query(
-                    "INSERT INTO balances (address, amount) VALUES ($1, $2)
-                     ON CONFLICT (address) DO UPDATE SET amount = balances.amount + $2",
-                )
-                .bind(address)
-                .bind(amount)
-                .execute(&db)
-                .await
-                .unwrap();
-            }
-        }
-    };
     let config = write_config(dir.path(), wallet, &pool_address, &pg.url());
     let log = dir.path().join("pool.log");
 
     // 1. Killed after the intent, before sendmany.
-    credit([30_000_000, 12_345_678]).await;
+    credit(&db, &payees, [30_000_000, 12_345_678]).await;
     let mut child = start_pool(&config, &log, Some("after-payout-intent"));
     tokio::task::block_in_place(|| wait_crash(&mut child, &log));
     assert_eq!(payout_status(&db).await, vec![("intent".into(), None)]);
@@ -190,7 +166,7 @@ async fn a_payout_killed_before_or_after_sendmany_is_paid_exactly_once() {
     assert_eq!(sent.len(), 1, "one transaction: {sent:?}");
 
     // 2. Killed after sendmany, before the txid is recorded.
-    credit([5_000_000, 7_000_000]).await;
+    credit(&db, &payees, [5_000_000, 7_000_000]).await;
     let mut child = start_pool(&config, &log, Some("after-payout-send"));
     tokio::task::block_in_place(|| wait_crash(&mut child, &log));
     let status = payout_status(&db).await;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::accounting::payments::Payer;
+use crate::accounting::payout_admin;
 use crate::accounting::tracker::Tracker;
 use crate::config::DatabaseConfig;
 use crate::store::Store;
@@ -89,6 +90,10 @@ async fn lead(duties: &Duties, mut lock: LeaderLock, cancel: &CancellationToken)
             {
                 warn!(error = %e, "payment round failed; retried next round");
             }
+        }
+        // What operators asked through the admin API, within a second of asking.
+        if let Err(e) = payout_admin::serve(&duties.store, duties.payer.as_ref()).await {
+            warn!(error = %e, "admin requests not read; retried next second");
         }
         if now >= next_sample {
             next_sample = now + sample;

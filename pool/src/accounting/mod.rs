@@ -7,6 +7,7 @@ pub mod coinbase_payouts;
 pub mod coinbase_plan;
 pub mod leader;
 pub mod payments;
+pub mod payout_admin;
 pub mod pplns;
 pub mod tracker;
 pub mod withholding;

@@ -53,15 +53,32 @@ pub struct Payer {
 }
 
 impl Payer {
-    /// Reconciles open intents, then pays every balance over the threshold.
-    pub async fn round(&self) -> Result<(), TrackError> {
+    /// Reconciles open intents, then pays every balance over the threshold. The payout
+    /// written, if anyone was due.
+    pub async fn round(&self) -> Result<Option<i64>, TrackError> {
         self.reconcile().await?;
-        let comment = format!("sha256d-pool payout {:016x}", unique_token());
-        if let Some(payout) = self.store.write_intent(self.threshold, &comment).await? {
-            crash_point("after-payout-intent");
-            self.send(&payout).await?;
-        }
-        Ok(())
+        let Some(payout) = self
+            .store
+            .write_intent(self.threshold, &new_comment())
+            .await?
+        else {
+            return Ok(None);
+        };
+        crash_point("after-payout-intent");
+        self.send(&payout).await?;
+        Ok(Some(payout.id))
+    }
+
+    /// The txid of the wallet transaction carrying `comment`, if the wallet sent one.
+    pub async fn sent_with(&self, comment: &str) -> Result<Option<String>, TrackError> {
+        Ok(find_comment(&self.wallet_history().await?, comment))
+    }
+
+    async fn wallet_history(&self) -> Result<Value, TrackError> {
+        Ok(self
+            .wallet
+            .call("listtransactions", json!(["*", WALLET_LOOKBACK, 0]))
+            .await?)
     }
 
     /// Settles intents left by an earlier round or process.
@@ -70,25 +87,15 @@ impl Payer {
         if open.is_empty() {
             return Ok(());
         }
-        let history = self
-            .wallet
-            .call("listtransactions", json!(["*", WALLET_LOOKBACK, 0]))
-            .await?;
+        let history = self.wallet_history().await?;
         for (id, comment) in open {
-            let sent = history.as_array().and_then(|txs| {
-                txs.iter().find_map(|tx| {
-                    (tx.get("comment").and_then(Value::as_str) == Some(comment.as_str()))
-                        .then(|| tx.get("txid").and_then(Value::as_str))
-                        .flatten()
-                })
-            });
-            match sent {
+            match find_comment(&history, &comment) {
                 Some(txid) => {
                     info!(
                         payout = id,
                         txid, "payout found in the wallet: it was sent before a restart"
                     );
-                    self.store.mark_sent(id, txid).await?;
+                    self.store.mark_sent(id, &txid).await?;
                 }
                 None => {
                     let payments = self.store.payments_of(id).await?;
@@ -108,7 +115,10 @@ impl Payer {
         Ok(())
     }
 
-    async fn send(&self, payout: &PayoutRow) -> Result<(), TrackError> {
+    /// Sends an intent with `sendmany`: recorded as sent, or failed (amounts back to the
+    /// balances) when the wallet refuses; an error when the outcome is unknown (the
+    /// intent stays and the next round reconciles it).
+    pub async fn send(&self, payout: &PayoutRow) -> Result<(), TrackError> {
         let mut amounts = Map::new();
         for (address, amount) in &payout.payments {
             amounts.insert(address.clone(), json!(amount.to_btc()));
@@ -150,7 +160,17 @@ impl Payer {
     }
 }
 
-/// 64 bits that differ between payouts, processes and databases sharing one wallet.
-fn unique_token() -> u64 {
-    crate::clock::random_u64()
+/// A payout's wallet comment: 64 bits that differ between payouts, processes and
+/// databases sharing one wallet.
+pub fn new_comment() -> String {
+    format!("sha256d-pool payout {:016x}", crate::clock::random_u64())
+}
+
+/// The txid of the transaction in `listtransactions`' answer that carries `comment`.
+fn find_comment(history: &Value, comment: &str) -> Option<String> {
+    history.as_array()?.iter().find_map(|tx| {
+        (tx.get("comment").and_then(Value::as_str) == Some(comment))
+            .then(|| tx.get("txid").and_then(Value::as_str).map(str::to_string))
+            .flatten()
+    })
 }

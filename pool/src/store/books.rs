@@ -330,22 +330,7 @@ impl Store {
             .bind(comment)
             .fetch_one(&mut *tx)
             .await?;
-        for (address, amount) in &payments {
-            sqlx::query("INSERT INTO payments (payout_id, address, amount) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(address)
-                .bind(sat_i64(*amount))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE balances SET amount = amount - $2, paid = paid + $2, updated_at = now()
-                 WHERE address = $1",
-            )
-            .bind(address)
-            .bind(sat_i64(*amount))
-            .execute(&mut *tx)
-            .await?;
-        }
+        pay_from_balances(&mut tx, id, &payments).await?;
         tx.commit().await?;
         Ok(Some(PayoutRow {
             id,
@@ -379,16 +364,48 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            sqlx::query(
-                "UPDATE balances b SET amount = b.amount + p.amount, paid = b.paid - p.amount,
-                                       updated_at = now()
-                 FROM payments p WHERE p.payout_id = $1 AND p.address = b.address",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            give_back(&mut tx, id).await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inside a payout's transaction: writes its `payments` and debits them from the balances.
+pub(crate) async fn pay_from_balances(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    payments: &[(String, Amount)],
+) -> Result<(), StoreError> {
+    for (address, amount) in payments {
+        sqlx::query("INSERT INTO payments (payout_id, address, amount) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(address)
+            .bind(sat_i64(*amount))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE balances SET amount = amount - $2, paid = paid + $2, updated_at = now()
+             WHERE address = $1",
+        )
+        .bind(address)
+        .bind(sat_i64(*amount))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inside a payout's transaction: gives its amounts back to the balances (it failed or
+/// was cancelled, so nothing was paid).
+pub(crate) async fn give_back(tx: &mut sqlx::PgConnection, id: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE balances b SET amount = b.amount + p.amount, paid = b.paid - p.amount,
+                               updated_at = now()
+         FROM payments p WHERE p.payout_id = $1 AND p.address = b.address",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

@@ -9,8 +9,9 @@
 //! - what the current job's coinbase pays, with coinbase payouts ([`coinbase`]);
 //! - Prometheus `/metrics` ([`metrics`]);
 //! - in front of all of them, CORS and a per-client request limit ([`guard`]);
-//! - `/api/admin/` when `api.admin_token` is set: bans, a message to every miner
-//!   and the block-withholding report ([`admin`]);
+//! - `/api/admin/` when `api.admin_token` is set: bans, a message to every miner,
+//!   the block-withholding report ([`admin`]) and wallet payouts by hand
+//!   ([`admin_payouts`]);
 //! - the dashboard at `/`: one static page (`dashboard.html`, compiled in) that reads the
 //!   JSON API from the browser, so it needs no build step and shows what the API shows.
 //!
@@ -20,6 +21,7 @@
 //! a database that is not configured or not answering.
 
 pub mod admin;
+pub mod admin_payouts;
 pub mod coinbase;
 pub mod guard;
 pub mod metrics;
@@ -156,6 +158,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/message", post(admin::message))
         .route("/api/admin/withholding", get(admin::withholding))
         .route("/api/admin/reload", post(admin::reload))
+        .route("/api/admin/payouts", get(admin_payouts::list))
+        .route("/api/admin/payouts/round", post(admin_payouts::round))
+        .route("/api/admin/payouts/{id}/retry", post(admin_payouts::retry))
+        .route(
+            "/api/admin/payouts/{id}/cancel",
+            post(admin_payouts::cancel),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
