@@ -478,6 +478,24 @@ pub struct PayoutsConfig {
     pub max_outputs: usize,
     /// Coinbase method: least output (satoshis); smaller amounts are carried.
     pub min_output: u64,
+    /// Least payment threshold a miner may set for itself with a signed message
+    /// (satoshis); unset: `threshold` (at least 546, dust), so a miner can only raise it.
+    pub miner_threshold_min: Option<u64>,
+    /// Most payment threshold a miner may set for itself (satoshis).
+    pub miner_threshold_max: u64,
+}
+
+/// Outputs below this many satoshis are dust nodes do not relay.
+const DUST: u64 = 546;
+
+impl PayoutsConfig {
+    /// The thresholds a miner may choose: (least, most), satoshis.
+    pub fn miner_threshold_bounds(&self) -> (u64, u64) {
+        (
+            self.miner_threshold_min.unwrap_or(self.threshold.max(DUST)),
+            self.miner_threshold_max,
+        )
+    }
 }
 
 /// How PPLNS miners are paid.
@@ -521,6 +539,8 @@ impl Default for PayoutsConfig {
             method: PayoutMethod::Wallet,
             max_outputs: 100,
             min_output: 10_000,
+            miner_threshold_min: None,
+            miner_threshold_max: 1_000_000_000,
         }
     }
 }
@@ -968,6 +988,19 @@ impl PoolConfig {
         if !(0.0..=100.0).contains(&p.fee_percent) {
             return Err(invalid("payouts.fee_percent", "must be 0 to 100"));
         }
+        let (least, most) = p.miner_threshold_bounds();
+        if least < DUST {
+            return Err(invalid(
+                "payouts.miner_threshold_min",
+                "at least 546 satoshis (smaller payments are dust nodes do not relay)",
+            ));
+        }
+        if most < least {
+            return Err(invalid(
+                "payouts.miner_threshold_max",
+                format!("at least payouts.miner_threshold_min (or threshold): {least} satoshis"),
+            ));
+        }
         if p.method == PayoutMethod::Coinbase {
             if self.mode != Mode::Pplns {
                 return Err(invalid(
@@ -1252,6 +1285,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `slack`"), "{err}");
+    }
+
+    #[test]
+    fn miners_choose_thresholds_within_the_operators_bounds() {
+        let mut c = minimal();
+        assert_eq!(
+            c.payouts.miner_threshold_bounds(),
+            (1_000_000, 1_000_000_000)
+        );
+        c.payouts.threshold = 100;
+        assert_eq!(c.payouts.miner_threshold_bounds().0, 546, "never dust");
+        assert!(c.validate().is_ok());
+        c.payouts.miner_threshold_min = Some(500);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("payouts.miner_threshold_min"), "{err}");
+        c.payouts.miner_threshold_min = Some(50_000);
+        c.payouts.miner_threshold_max = 10_000;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("payouts.miner_threshold_max"), "{err}");
+        let parsed: PoolConfig = toml::from_str(
+            "[[nodes]]\nurl = \"http://127.0.0.1:8332/\"\n[payouts]\nminer_threshold_min = 50000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.payouts.miner_threshold_bounds(),
+            (50_000, 1_000_000_000)
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`target`]: 256-bit targets, compact nBits, pool difficulty, hash difficulty.
 //! - [`merkle`]: merkle roots, the Stratum coinbase branch, and the witness root.
 //! - [`address`]: payout addresses to scriptPubKeys (through rust-bitcoin).
+//! - [`signed_message`]: wallets' "sign message" signatures checked against an address
+//!   (miners' settings changes).
 //! - [`template`]: getblocktemplate request and response types (BIP 22/23/145).
 //! - [`longpoll`]: when a getblocktemplate long poll may be opened (one per node).
 //! - [`coinbase`]: coinb1/coinb2 around the extranonces, BIP34 height, outputs and the
@@ -32,6 +34,7 @@ mod hexfmt;
 pub use hexfmt::HexError;
 pub mod longpoll;
 pub mod merkle;
+pub mod signed_message;
 pub mod stratum;
 #[cfg(feature = "sv2")]
 pub mod sv2;

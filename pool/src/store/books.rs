@@ -305,7 +305,8 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// In one transaction: debits every balance of at least `threshold` and writes the
+    /// In one transaction: debits every balance of at least `threshold` (or the threshold
+    /// the address set itself, [`crate::store::settings`]) and writes the
     /// payout intent (with `comment`) and its payments. `None` when nobody is due.
     pub async fn write_intent(
         &self,
@@ -313,8 +314,12 @@ impl Store {
         comment: &str,
     ) -> Result<Option<PayoutRow>, StoreError> {
         let mut tx = self.db().begin().await?;
+        // An address's own threshold (signed by its key) over the pool's.
         let due = sqlx::query(
-            "SELECT address, amount FROM balances WHERE amount >= $1 ORDER BY address FOR UPDATE",
+            "SELECT b.address, b.amount FROM balances b
+               LEFT JOIN miner_settings s ON s.address = b.address
+             WHERE b.amount >= coalesce(s.payment_threshold, $1) AND b.amount > 0
+             ORDER BY b.address FOR UPDATE OF b",
         )
         .bind(sat_i64(threshold))
         .fetch_all(&mut *tx)

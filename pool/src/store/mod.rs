@@ -14,6 +14,7 @@ pub mod payout_admin;
 pub mod reads;
 pub mod rows;
 pub mod sampler;
+pub mod settings;
 pub mod spool;
 pub mod window;
 pub mod writer;

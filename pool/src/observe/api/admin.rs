@@ -8,6 +8,8 @@
 //! - `POST /api/admin/message` `{"text": "..."}`: shows a line to every connected Stratum
 //!   v1 miner (`client.show_message`; Stratum V2 has no such message);
 //! - `POST /api/admin/reload`: what SIGHUP does (the TLS certificate and key re-read);
+//! - `POST /api/admin/miners/{address}/settings` `{"paymentThreshold": 0.05}`: an
+//!   address's payment threshold set by the operator (for addresses that cannot sign);
 //! - `GET /api/admin/withholding?hours=24&p=0.001`: found against expected blocks per
 //!   address over the window asked for ([`crate::accounting::withholding`]).
 
@@ -69,6 +71,8 @@ pub enum Refused {
     NotFound(String),
     /// It needs the database, which is not configured or not answering.
     Unavailable(String),
+    /// It contradicts the pool's state; nothing changed.
+    Conflict(String),
     /// It was tried and failed; nothing changed.
     Failed(String),
 }
@@ -91,6 +95,7 @@ impl IntoResponse for Refused {
             ),
             Refused::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Refused::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Refused::Conflict(m) => (StatusCode::CONFLICT, m),
             Refused::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             Refused::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         };
@@ -213,6 +218,52 @@ pub async fn reload(
             )))
         }
     }
+}
+
+/// `POST /api/admin/miners/{address}/settings` with `{"paymentThreshold": 0.05}` (coins):
+/// sets an address's threshold for a miner whose address cannot sign (a multisig or
+/// taproot one), without the operator's bounds. It counts as signed now, so the miner's
+/// own later signature still changes it.
+pub async fn miner_settings(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Refused> {
+    use crate::observe::api::miner_settings::satoshis;
+    authorized(&state, &headers)?;
+    let address = protocol::address::parse(&address, state.facts.network)
+        .map_err(|e| Refused::BadRequest(format!("not an address on this pool's network: {e}")))?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| Refused::BadRequest(format!("the body must be JSON: {e}")))?;
+    let threshold = body
+        .get("paymentThreshold")
+        .ok_or_else(|| Refused::BadRequest("the body must be {\"paymentThreshold\": coins}".into()))
+        .and_then(|v| {
+            satoshis(v).map_err(|_| Refused::BadRequest(format!("{v} is not an amount in coins")))
+        })?;
+    if threshold < 546 {
+        return Err(Refused::BadRequest("at least 0.00000546 (dust)".into()));
+    }
+    let store = state
+        .store
+        .as_ref()
+        .ok_or_else(|| Refused::Unavailable("settings need the pool's database".into()))?;
+    let at = i64::try_from(now()).unwrap_or(i64::MAX);
+    let threshold_sat = i64::try_from(threshold).unwrap_or(i64::MAX);
+    if !store
+        .set_payment_threshold(&address.text, threshold_sat, at)
+        .await?
+    {
+        return Err(Refused::Conflict(
+            "the address signed a change in this very second or later; try again".into(),
+        ));
+    }
+    info!(address = %address.text, threshold, "admin API: payment threshold set");
+    Ok(Json(json!({
+        "address": address.text,
+        "paymentThreshold": threshold as f64 / 100_000_000.0,
+    })))
 }
 
 /// `GET /api/admin/withholding?hours=24&p=0.001`.

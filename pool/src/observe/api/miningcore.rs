@@ -43,7 +43,7 @@ fn network_hashrate(difficulty: f64) -> f64 {
     protocol::target::hashrate(difficulty, 600.0)
 }
 
-fn check_id(state: &ApiState, id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_id(state: &ApiState, id: &str) -> Result<(), ApiError> {
     if id == state.facts.id {
         Ok(())
     } else {
@@ -54,7 +54,7 @@ fn check_id(state: &ApiState, id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn store(state: &ApiState) -> Result<&Store, ApiError> {
+pub(crate) fn store(state: &ApiState) -> Result<&Store, ApiError> {
     state.store.as_ref().ok_or_else(|| {
         ApiError::Unavailable(
             "no database is configured (database.url): history, blocks and payments need one"

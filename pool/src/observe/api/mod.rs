@@ -25,6 +25,7 @@ pub mod admin_payouts;
 pub mod coinbase;
 pub mod guard;
 pub mod metrics;
+pub mod miner_settings;
 pub mod miningcore;
 pub mod publicpool;
 pub mod time;
@@ -78,6 +79,8 @@ pub struct PoolFacts {
     pub threshold: u64,
     /// Wallet payments or coinbase payouts.
     pub method: PayoutMethod,
+    /// The payment thresholds a miner may set for itself (least, most), satoshis.
+    pub miner_threshold: (u64, u64),
 }
 
 impl PoolFacts {
@@ -96,6 +99,7 @@ impl PoolFacts {
             payments: config.payouts.payments,
             threshold: config.payouts.threshold,
             method: config.payouts.method,
+            miner_threshold: config.payouts.miner_threshold_bounds(),
         }
     }
 }
@@ -137,6 +141,10 @@ pub fn router(state: ApiState) -> Router {
             "/api/pools/{id}/miners/{address}/payments",
             get(miningcore::miner_payments),
         )
+        .route(
+            "/api/pools/{id}/miners/{address}/settings",
+            get(miner_settings::get).post(miner_settings::post),
+        )
         .route("/api/pools/{id}/blocks", get(miningcore::blocks))
         .route("/api/pools/{id}/payments", get(miningcore::payments))
         .route("/api/coinbase", get(coinbase::current))
@@ -157,6 +165,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/bans/{ip}", delete(admin::lift))
         .route("/api/admin/message", post(admin::message))
         .route("/api/admin/withholding", get(admin::withholding))
+        .route(
+            "/api/admin/miners/{address}/settings",
+            post(admin::miner_settings),
+        )
         .route("/api/admin/reload", post(admin::reload))
         .route("/api/admin/payouts", get(admin_payouts::list))
         .route("/api/admin/payouts/round", post(admin_payouts::round))
@@ -204,8 +216,13 @@ pub async fn start(
 pub enum ApiError {
     /// 400.
     BadRequest(String),
+    /// 403: a signature that does not verify.
+    Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 409: the request contradicts the pool's state (a replayed signature, a setting the
+    /// pool does not have).
+    Conflict(String),
     /// 503: no database, or it does not answer.
     Unavailable(String),
 }
@@ -214,7 +231,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (
