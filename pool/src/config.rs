@@ -181,6 +181,23 @@ pub struct ApiConfig {
     /// Reverse proxies in front of the API (addresses or CIDR blocks): for their requests
     /// the client is the last address of `X-Forwarded-For`.
     pub trusted_proxies: Vec<String>,
+    /// Block explorer links in the API (`infoLink`, `transactionInfoLink`, ...).
+    pub explorer: ExplorerConfig,
+}
+
+/// Block explorer URL templates: `{hash}` and `{height}` in `block`, `{txid}` in `tx`,
+/// `{address}` in `address`. Unset: the network's usual explorer (mempool.space on main
+/// and signet, Blockchair on Bitcoin Cash; none on test networks and regtest). An empty
+/// string: no link.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplorerConfig {
+    /// A block's page.
+    pub block: Option<String>,
+    /// A transaction's page.
+    pub tx: Option<String>,
+    /// An address's page.
+    pub address: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -193,6 +210,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             rate_limit: 0,
             trusted_proxies: Vec::new(),
+            explorer: ExplorerConfig::default(),
         }
     }
 }

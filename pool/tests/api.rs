@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 use testkit::{RegtestPair, TempPostgres};
 
 /// 2^-33: below regtest's network difficulty, so most shares are not blocks.
@@ -35,6 +36,8 @@ async fn the_api_shows_a_real_mining_run() {
     cfg.payouts.threshold = 1000;
     cfg.payouts.payment_interval_secs = 1;
     cfg.database.stats_interval_secs = 1;
+    cfg.api.explorer.block = Some("https://explorer.example/block/{height}".into());
+    cfg.api.explorer.tx = Some("https://explorer.example/tx/{txid}".into());
     let mut pool = TestPool::start(cfg).await;
     let api = pool.running.api_addr.expect("the API is on by default");
     let db = pool.running.store.clone().unwrap().db().clone();
@@ -201,6 +204,71 @@ async fn the_api_shows_a_real_mining_run() {
             .sum();
         assert!((sum - paid as f64 / 1e8).abs() < 1e-8, "{sum} vs {paid}");
     }
+    // Miningcore's account history: the balance changes add up to the balance, the daily
+    // payments to what was paid, and the /api/v2/ forms page the same rows.
+    for address in [&alice, &bob] {
+        let path = |p: &str| format!("/api/pools/regtest1/miners/{address}/{p}");
+        let v2 = |p: &str| format!("/api/v2/pools/regtest1/miners/{address}/{p}");
+        let sum = |v: &serde_json::Value| -> f64 {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["amount"].as_f64().unwrap())
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let changes = loop {
+            let (balance, paid): (i64, i64) =
+                sqlx::query_as("SELECT amount, paid FROM balances WHERE address = $1")
+                    .bind(address)
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+            let (_, changes) = http_json(api, &path("balancechanges?pageSize=500")).await;
+            let (_, days) = http_json(api, &path("earnings/daily?pageSize=500")).await;
+            if (sum(&changes) - balance as f64 / 1e8).abs() < 1e-8
+                && (sum(&days) - paid as f64 / 1e8).abs() < 1e-8
+            {
+                break changes;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{changes} vs {balance}; {days} vs {paid}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let changes = changes.as_array().unwrap().clone();
+        assert!(changes.iter().any(|c| c["amount"].as_f64().unwrap() > 0.0));
+        for c in &changes {
+            let usage = c["usage"].as_str().unwrap();
+            assert!(
+                usage.starts_with("Reward for block ") || usage.starts_with("Payment "),
+                "{c}"
+            );
+            assert_eq!(
+                (&c["poolId"], &c["address"]),
+                (&json!("regtest1"), &json!(address))
+            );
+        }
+        let (status, paged) = http_json(api, &v2("balancechanges?page=0&pageSize=2")).await;
+        assert_eq!(status, 200, "{paged}");
+        assert_eq!(paged["success"], json!(true));
+        assert_eq!(paged["pageCount"], json!(changes.len().div_ceil(2)));
+        assert_eq!(
+            paged["result"].as_array().unwrap()[..],
+            changes[..2.min(changes.len())]
+        );
+        let (_, days) = http_json(api, &path("earnings/daily")).await;
+        let (_, paged) = http_json(api, &v2("earnings/daily")).await;
+        assert_eq!((&paged["result"], &paged["pageCount"]), (&days, &json!(1)));
+        assert!(
+            days[0]["date"].as_str().unwrap().ends_with("T00:00:00Z"),
+            "{days}"
+        );
+        let (_, own) = http_json(api, &path("payments?pageSize=500")).await;
+        let (_, paged) = http_json(api, &v2("payments?pageSize=500")).await;
+        assert_eq!((&paged["result"], &paged["pageCount"]), (&own, &json!(1)));
+    }
     let (_, payments) = http_json(api, "/api/pools/regtest1/payments").await;
     let first = &payments[0];
     assert!(first["amount"].as_f64().unwrap() > 0.0);
@@ -209,6 +277,16 @@ async fn the_api_shows_a_real_mining_run() {
         64
     );
     assert!(first["created"].as_str().unwrap().ends_with('Z'));
+    let txid = first["transactionConfirmationData"].as_str().unwrap();
+    assert_eq!(
+        first["transactionInfoLink"],
+        json!(format!("https://explorer.example/tx/{txid}"))
+    );
+    assert_eq!(
+        first["addressInfoLink"],
+        json!(null),
+        "regtest: no usual explorer"
+    );
 
     // Blocks: newest first, paged, with status and confirmation progress.
     let (_, page0) = http_json(api, "/api/pools/regtest1/blocks?page=0&pageSize=3").await;
@@ -221,6 +299,19 @@ async fn the_api_shows_a_real_mining_run() {
             .collect()
     };
     let (h0, h1) = (heights(&page0), heights(&page1));
+    assert_eq!(
+        page0[0]["infoLink"],
+        json!(format!("https://explorer.example/block/{}", h0[0]))
+    );
+    let (_, v2) = http_json(api, "/api/v2/pools/regtest1/blocks?page=1&pageSize=3").await;
+    assert_eq!(v2["result"], page1);
+    let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM blocks")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(v2["pageCount"], json!((blocks + 2) / 3));
+    let (_, v2) = http_json(api, "/api/v2/pools/regtest1/payments?pageSize=1").await;
+    assert_eq!(v2["result"][0], payments[0]);
     assert_eq!((h0.len(), h1.len()), (3, 3));
     assert!(h0.windows(2).all(|w| w[0] >= w[1]) && h0[2] >= h1[0]);
     let all =
@@ -265,6 +356,15 @@ async fn the_api_shows_a_real_mining_run() {
     for (path, want) in [
         ("/api/pools/nope".to_string(), 404),
         ("/api/pools/nope/blocks".to_string(), 404),
+        ("/api/v2/pools/nope/blocks".to_string(), 404),
+        (
+            "/api/v2/pools/regtest1/payments?pageSize=501".to_string(),
+            400,
+        ),
+        (
+            "/api/pools/regtest1/miners/not-an-address/balancechanges".to_string(),
+            400,
+        ),
         ("/api/pools/regtest1/blocks?pageSize=0".to_string(), 400),
         ("/api/pools/regtest1/blocks?page=x".to_string(), 400),
         ("/api/pools/regtest1/performance?i=week".to_string(), 400),

@@ -9,6 +9,7 @@
 
 pub mod bests;
 pub mod books;
+pub mod earnings;
 pub mod lock;
 pub mod payout_admin;
 pub mod reads;

@@ -6,6 +6,18 @@ use sqlx::FromRow;
 
 use crate::store::{BlockRow, Store, StoreError};
 
+/// Every payment, one row each, `$1`'s only when `$1` is not null: wallet payments sent,
+/// and the outputs of confirmed coinbase-payout blocks.
+pub(crate) const PAYMENTS: &str = "
+    SELECT p.address, p.amount, o.txid, NULL::text AS block_hash, NULL::int AS output_index,
+           ts_to_micros(coalesce(o.sent_at, o.created_at)) AS time_us
+    FROM payments p JOIN payouts o ON o.id = p.payout_id
+    WHERE o.status = 'sent' AND ($1::text IS NULL OR p.address = $1)
+    UNION ALL
+    SELECT c.address, c.paid, NULL, c.block_hash, c.output_index, ts_to_micros(b.found_at)
+    FROM coinbase_payouts c JOIN blocks b ON b.hash = c.block_hash
+    WHERE b.status = 'confirmed' AND c.paid > 0 AND ($1::text IS NULL OR c.address = $1)";
+
 /// How samples are grouped (`date_trunc` units).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interval {
@@ -113,6 +125,8 @@ pub struct Account {
     pub paid_today: i64,
     /// The last payment's time.
     pub last_payment_us: Option<i64>,
+    /// The last wallet payment's transaction.
+    pub last_payment_txid: Option<String>,
     /// Share difficulty since the pool's last block: this round's work.
     pub round_difficulty: f64,
 }
@@ -247,21 +261,9 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<PaymentRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM (
-                 SELECT p.address, p.amount, o.txid, NULL::text AS block_hash,
-                        NULL::int AS output_index,
-                        ts_to_micros(coalesce(o.sent_at, o.created_at)) AS time_us
-                 FROM payments p JOIN payouts o ON o.id = p.payout_id
-                 WHERE o.status = 'sent' AND ($1::text IS NULL OR p.address = $1)
-                 UNION ALL
-                 SELECT c.address, c.paid, NULL, c.block_hash, c.output_index,
-                        ts_to_micros(b.found_at)
-                 FROM coinbase_payouts c JOIN blocks b ON b.hash = c.block_hash
-                 WHERE b.status = 'confirmed' AND c.paid > 0
-                   AND ($1::text IS NULL OR c.address = $1)
-             ) x ORDER BY time_us DESC, address OFFSET $2 LIMIT $3",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT * FROM ({PAYMENTS}) x ORDER BY time_us DESC, address OFFSET $2 LIMIT $3"
+        ))
         .bind(address)
         .bind(offset)
         .bind(limit)
@@ -282,6 +284,9 @@ impl Store {
                (SELECT ts_to_micros(max(o.sent_at)) FROM payments p
                   JOIN payouts o ON o.id = p.payout_id
                 WHERE p.address = $1 AND o.status = 'sent') AS last_payment_us,
+               (SELECT o.txid FROM payments p JOIN payouts o ON o.id = p.payout_id
+                WHERE p.address = $1 AND o.status = 'sent'
+                ORDER BY o.sent_at DESC LIMIT 1) AS last_payment_txid,
                {round} AS round_difficulty,
                EXISTS (SELECT 1 FROM share_minutes WHERE address = $1)
                  OR EXISTS (SELECT 1 FROM balances WHERE address = $1)

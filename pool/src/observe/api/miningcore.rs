@@ -384,7 +384,7 @@ pub async fn miner(
         "totalPaid": with_db.then(|| coins(a.paid)),
         "todayPaid": with_db.then(|| coins(a.paid_today)),
         "lastPayment": a.last_payment_us.map(iso8601_us),
-        "lastPaymentLink": Value::Null,
+        "lastPaymentLink": a.last_payment_txid.as_deref().and_then(|t| state.facts.explorer.tx(t)),
         "performance": {
             "created": iso8601(i64::try_from(now).unwrap_or(0)),
             "workers": workers_json(mine.iter().copied()),
@@ -419,27 +419,37 @@ async fn payments_of(
     q: &HashMap<String, String>,
 ) -> ApiResult {
     check_id(state, id)?;
-    let page = Page::from_query(q)?;
+    let rows = payment_rows(state, address, Page::from_query(q)?).await?;
+    Ok(Json(Value::Array(rows)))
+}
+
+/// One page of payments in Miningcore's shape (`address`'s only, when given).
+pub(crate) async fn payment_rows(
+    state: &ApiState,
+    address: Option<&str>,
+    page: Page,
+) -> Result<Vec<Value>, ApiError> {
     let rows = store(state)?
         .payments_page(address, page.offset, page.limit)
         .await?;
-    let out: Vec<Value> = rows
+    let explorer = &state.facts.explorer;
+    Ok(rows
         .iter()
         .map(|p| {
             json!({
                 "coin": coin(state.facts.network).0,
                 "address": p.address,
+                "addressInfoLink": explorer.address(&p.address),
                 "amount": coins(p.amount),
                 "transactionConfirmationData": p.txid,
-                "transactionInfoLink": Value::Null,
+                "transactionInfoLink": p.txid.as_deref().and_then(|t| explorer.tx(t)),
                 "created": iso8601_us(p.time_us),
                 // Coinbase payouts: paid by an output of this block's coinbase.
                 "blockHash": p.block_hash,
                 "outputIndex": p.output_index,
             })
         })
-        .collect();
-    Ok(Json(Value::Array(out)))
+        .collect())
 }
 
 /// `GET /api/pools/{id}/blocks?page=0&pageSize=15`: blocks found, newest first, with their
@@ -450,10 +460,15 @@ pub async fn blocks(
     Query(q): Params,
 ) -> ApiResult {
     check_id(&state, &id)?;
-    let page = Page::from_query(&q)?;
-    let rows = store(&state)?.blocks_page(page.offset, page.limit).await?;
+    let rows = block_rows(&state, Page::from_query(&q)?).await?;
+    Ok(Json(Value::Array(rows)))
+}
+
+/// One page of blocks in Miningcore's shape.
+pub(crate) async fn block_rows(state: &ApiState, page: Page) -> Result<Vec<Value>, ApiError> {
+    let rows = store(state)?.blocks_page(page.offset, page.limit).await?;
     let needed = state.facts.confirmations.max(1) as f64;
-    let out: Vec<Value> = rows
+    Ok(rows
         .iter()
         .map(|v| {
             let b = &v.block;
@@ -473,13 +488,12 @@ pub async fn blocks(
                 "effort": v.effort,
                 "transactionConfirmationData": b.hash,
                 "reward": coins(b.reward),
-                "infoLink": Value::Null,
+                "infoLink": state.facts.explorer.block(&b.hash, b.height),
                 "hash": b.hash,
                 "miner": miner,
                 "worker": worker,
                 "created": iso8601_us(b.found_us),
             })
         })
-        .collect();
-    Ok(Json(Value::Array(out)))
+        .collect())
 }

@@ -23,7 +23,9 @@
 pub mod admin;
 pub mod admin_payouts;
 pub mod coinbase;
+pub mod explorer;
 pub mod guard;
+pub mod history;
 pub mod metrics;
 pub mod miner_settings;
 pub mod miningcore;
@@ -81,6 +83,8 @@ pub struct PoolFacts {
     pub method: PayoutMethod,
     /// The payment thresholds a miner may set for itself (least, most), satoshis.
     pub miner_threshold: (u64, u64),
+    /// Block explorer links.
+    pub explorer: explorer::Explorer,
 }
 
 impl PoolFacts {
@@ -100,6 +104,7 @@ impl PoolFacts {
             threshold: config.payouts.threshold,
             method: config.payouts.method,
             miner_threshold: config.payouts.miner_threshold_bounds(),
+            explorer: explorer::Explorer::new(&config.api.explorer, network),
         }
     }
 }
@@ -144,6 +149,28 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/pools/{id}/miners/{address}/settings",
             get(miner_settings::get).post(miner_settings::post),
+        )
+        .route(
+            "/api/pools/{id}/miners/{address}/balancechanges",
+            get(history::balance_changes),
+        )
+        .route(
+            "/api/pools/{id}/miners/{address}/earnings/daily",
+            get(history::earnings_daily),
+        )
+        .route("/api/v2/pools/{id}/blocks", get(history::blocks_v2))
+        .route("/api/v2/pools/{id}/payments", get(history::payments_v2))
+        .route(
+            "/api/v2/pools/{id}/miners/{address}/payments",
+            get(history::miner_payments_v2),
+        )
+        .route(
+            "/api/v2/pools/{id}/miners/{address}/balancechanges",
+            get(history::balance_changes_v2),
+        )
+        .route(
+            "/api/v2/pools/{id}/miners/{address}/earnings/daily",
+            get(history::earnings_daily_v2),
         )
         .route("/api/pools/{id}/blocks", get(miningcore::blocks))
         .route("/api/pools/{id}/payments", get(miningcore::payments))
