@@ -418,6 +418,7 @@ pub async fn start(
                 config.api.rate_limit,
                 net::Trusted::parse(&config.api.trusted_proxies).unwrap_or_default(),
             )),
+            shutdown: cancel.clone(),
             admin: config.api.admin_token.clone().map(|token| {
                 Arc::new(api::admin::Admin::new(
                     token,

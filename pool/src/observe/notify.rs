@@ -23,7 +23,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
 
 use crate::config::{NotifyConfig, NotifyKind};
@@ -530,11 +530,16 @@ async fn deliver(sink: Sink, mut queue: mpsc::Receiver<Note>, counts: Arc<Counts
 /// A started sink: its settings, its queue and its counts.
 type Running = (Sink, mpsc::Sender<Note>, Arc<Counts>);
 
-/// The handle every task tells events to; cheap to clone. Without sinks it does nothing.
+/// The handle every task tells events to; cheap to clone. Without sinks it does nothing
+/// but pass the notes to the API's push stream (`observe::api::stream`), if any listens.
 #[derive(Clone, Debug, Default)]
 pub struct Notifier {
     sinks: Arc<Vec<Running>>,
+    tap: Option<broadcast::Sender<Note>>,
 }
+
+/// Notes kept for a push-stream client that reads slowly; past it, it is told it lagged.
+const TAP_QUEUE: usize = 256;
 
 impl Notifier {
     /// Starts one delivery task per sink (on the current tokio runtime).
@@ -552,11 +557,21 @@ impl Notifier {
             .collect();
         Notifier {
             sinks: Arc::new(sinks),
+            tap: Some(broadcast::channel(TAP_QUEUE).0),
         }
     }
 
-    /// Queues `note` for every sink that wants it; never waits.
+    /// Every note sent from now on (`None` for a notifier that was not started).
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<Note>> {
+        self.tap.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    /// Queues `note` for every sink that wants it and for the push stream; never waits.
     pub fn send(&self, note: Note) {
+        if let Some(tap) = self.tap.as_ref().filter(|t| t.receiver_count() > 0) {
+            // A receiver gone meanwhile is not an error: nobody watches the stream now.
+            let _ = tap.send(note.clone());
+        }
         for (sink, tx, counts) in self.sinks.iter() {
             if sink.wants(&note) && tx.try_send(note.clone()).is_err() {
                 counts.dropped.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod miner_settings;
 pub mod miningcore;
 pub mod publicpool;
+pub mod stream;
 pub mod time;
 
 use std::collections::HashMap;
@@ -130,6 +131,8 @@ pub struct ApiState {
     pub admin: Option<Arc<admin::Admin>>,
     /// CORS and the per-client request limit.
     pub guard: Arc<guard::Guard>,
+    /// Fires when the pool stops: open push streams end, so the server can.
+    pub shutdown: CancellationToken,
 }
 
 /// The router: the dashboard, the JSON API and `/metrics`.
@@ -172,6 +175,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v2/pools/{id}/miners/{address}/earnings/daily",
             get(history::earnings_daily_v2),
         )
+        .route("/api/pools/{id}/stream", get(stream::stream))
         .route("/api/pools/{id}/blocks", get(miningcore::blocks))
         .route("/api/pools/{id}/payments", get(miningcore::payments))
         .route("/api/coinbase", get(coinbase::current))
