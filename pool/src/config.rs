@@ -453,6 +453,13 @@ pub struct DatabaseConfig {
     pub stats_interval_secs: u64,
     /// Days of sampled statistics and per-minute share totals kept.
     pub stats_retention_days: u32,
+    /// How often this process writes its live figures (connected workers, hashrates) for
+    /// the other pool processes on the database, and reads theirs (seconds; 0: never, each
+    /// process shows only its own).
+    pub live_interval_secs: u64,
+    /// A process whose live figures are older than this stops counting (seconds): it
+    /// stopped, or lost the database.
+    pub live_timeout_secs: u64,
 }
 
 /// What happens when fewer shares exist than the PPLNS window asks for.
@@ -538,6 +545,8 @@ impl Default for DatabaseConfig {
             share_retention_days: 60,
             stats_interval_secs: 60,
             stats_retention_days: 30,
+            live_interval_secs: 5,
+            live_timeout_secs: 20,
         }
     }
 }
@@ -962,6 +971,12 @@ impl PoolConfig {
                 "share_retention_days, stats_retention_days and stats_interval_secs above zero",
             ));
         }
+        if d.live_interval_secs > 0 && d.live_timeout_secs <= d.live_interval_secs {
+            return Err(invalid(
+                "database.live_timeout_secs",
+                "must be longer than live_interval_secs (a live process would drop out)",
+            ));
+        }
         let p = &self.payouts;
         if !(p.window_factor.is_finite() && p.window_factor > 0.0) {
             return Err(invalid("payouts.window_factor", "must be above zero"));
@@ -1303,6 +1318,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `slack`"), "{err}");
+    }
+
+    #[test]
+    fn the_live_view_timeout_must_outlast_its_interval() {
+        let mut c = minimal();
+        assert_eq!(
+            (c.database.live_interval_secs, c.database.live_timeout_secs),
+            (5, 20)
+        );
+        c.database.live_timeout_secs = 5;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("database.live_timeout_secs"), "{err}");
+        // Off: no timeout to check.
+        c.database.live_interval_secs = 0;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -319,6 +319,8 @@ pub async fn start(
         )));
     }
     let mut shares = None;
+    // This pool's name among the processes on the database (the live view, the admin API).
+    let process = crate::observe::processes::process_name(stats.live.started());
     if let (Some(store), Some(url)) = (&store, &config.database.url) {
         // Best difficulties survive restarts: the session path's tracker starts from them.
         match store.all_bests().await {
@@ -369,6 +371,19 @@ pub async fn start(
             cancel.clone(),
         )));
         shares = Some(ShareSink::new(writer_tx, config.stratum.instance_id));
+        if config.database.live_interval_secs > 0 {
+            tasks.push(tokio::spawn(crate::observe::processes::run(
+                store.clone(),
+                stats.clone(),
+                crate::observe::processes::Settings {
+                    process: process.clone(),
+                    instance_id: config.stratum.instance_id,
+                    interval: Duration::from_secs(config.database.live_interval_secs),
+                    timeout: Duration::from_secs(config.database.live_timeout_secs),
+                },
+                cancel.clone(),
+            )));
+        }
     }
     let api_nodes = nodes.clone();
     let api_job = job_rx.clone();
@@ -402,11 +417,10 @@ pub async fn start(
     let mut api_addr = None;
     if config.api.enabled {
         let state = ApiState {
-            facts: Arc::new(PoolFacts::new(
-                &config,
-                checked.network,
-                stratum_addr.port(),
-            )),
+            facts: Arc::new(PoolFacts {
+                process: process.clone(),
+                ..PoolFacts::new(&config, checked.network, stratum_addr.port())
+            }),
             stats: stats.clone(),
             store: store.clone(),
             writer: writer_stats.clone(),

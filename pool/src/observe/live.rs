@@ -10,11 +10,17 @@
 //! agent, when it started, its last share, its best share difficulty and its hashrate
 //! over ten one-minute buckets. A closed session stays while it has shares in the window.
 //!
-//! These are this process's connections only; history, and the figures of every pool
-//! process sharing a database, come from PostgreSQL (`pool_stats`, `miner_stats`).
+//! `Live` holds this process's connections only. With several pool processes on one
+//! database, each writes its snapshot to PostgreSQL every few seconds
+//! (`store::live_view`) and keeps the others' in [`Peers`]; [`combine`] adds them up into
+//! the one view the API and `/metrics` show. History comes from PostgreSQL (`pool_stats`,
+//! `miner_stats`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use protocol::Difficulty;
 use protocol::target::hashrate;
@@ -135,7 +141,7 @@ pub struct Live {
 }
 
 /// One worker now.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerLive {
     /// Payout address.
     pub address: String,
@@ -154,7 +160,7 @@ pub struct WorkerLive {
 }
 
 /// One session (connection) of a worker now.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionLive {
     /// The connection's extranonce1: 8 hex digits, the subscribe's session id.
     pub id: String,
@@ -297,8 +303,7 @@ impl Live {
                 by_name.retain(|_, v| v.connections > 0 || v.window(now).1 > 0);
                 !by_name.is_empty()
             });
-            let mut out = LiveSnapshot::default();
-            let mut addresses = BTreeSet::new();
+            let mut rows = Vec::new();
             let all = w.iter_mut().flat_map(|(address, by_name)| {
                 by_name.iter_mut().map(move |(n, v)| (address, n, v))
             });
@@ -332,17 +337,93 @@ impl Live {
                     last_share: v.last_share,
                     sessions,
                 };
-                if v.connections > 0 {
-                    addresses.insert(address.clone());
-                    out.connected_workers += 1;
-                }
-                out.hashrate += row.hashrate;
-                out.shares_per_sec += row.shares_per_sec;
-                out.workers.push(row);
+                rows.push(row);
             }
-            out.miners = addresses.len();
-            out
+            LiveSnapshot::of_workers(rows)
         })
+    }
+}
+
+impl LiveSnapshot {
+    /// The pool of `workers` (in address and name order), its totals counted from them.
+    pub fn of_workers(workers: Vec<WorkerLive>) -> LiveSnapshot {
+        let mut out = LiveSnapshot::default();
+        let mut addresses = BTreeSet::new();
+        for w in workers {
+            if w.connections > 0 {
+                addresses.insert(w.address.clone());
+                out.connected_workers += 1;
+            }
+            out.hashrate += w.hashrate;
+            out.shares_per_sec += w.shares_per_sec;
+            out.workers.push(w);
+        }
+        out.miners = addresses.len();
+        out
+    }
+}
+
+/// Adds up the snapshots of several pool processes: a worker connected to two processes
+/// is one worker with both its connections, sessions and hashrates; a miner counts once.
+pub fn combine(parts: impl IntoIterator<Item = LiveSnapshot>) -> LiveSnapshot {
+    let mut by_worker: BTreeMap<(String, String), WorkerLive> = BTreeMap::new();
+    for part in parts {
+        for w in part.workers {
+            match by_worker.entry((w.address.clone(), w.worker.clone())) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(w);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    let to = slot.get_mut();
+                    to.connections = to.connections.saturating_add(w.connections);
+                    to.hashrate += w.hashrate;
+                    to.shares_per_sec += w.shares_per_sec;
+                    to.last_share = to.last_share.max(w.last_share);
+                    to.sessions.extend(w.sessions);
+                    to.sessions.sort_by_key(|s| s.started);
+                }
+            }
+        }
+    }
+    LiveSnapshot::of_workers(by_worker.into_values().collect())
+}
+
+/// Another pool process on the same database, as its last snapshot showed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peer {
+    /// Its name in `live_snapshots`: host, process id and start time.
+    pub process: String,
+    /// Its `stratum.instance_id`.
+    pub instance_id: u8,
+    /// Unix second it started.
+    pub started: u64,
+    /// Seconds since it wrote the snapshot (by the database's clock).
+    pub age_secs: f64,
+    /// Its workers then.
+    pub snapshot: LiveSnapshot,
+}
+
+/// The other processes' snapshots, as last read from the database.
+#[derive(Debug, Default)]
+pub struct Peers {
+    /// Until when they count, and them.
+    read: Mutex<Option<(Instant, Vec<Peer>)>>,
+}
+
+impl Peers {
+    /// The processes read just now, to count for `valid_for` unless read again (if the
+    /// database goes away, what it said last is soon too old to add).
+    pub fn set(&self, peers: Vec<Peer>, valid_for: Duration) {
+        let until = Instant::now() + valid_for;
+        *self.read.lock().unwrap_or_else(PoisonError::into_inner) = Some((until, peers));
+    }
+
+    /// The processes that count now.
+    pub fn current(&self) -> Vec<Peer> {
+        match &*self.read.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((until, peers)) if Instant::now() <= *until => peers.clone(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -447,5 +528,69 @@ mod tests {
             "{}",
             s.shares_per_sec
         );
+    }
+
+    #[test]
+    fn combined_processes_count_a_worker_and_a_miner_once() {
+        let one = Difficulty::new(1.0).unwrap();
+        // Process A: alice.rig1 on two connections, bob gone but with shares.
+        let a = Live::new(T0 - 3600);
+        a.connected("alice", "rig1", [0, 0, 0, 1], "a", T0);
+        a.connected("alice", "rig1", [0, 0, 0, 2], "a", T0 + 5);
+        a.connected("bob", "", [0, 0, 0, 3], "b", T0);
+        for i in 0..60 {
+            a.share("alice", "rig1", Some([0, 0, 0, 1]), one, one, T0 + i);
+            a.share("bob", "", Some([0, 0, 0, 3]), one, one, T0 + i);
+        }
+        a.disconnected("bob", "", [0, 0, 0, 3]);
+        // Process B: alice.rig1 again, alice.rig2, carol.
+        let b = Live::new(T0 - 3600);
+        b.connected("alice", "rig1", [7, 0, 0, 1], "a", T0 + 1);
+        b.connected("alice", "rig2", [7, 0, 0, 2], "a", T0);
+        b.connected("carol", "x", [7, 0, 0, 3], "c", T0);
+        for i in 0..120 {
+            b.share("alice", "rig1", Some([7, 0, 0, 1]), one, one, T0 + i);
+        }
+        let (sa, sb) = (a.snapshot(T0 + 599), b.snapshot(T0 + 599));
+        let all = combine([sa.clone(), sb.clone()]);
+        assert_eq!(all.miners, 2, "alice and carol connected; bob is not");
+        assert_eq!(all.connected_workers, 3, "alice.rig1, alice.rig2, carol.x");
+        assert_eq!(all.workers.len(), 4, "bob's shares still count");
+        assert!((all.hashrate - sa.hashrate - sb.hashrate).abs() < 1.0);
+        assert!((all.shares_per_sec - sa.shares_per_sec - sb.shares_per_sec).abs() < 1e-9);
+        let rig1 = all
+            .workers
+            .iter()
+            .find(|w| w.address == "alice" && w.worker == "rig1")
+            .unwrap();
+        assert_eq!(rig1.connections, 3);
+        assert_eq!(rig1.last_share, Some(T0 + 119));
+        let ids: Vec<&str> = rig1.sessions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["00000001", "07000001", "00000002"], "by start time");
+        assert!((rig1.shares_per_sec - 180.0 / 600.0).abs() < 1e-9);
+        // A snapshot survives the trip through the database's JSON.
+        let json = serde_json::to_string(&sb.workers).unwrap();
+        let back: Vec<WorkerLive> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, sb.workers);
+        // One process alone is itself.
+        assert_eq!(combine([sa.clone()]), sa);
+    }
+
+    #[test]
+    fn peers_stop_counting_when_not_read_again() {
+        let peers = Peers::default();
+        assert!(peers.current().is_empty());
+        let peer = Peer {
+            process: "h/1/2".into(),
+            instance_id: 1,
+            started: T0,
+            age_secs: 0.5,
+            snapshot: LiveSnapshot::default(),
+        };
+        peers.set(vec![peer.clone()], Duration::from_secs(60));
+        assert_eq!(peers.current(), vec![peer.clone()]);
+        peers.set(vec![peer], Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(peers.current().is_empty());
     }
 }

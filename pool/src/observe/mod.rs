@@ -1,5 +1,5 @@
 //! What the pool shows about itself: live counters ([`stats`]), per-worker live figures
-//! ([`live`]), best share difficulties ([`best`]), latency histograms ([`latency`]), and the HTTP [`api`] (Miningcore-shaped
+//! ([`live`]) shared with the other pool processes on the database ([`processes`]), best share difficulties ([`best`]), latency histograms ([`latency`]), and the HTTP [`api`] (Miningcore-shaped
 //! JSON, Prometheus `/metrics`, the dashboard).
 
 pub mod api;
@@ -7,4 +7,5 @@ pub mod best;
 pub mod latency;
 pub mod live;
 pub mod notify;
+pub mod processes;
 pub mod stats;

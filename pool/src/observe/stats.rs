@@ -12,7 +12,7 @@ use protocol::Difficulty;
 
 use crate::observe::best::Bests;
 use crate::observe::latency::Latency;
-use crate::observe::live::Live;
+use crate::observe::live::{Live, LiveSnapshot, Peers, combine};
 use crate::observe::notify::Notifier;
 
 /// The Stratum protocol a connection speaks: counters are also kept per protocol.
@@ -82,8 +82,10 @@ pub struct PoolStats {
     longpolls: AtomicU64,
     longpolls_abandoned: AtomicU64,
     longpolls_in_flight: AtomicU64,
-    /// Connected workers and their hashrates.
+    /// Connected workers and their hashrates (this process's).
     pub live: Live,
+    /// The other pool processes on the same database, as they last wrote.
+    pub peers: Peers,
     /// Best share difficulties of workers, addresses and the pool.
     pub best: Bests,
     /// `getblocktemplate` round trips (long polls excluded: they wait on purpose).
@@ -260,6 +262,13 @@ impl PoolStats {
         let _ = self
             .longpolls_in_flight
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// The live figures of every pool process on the database at unix second `now`: this
+    /// one's as they are, the others' as they last wrote them.
+    pub fn combined(&self, now: u64) -> LiveSnapshot {
+        let others = self.peers.current().into_iter().map(|p| p.snapshot);
+        combine(std::iter::once(self.live.snapshot(now)).chain(others))
     }
 
     /// The counters now.

@@ -10,6 +10,7 @@
 pub mod bests;
 pub mod books;
 pub mod earnings;
+pub mod live_view;
 pub mod lock;
 pub mod payout_admin;
 pub mod reads;

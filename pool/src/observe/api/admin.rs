@@ -11,7 +11,9 @@
 //! - `POST /api/admin/miners/{address}/settings` `{"paymentThreshold": 0.05}`: an
 //!   address's payment threshold set by the operator (for addresses that cannot sign);
 //! - `GET /api/admin/withholding?hours=24&p=0.001`: found against expected blocks per
-//!   address over the window asked for ([`crate::accounting::withholding`]).
+//!   address over the window asked for ([`crate::accounting::withholding`]);
+//! - `GET /api/admin/processes`: the pool processes on the database that the live view
+//!   adds up ([`crate::observe::processes`]), this one first.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +29,8 @@ use tracing::info;
 
 use crate::accounting::withholding::{DEFAULT_P, from_store};
 use crate::observe::api::ApiState;
-use crate::observe::api::time::now;
+use crate::observe::api::time::{iso8601, now};
+use crate::observe::live::LiveSnapshot;
 use crate::stratum::shared::Shared;
 use crate::stratum::tls::Certificates;
 
@@ -263,6 +266,56 @@ pub async fn miner_settings(
     Ok(Json(json!({
         "address": address.text,
         "paymentThreshold": threshold as f64 / 100_000_000.0,
+    })))
+}
+
+/// `GET /api/admin/processes`.
+pub async fn processes(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refused> {
+    authorized(&state, &headers)?;
+    let stats = &state.stats;
+    let now = now();
+    let row = |process: &str, instance: u8, started: u64, age: Option<f64>, live: &LiveSnapshot| {
+        json!({
+            "process": process,
+            "thisProcess": age.is_none(),
+            "instanceId": instance,
+            "started": iso8601(i64::try_from(started).unwrap_or(i64::MAX)),
+            "secondsSinceWritten": age.unwrap_or(0.0),
+            "connectedMiners": live.miners,
+            "connectedWorkers": live.connected_workers,
+            "hashrate": live.hashrate,
+            "sharesPerSecond": live.shares_per_sec,
+        })
+    };
+    let started = stats.live.started();
+    let mut rows = vec![row(
+        &state.facts.process,
+        state.facts.instance_id,
+        started,
+        None,
+        &stats.live.snapshot(now),
+    )];
+    for p in stats.peers.current() {
+        rows.push(row(
+            &p.process,
+            p.instance_id,
+            p.started,
+            Some(p.age_secs),
+            &p.snapshot,
+        ));
+    }
+    let all = stats.combined(now);
+    Ok(Json(json!({
+        "processes": rows,
+        "combined": {
+            "connectedMiners": all.miners,
+            "connectedWorkers": all.connected_workers,
+            "hashrate": all.hashrate,
+            "sharesPerSecond": all.shares_per_sec,
+        },
     })))
 }
 

@@ -80,6 +80,9 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     let s = state.stats.snapshot();
     let now = u64::from(unix_now());
     let live = state.stats.live.snapshot(now);
+    let peers = state.stats.peers.current();
+    let processes = 1 + peers.len();
+    let combined = state.stats.combined(now);
     let mut o = Out(String::new());
     o.head(
         "pool_connections",
@@ -119,13 +122,13 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     o.one(
         "pool_miners",
         "gauge",
-        "Distinct payout addresses connected.",
+        "Distinct payout addresses connected to this process.",
         live.miners as f64,
     );
     o.one(
         "pool_workers",
         "gauge",
-        "Distinct workers connected.",
+        "Distinct workers connected to this process.",
         live.connected_workers as f64,
     );
     o.head(
@@ -161,14 +164,46 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     o.one(
         "pool_hashrate_hashes_per_second",
         "gauge",
-        "Pool hashrate from accepted share difficulty over the last ten minutes.",
+        "This process's hashrate from accepted share difficulty over the last ten minutes.",
         live.hashrate,
     );
     o.one(
         "pool_shares_per_second",
         "gauge",
-        "Accepted shares per second over the last ten minutes.",
+        "Accepted shares per second over the last ten minutes, this process.",
         live.shares_per_sec,
+    );
+    // The same of every pool process on the database (the live view they share): a
+    // miner on two processes counts once here, twice in a sum of the gauges above.
+    o.one(
+        "pool_processes",
+        "gauge",
+        "Pool processes on this database whose live figures count, this one included.",
+        processes as f64,
+    );
+    o.one(
+        "pool_combined_miners",
+        "gauge",
+        "Distinct payout addresses connected to any pool process on this database.",
+        combined.miners as f64,
+    );
+    o.one(
+        "pool_combined_workers",
+        "gauge",
+        "Distinct workers connected to any pool process on this database.",
+        combined.connected_workers as f64,
+    );
+    o.one(
+        "pool_combined_hashrate_hashes_per_second",
+        "gauge",
+        "Hashrate of every pool process on this database, over the last ten minutes.",
+        combined.hashrate,
+    );
+    o.one(
+        "pool_combined_shares_per_second",
+        "gauge",
+        "Accepted shares per second of every pool process on this database.",
+        combined.shares_per_sec,
     );
     o.one(
         "pool_best_share_difficulty",

@@ -209,7 +209,7 @@ pub async fn health(State(state): State<ApiState>) -> Response {
 async fn pool_info(state: &ApiState) -> Value {
     let facts = &state.facts;
     let now = now();
-    let live = state.stats.live.snapshot(now);
+    let live = state.stats.combined(now);
     let snap = state.stats.snapshot();
     // Totals need the database; live figures are shown without it.
     let totals = match &state.store {
@@ -318,7 +318,7 @@ pub async fn miners(
 ) -> ApiResult {
     check_id(&state, &id)?;
     let page = Page::from_query(&q)?;
-    let live = state.stats.live.snapshot(now());
+    let live = state.stats.combined(now());
     let rows: Vec<Value> = miners_by_hashrate(&live)
         .into_iter()
         .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
@@ -339,7 +339,7 @@ pub async fn miner(
     check_address(&state, &address)?;
     let (range, interval) = range_and_interval(&q)?;
     let now = now();
-    let live = state.stats.live.snapshot(now);
+    let live = state.stats.combined(now);
     let mine: Vec<&WorkerLive> = live
         .workers
         .iter()

@@ -86,6 +86,10 @@ pub struct PoolFacts {
     pub miner_threshold: (u64, u64),
     /// Block explorer links.
     pub explorer: explorer::Explorer,
+    /// This process's `stratum.instance_id`.
+    pub instance_id: u8,
+    /// Its name among the pool processes on the database (`observe::processes`).
+    pub process: String,
 }
 
 impl PoolFacts {
@@ -97,6 +101,8 @@ impl PoolFacts {
             network,
             pool_address: config.pool_address.clone(),
             stratum_port,
+            instance_id: config.stratum.instance_id,
+            process: String::new(),
             vardiff: (config.vardiff.start, config.vardiff.min, config.vardiff.max),
             fee_percent: config.payouts.fee_percent,
             window_factor: config.payouts.window_factor,
@@ -196,6 +202,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/admin/bans/{ip}", delete(admin::lift))
         .route("/api/admin/message", post(admin::message))
         .route("/api/admin/withholding", get(admin::withholding))
+        .route("/api/admin/processes", get(admin::processes))
         .route(
             "/api/admin/miners/{address}/settings",
             post(admin::miner_settings),

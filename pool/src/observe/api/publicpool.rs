@@ -63,7 +63,7 @@ pub async fn client(
     Path(address): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_address(&state, &address)?;
-    let live = state.stats.live.snapshot(now());
+    let live = state.stats.combined(now());
     let sessions: Vec<Value> = workers_of(&live, &address)
         .into_iter()
         .flat_map(|w| w.sessions.iter().map(|s| session_json(&w.worker, s)))
@@ -158,7 +158,7 @@ pub async fn session(
 ) -> Result<Json<Value>, ApiError> {
     check_address(&state, &address)?;
     let now = now();
-    let live = state.stats.live.snapshot(now);
+    let live = state.stats.combined(now);
     let found = workers_of(&live, &address)
         .into_iter()
         .filter(|w| w.worker == worker)
@@ -203,7 +203,7 @@ async fn found_blocks(state: &ApiState) -> Result<Vec<Value>, ApiError> {
 /// `GET /api/info`: blocks found, live sessions by user agent, the high scores (each
 /// address's all-time best, highest first) and when the pool started.
 pub async fn info(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let live = state.stats.live.snapshot(now());
+    let live = state.stats.combined(now());
     // user agent -> (sessions, best, H/s)
     let mut agents: BTreeMap<&str, (u64, f64, f64)> = BTreeMap::new();
     for s in live.workers.iter().flat_map(|w| w.sessions.iter()) {
@@ -281,7 +281,7 @@ pub async fn info_chart(State(state): State<ApiState>) -> Result<Json<Value>, Ap
 
 /// `GET /api/pool`: the pool's hashrate, height, connected sessions, blocks and fee.
 pub async fn pool(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let live = state.stats.live.snapshot(now());
+    let live = state.stats.combined(now());
     let sessions = live
         .workers
         .iter()

@@ -91,7 +91,7 @@ fn event(name: &str, data: Value) -> Event {
 
 fn hashrate(state: &ApiState) -> Event {
     let now = now();
-    let live = state.stats.live.snapshot(now);
+    let live = state.stats.combined(now);
     event(
         "hashrate",
         json!({

@@ -1,0 +1,93 @@
+//! The live view shared between pool processes (`live_snapshots`): each process writes
+//! its workers every `database.live_interval_secs`, and reads the other processes' rows
+//! that are younger than `database.live_timeout_secs`, by the database's clock so that
+//! hosts whose clocks differ still agree on who is live.
+
+use sqlx::Row;
+
+use crate::observe::live::{LiveSnapshot, Peer, WorkerLive};
+use crate::store::{Store, StoreError};
+
+/// Rows of processes gone for longer than this are deleted (seconds).
+const FORGET_SECS: f64 = 86_400.0;
+
+impl Store {
+    /// Writes this process's live workers under `process`.
+    pub async fn write_live(
+        &self,
+        process: &str,
+        instance_id: u8,
+        started: u64,
+        workers: &[WorkerLive],
+    ) -> Result<(), StoreError> {
+        let workers = serde_json::to_string(workers).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO live_snapshots (process, instance_id, started, workers)
+             VALUES ($1, $2, to_timestamp($3), $4::jsonb)
+             ON CONFLICT (process) DO UPDATE
+             SET written_at = now(), workers = excluded.workers",
+        )
+        .bind(process)
+        .bind(i16::from(instance_id))
+        .bind(started as f64)
+        .bind(workers)
+        .execute(self.db())
+        .await?;
+        sqlx::query(
+            "DELETE FROM live_snapshots WHERE written_at < now() - make_interval(secs => $1)",
+        )
+        .bind(FORGET_SECS)
+        .execute(self.db())
+        .await?;
+        Ok(())
+    }
+
+    /// The other processes that wrote within `timeout_secs`, oldest start first.
+    pub async fn read_live(
+        &self,
+        process: &str,
+        timeout_secs: u64,
+    ) -> Result<Vec<Peer>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT process, instance_id, extract(epoch FROM started)::float8 AS started,
+                    extract(epoch FROM now() - written_at)::float8 AS age, workers::text AS workers
+             FROM live_snapshots
+             WHERE process <> $1 AND written_at >= now() - make_interval(secs => $2)
+             ORDER BY started, process",
+        )
+        .bind(process)
+        .bind(timeout_secs as f64)
+        .fetch_all(self.db())
+        .await?;
+        let mut peers = Vec::with_capacity(rows.len());
+        for r in rows {
+            let text: String = r.try_get("workers")?;
+            let process: String = r.try_get("process")?;
+            // A row this version cannot read (a newer pool's) is left out, not fatal.
+            let Ok(workers) = serde_json::from_str::<Vec<WorkerLive>>(&text) else {
+                tracing::warn!(%process, "live_snapshots: a snapshot this pool cannot read");
+                continue;
+            };
+            let instance: i16 = r.try_get("instance_id")?;
+            let started: f64 = r.try_get("started")?;
+            peers.push(Peer {
+                process,
+                instance_id: u8::try_from(instance).unwrap_or(0),
+                started: started.max(0.0) as u64,
+                age_secs: r.try_get("age")?,
+                // Totals recounted from the workers.
+                snapshot: LiveSnapshot::of_workers(workers),
+            });
+        }
+        Ok(peers)
+    }
+
+    /// This process stops: its row goes at once.
+    pub async fn remove_live(&self, process: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM live_snapshots WHERE process = $1")
+            .bind(process)
+            .execute(self.db())
+            .await?;
+        Ok(())
+    }
+}
