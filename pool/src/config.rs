@@ -438,6 +438,9 @@ pub struct LimitsConfig {
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/db`; unset: no store (SOLO mode only).
     pub url: Option<String>,
+    /// A read replica (a streaming standby of `url`) for the API's history queries; the
+    /// primary answers them while it does not. Unset: the primary answers everything.
+    pub read_url: Option<String>,
     /// Connections the pool keeps open.
     pub max_connections: u32,
     /// Most shares written in one commit.
@@ -538,6 +541,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: None,
+            read_url: None,
             max_connections: 8,
             batch_max: 5000,
             write_timeout_secs: 5,
@@ -958,6 +962,23 @@ impl PoolConfig {
             }
             _ => {}
         }
+        match (&d.url, &d.read_url) {
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "database.read_url",
+                    "a read replica needs the primary too: set database.url",
+                ));
+            }
+            (_, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                return Err(invalid(
+                    "database.read_url",
+                    format!("{url:?} must start with postgres://"),
+                ));
+            }
+            _ => {}
+        }
         if d.max_connections < 2 || d.batch_max == 0 || d.write_timeout_secs == 0 {
             return Err(invalid(
                 "database",
@@ -1318,6 +1339,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `slack`"), "{err}");
+    }
+
+    #[test]
+    fn a_read_replica_needs_a_primary_and_a_postgres_url() {
+        let mut c = minimal();
+        c.database.read_url = Some("postgres://reader@replica/pool".into());
+        c.validate().unwrap();
+        c.database.read_url = Some("mysql://replica/pool".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("database.read_url") && err.contains("postgres://"),
+            "{err}"
+        );
+        c.database.read_url = Some("postgres://reader@replica/pool".into());
+        c.database.url = None;
+        c.mode = Mode::Solo;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("needs the primary"), "{err}");
     }
 
     #[test]

@@ -180,14 +180,18 @@ pub async fn start(
     }
 
     let store = match &config.database.url {
-        Some(url) => Some(
-            Store::open(
+        Some(url) => {
+            let store = Store::open(
                 url,
                 config.database.max_connections,
                 Duration::from_secs(config.database.write_timeout_secs),
             )
-            .await?,
-        ),
+            .await?;
+            Some(match &config.database.read_url {
+                Some(read_url) => store.with_replica(read_url, config.database.max_connections)?,
+                None => store,
+            })
+        }
         None => None,
     };
     let coinbase = CoinbaseSettings {
@@ -292,6 +296,9 @@ pub async fn start(
     ];
     tasks.extend(basis_task);
     tasks.push(tokio::spawn(crate::memory::run(cancel.clone())));
+    if let Some(store) = store.as_ref().filter(|s| s.replica_figures().is_some()) {
+        tasks.push(tokio::spawn(store.clone().watch_replica(cancel.clone())));
+    }
     let thresholds = stats.notify.offline_thresholds();
     if !thresholds.is_empty() {
         tasks.push(tokio::spawn(watch_offline(

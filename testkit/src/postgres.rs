@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster: `initdb` and `pg_ctl` in a temp dir, on a free port.
+//! A throwaway PostgreSQL cluster: `initdb` and `pg_ctl` in a temp dir, on a free port;
+//! and a streaming replica of one (`pg_basebackup -R`, a hot standby on a port of its own).
 //!
 //! PostgreSQL refuses to run as root, and CI runs as root: then the cluster directory is
 //! given to the `postgres` user (which Debian's package creates) and every server command
@@ -141,6 +142,46 @@ impl TempPostgres {
         run(initdb)?;
         pg.start_server()?;
         Ok(pg)
+    }
+
+    /// A streaming replica of this cluster: `pg_basebackup -R` (which writes
+    /// `standby.signal` and the connection to this primary) into a cluster of its own, then
+    /// started on a port of its own as a hot standby that answers reads.
+    pub fn start_replica(&self) -> Result<TempPostgres, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-pg-replica-")
+            .tempdir()
+            .map_err(Error::io("creating a temp dir"))?;
+        let mut replica = TempPostgres {
+            bin: self.bin.clone(),
+            as_postgres_user: self.as_postgres_user,
+            port: 0,
+            running: false,
+            dir,
+        };
+        if replica.as_postgres_user {
+            let mut chown = Command::new("chown");
+            chown
+                .args(["-R", "postgres:postgres"])
+                .arg(replica.dir.path());
+            run(chown)?;
+        }
+        let mut basebackup = replica.command("pg_basebackup");
+        basebackup
+            .arg("-D")
+            .arg(replica.data_dir())
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        run(basebackup)?;
+        replica.start_server()?;
+        Ok(replica)
     }
 
     fn command(&self, program: &str) -> Command {

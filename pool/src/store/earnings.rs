@@ -56,24 +56,15 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<BalanceChange>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT * FROM ({CHANGES}) x ORDER BY time_us DESC, usage OFFSET $2 LIMIT $3"
-        ))
-        .bind(address)
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?)
+        let sql =
+            format!("SELECT * FROM ({CHANGES}) x ORDER BY time_us DESC, usage OFFSET $2 LIMIT $3");
+        self.read_page(&sql, address, offset, limit).await
     }
 
     /// How many balance changes `address` has.
     pub async fn balance_changes_count(&self, address: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar(&format!("SELECT count(*) FROM ({CHANGES}) x"))
-                .bind(address)
-                .fetch_one(self.db())
-                .await?,
-        )
+        let sql = format!("SELECT count(*) FROM ({CHANGES}) x");
+        self.read_count(&sql, address).await
     }
 
     /// `address`'s payments per day, newest day first.
@@ -83,40 +74,31 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<DayAmount>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        let sql = format!(
             "WITH payments_of AS ({PAYMENTS}) {DAYS} ORDER BY day_us DESC OFFSET $2 LIMIT $3"
-        ))
-        .bind(address)
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?)
+        );
+        self.read_page(&sql, address, offset, limit).await
     }
 
     /// On how many days `address` was paid.
     pub async fn earnings_days(&self, address: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(&format!(
-            "WITH payments_of AS ({PAYMENTS}) SELECT count(*) FROM ({DAYS}) x"
-        ))
-        .bind(address)
-        .fetch_one(self.db())
-        .await?)
+        let sql = format!("WITH payments_of AS ({PAYMENTS}) SELECT count(*) FROM ({DAYS}) x");
+        self.read_count(&sql, address).await
     }
 
     /// How many payments there are (`address`'s only, when given).
     pub async fn payments_count(&self, address: Option<&str>) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar(&format!("SELECT count(*) FROM ({PAYMENTS}) x"))
-                .bind(address)
-                .fetch_one(self.db())
-                .await?,
-        )
+        let sql = format!("SELECT count(*) FROM ({PAYMENTS}) x");
+        self.read_count(&sql, address).await
     }
 
     /// How many blocks the pool found.
     pub async fn blocks_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM blocks")
-            .fetch_one(self.db())
-            .await?)
+        self.read(move |db| async move {
+            sqlx::query_scalar("SELECT count(*) FROM blocks")
+                .fetch_one(&db)
+                .await
+        })
+        .await
     }
 }

@@ -2,7 +2,8 @@
 //! ([`rows`], built in that one place), their batched writes, and every query: [`writer`]
 //! (group commit, spool while the database is away), [`window`] (PPLNS weights from
 //! per-minute totals), [`books`] (blocks, credits, balances and payouts for the back
-//! office in `accounting`), [`reads`] (the API's reads) and [`sampler`] (statistics).
+//! office in `accounting`), [`reads`] (the API's reads, from a [`replica`] when there is
+//! one) and [`sampler`] (statistics).
 //!
 //! Times cross the boundary as unix microseconds (`micros_to_ts` in SQL), so that a record
 //! replayed from the spool file hits exactly the key it had.
@@ -14,6 +15,7 @@ pub mod live_view;
 pub mod lock;
 pub mod payout_admin;
 pub mod reads;
+pub mod replica;
 pub mod rows;
 pub mod sampler;
 pub mod settings;
@@ -54,6 +56,10 @@ pub struct Store {
     days: std::sync::Arc<Mutex<HashSet<i64>>>,
     /// What this process knows the database's bests to be (see [`bests`]).
     bests: std::sync::Arc<Mutex<bests::Known>>,
+    /// The read replica for the API's history (`database.read_url`), if any.
+    replica: Option<std::sync::Arc<replica::Replica>>,
+    /// The pool-wide totals, read at most once per [`reads::TOTALS_FOR`].
+    totals: std::sync::Arc<Mutex<Option<(std::time::Instant, reads::Totals)>>>,
 }
 
 impl Store {
@@ -73,6 +79,8 @@ impl Store {
             db,
             days: Default::default(),
             bests: Default::default(),
+            replica: None,
+            totals: Default::default(),
         })
     }
 

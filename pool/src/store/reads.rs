@@ -131,6 +131,9 @@ pub struct Account {
     pub round_difficulty: f64,
 }
 
+/// How long the pool-wide totals are kept before they are read again.
+pub const TOTALS_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Pool-wide totals.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Totals {
@@ -180,17 +183,20 @@ impl Store {
         since_secs: f64,
         interval: Interval,
     ) -> Result<Vec<PoolSample>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT ts_to_micros(date_trunc($2, time)) AS time_us, avg(hashrate) AS hashrate,
+        self.read(move |db| async move {
+            sqlx::query_as(
+                "SELECT ts_to_micros(date_trunc($2, time)) AS time_us, avg(hashrate) AS hashrate,
                     avg(shares_per_sec) AS shares_per_sec, max(miners)::bigint AS miners,
                     max(workers)::bigint AS workers
              FROM pool_stats WHERE time >= now() - make_interval(secs => $1)
              GROUP BY 1 ORDER BY 1",
-        )
-        .bind(since_secs)
-        .bind(interval.unit())
-        .fetch_all(self.db())
-        .await?)
+            )
+            .bind(since_secs)
+            .bind(interval.unit())
+            .fetch_all(&db)
+            .await
+        })
+        .await
     }
 
     /// One address's per-worker samples of the last `since_secs`, oldest first.
@@ -200,57 +206,67 @@ impl Store {
         since_secs: f64,
         interval: Interval,
     ) -> Result<Vec<WorkerSample>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT ts_to_micros(date_trunc($3, time)) AS time_us, worker,
+        self.read(move |db| async move {
+            sqlx::query_as(
+                "SELECT ts_to_micros(date_trunc($3, time)) AS time_us, worker,
                     avg(hashrate) AS hashrate, avg(shares_per_sec) AS shares_per_sec
              FROM miner_stats
              WHERE address = $1 AND time >= now() - make_interval(secs => $2)
              GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .bind(address)
-        .bind(since_secs)
-        .bind(interval.unit())
-        .fetch_all(self.db())
-        .await?)
+            )
+            .bind(address)
+            .bind(since_secs)
+            .bind(interval.unit())
+            .fetch_all(&db)
+            .await
+        })
+        .await
     }
 
     /// Per address since `since_us`: shares, their credited difficulty, and the blocks
     /// they were expected to find (each share's difficulty over the network's then), for
     /// the withholding report.
     pub async fn work_by_address(&self, since_us: i64) -> Result<Vec<AddressWork>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT address, count(*) AS shares, sum(difficulty) AS difficulty,
+        self.read(move |db| async move {
+            sqlx::query_as(
+                "SELECT address, count(*) AS shares, sum(difficulty) AS difficulty,
                     sum(least(difficulty / network_difficulty, 1.0)) AS expected_blocks
              FROM shares WHERE time >= micros_to_ts($1) AND network_difficulty > 0
              GROUP BY address ORDER BY address",
-        )
-        .bind(since_us)
-        .fetch_all(self.db())
-        .await?)
+            )
+            .bind(since_us)
+            .fetch_all(&db)
+            .await
+        })
+        .await
     }
 
     /// The finders (usernames) of the blocks found since `since_us`, orphaned ones too: a
     /// block found counts for its finder whatever the chain made of it.
     pub async fn finders_since(&self, since_us: i64) -> Result<Vec<String>, StoreError> {
-        Ok(
+        self.read(move |db| async move {
             sqlx::query_scalar("SELECT finder FROM blocks WHERE found_at >= micros_to_ts($1)")
                 .bind(since_us)
-                .fetch_all(self.db())
-                .await?,
-        )
+                .fetch_all(&db)
+                .await
+        })
+        .await
     }
 
     /// Blocks, newest first.
     pub async fn blocks_page(&self, offset: i64, limit: i64) -> Result<Vec<BlockView>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT hash, height, ts_to_micros(found_at) AS found_us, finder, reward,
+        self.read(move |db| async move {
+            sqlx::query_as(
+                "SELECT hash, height, ts_to_micros(found_at) AS found_us, finder, reward,
                     network_difficulty, status::text AS status, confirmations, effort
              FROM blocks ORDER BY found_at DESC, hash OFFSET $1 LIMIT $2",
-        )
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?)
+            )
+            .bind(offset)
+            .bind(limit)
+            .fetch_all(&db)
+            .await
+        })
+        .await
     }
 
     /// Payments sent, newest first, wallet payments and the outputs of confirmed
@@ -261,20 +277,45 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<PaymentRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT * FROM ({PAYMENTS}) x ORDER BY time_us DESC, address OFFSET $2 LIMIT $3"
-        ))
-        .bind(address)
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(self.db())
-        .await?)
+        );
+        self.read_page(&sql, address, offset, limit).await
+    }
+
+    /// The rows of `sql` for `key` ($1), `offset` ($2) and `limit` ($3).
+    pub(crate) async fn read_page<'q, T, K>(
+        &self,
+        sql: &'q str,
+        key: K,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+        K: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Copy + 'q,
+    {
+        self.read(move |db| async move {
+            let query = sqlx::query_as(sql).bind(key).bind(offset).bind(limit);
+            query.fetch_all(&db).await
+        })
+        .await
+    }
+
+    /// The count that `sql` gives for `key` ($1).
+    pub(crate) async fn read_count<'q, K>(&self, sql: &'q str, key: K) -> Result<i64, StoreError>
+    where
+        K: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Copy + 'q,
+    {
+        self.read(move |db| async move { sqlx::query_scalar(sql).bind(key).fetch_one(&db).await })
+            .await
     }
 
     /// One address's account.
     pub async fn account(&self, address: &str) -> Result<Account, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT
+        self.read(move |db| async move {
+            sqlx::query_as(&format!(
+                "SELECT
                coalesce((SELECT amount FROM balances WHERE address = $1), 0) AS balance,
                coalesce((SELECT paid FROM balances WHERE address = $1), 0) AS paid,
                coalesce((SELECT sum(p.amount) FROM payments p JOIN payouts o ON o.id = p.payout_id
@@ -291,33 +332,40 @@ impl Store {
                EXISTS (SELECT 1 FROM share_minutes WHERE address = $1)
                  OR EXISTS (SELECT 1 FROM balances WHERE address = $1)
                  OR EXISTS (SELECT 1 FROM credits WHERE address = $1) AS known",
-            round = round_difficulty_sql("AND address = $1")
-        ))
-        .bind(address)
-        .fetch_one(self.db())
-        .await?)
+                round = round_difficulty_sql("AND address = $1")
+            ))
+            .bind(address)
+            .fetch_one(&db)
+            .await
+        })
+        .await
     }
 
-    /// Blocks by status: pending, confirmed, orphaned (for `/metrics`).
+    /// Blocks by status: pending, confirmed, orphaned (for `/metrics`; from the totals,
+    /// so at most [`TOTALS_FOR`] old).
     pub async fn block_counts(&self) -> Result<[(String, i64); 3], StoreError> {
-        let (p, c, o): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'pending'),
-                    count(*) FILTER (WHERE status = 'confirmed'),
-                    count(*) FILTER (WHERE status = 'orphaned')
-             FROM blocks",
-        )
-        .fetch_one(self.db())
-        .await?;
-        Ok([
-            ("pending".into(), p),
-            ("confirmed".into(), c),
-            ("orphaned".into(), o),
-        ])
+        Ok(self.totals().await?.by_status)
     }
 
-    /// Pool-wide totals.
+    /// Pool-wide totals, read at most once per [`TOTALS_FOR`]: every visitor of a public
+    /// dashboard asks for them, and they count whole tables.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let r: TotalsRow = sqlx::query_as(&format!(
+        {
+            let cached = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, totals)) = &*cached
+                && at.elapsed() < TOTALS_FOR
+            {
+                return Ok(totals.clone());
+            }
+        }
+        let totals = self.read_totals().await?;
+        *self.totals.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), totals.clone()));
+        Ok(totals)
+    }
+
+    async fn read_totals(&self) -> Result<Totals, StoreError> {
+        let sql = format!(
             "SELECT
                coalesce((SELECT sum(paid) FROM balances), 0)::bigint AS paid,
                (SELECT count(*) FROM blocks) AS blocks,
@@ -327,9 +375,11 @@ impl Store {
                (SELECT ts_to_micros(max(found_at)) FROM blocks) AS last_block_us,
                {round} AS round_difficulty",
             round = round_difficulty_sql("")
-        ))
-        .fetch_one(self.db())
-        .await?;
+        );
+        let sql = sql.as_str();
+        let r: TotalsRow = self
+            .read(move |db| async move { sqlx::query_as(sql).fetch_one(&db).await })
+            .await?;
         Ok(Totals {
             paid: r.paid,
             blocks: r.blocks,

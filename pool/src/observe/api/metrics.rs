@@ -313,6 +313,35 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
             );
         }
     }
+    if let Some(r) = state.store.as_ref().and_then(|s| s.replica_figures()) {
+        o.one(
+            "pool_read_replica_up",
+            "gauge",
+            "1 while the read replica (database.read_url) answers the API's history reads.",
+            f64::from(u8::from(r.up)),
+        );
+        o.head(
+            "pool_history_reads_total",
+            "counter",
+            "The API's history reads, by the database that answered them.",
+        );
+        o.value(
+            "pool_history_reads_total",
+            "database=\"replica\"",
+            r.from_replica as f64,
+        );
+        o.value(
+            "pool_history_reads_total",
+            "database=\"primary\"",
+            r.from_primary as f64,
+        );
+        o.one(
+            "pool_history_read_fallbacks_total",
+            "counter",
+            "History reads that failed on the replica and were run again on the primary.",
+            r.fallbacks as f64,
+        );
+    }
     if s.job_unix > 0 {
         o.one(
             "pool_job_age_seconds",
