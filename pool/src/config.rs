@@ -425,6 +425,9 @@ pub struct LimitsConfig {
     pub ban_after_invalid: u32,
     /// How long a ban lasts (seconds).
     pub ban_secs: u64,
+    /// Tell the other pool processes on the database about bans, and apply theirs (every
+    /// `database.live_interval_secs`).
+    pub share_bans: bool,
     /// Connections closed for protocol violations (over-long lines, malformed lines,
     /// message floods) that ban the address within `ban_secs` (0: never).
     pub ban_after_violations: u32,
@@ -665,6 +668,7 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 600,
             ban_after_invalid: 100,
             ban_secs: 600,
+            share_bans: true,
             ban_after_violations: 5,
             max_bad_lines: 10,
         }

@@ -421,6 +421,18 @@ pub async fn start(
     shared.proxies = checked.proxies.clone();
     shared.best_message = config.stratum.best_difficulty_message;
     let shared = Arc::new(shared);
+    if let Some(store) = &store
+        && config.limits.share_bans
+        && config.database.live_interval_secs > 0
+    {
+        tasks.push(tokio::spawn(crate::stratum::ban_sharing::run(
+            store.clone(),
+            shared.clone(),
+            process.clone(),
+            Duration::from_secs(config.database.live_interval_secs),
+            cancel.clone(),
+        )));
+    }
     let mut api_addr = None;
     if config.api.enabled {
         let state = ApiState {

@@ -1,7 +1,8 @@
 //! One view across pool processes: a pool in this test and a `pool` process beside it,
 //! on one PostgreSQL, each with its own miners. Each shows every miner and worker of
-//! both (API, admin API, `/metrics`); a process that stops leaves the view at once, one
-//! that is killed leaves it once its last snapshot is `database.live_timeout_secs` old.
+//! both (API, admin API, `/metrics`); an address banned on one is refused by both, and a
+//! lift on one lifts it on both; a process that stops leaves the view at once, one that
+//! is killed leaves it once its last snapshot is `database.live_timeout_secs` old.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -12,7 +13,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::scripted::*;
 use common::*;
+use protocol::stratum::Message;
+use tokio::io::AsyncWriteExt;
 
 /// 2^-33: below regtest's network difficulty.
 const D: &str = "1.1641532182693481e-10";
@@ -39,6 +43,10 @@ impl Other {
                 r#"[stratum]
 bind = "127.0.0.1:{stratum}"
 instance_id = 7
+
+[limits]
+max_bad_lines = 2
+ban_after_violations = 1
 
 [api]
 bind = "127.0.0.1:{api_port}"
@@ -102,6 +110,23 @@ async fn pool_stats(api: SocketAddr) -> (u64, u64) {
     )
 }
 
+/// Whether a new connection to `port` is served (not turned away by a ban).
+async fn answered(port: u16) -> bool {
+    let mut conn = connect(port).await;
+    send(
+        &mut conn,
+        serde_json::json!({"id": 1, "method": "mining.subscribe", "params": []}),
+    )
+    .await;
+    matches!(next(&mut conn).await, Some(Message::Response(_)))
+}
+
+async fn bans(api: SocketAddr) -> serde_json::Value {
+    let (status, v) = http_call(api, "GET", "/api/admin/bans", Some(TOKEN), None).await;
+    assert_eq!(status, 200, "{v}");
+    v["bans"].clone()
+}
+
 async fn processes(api: SocketAddr) -> serde_json::Value {
     let (status, v) = http_call(api, "GET", "/api/admin/processes", Some(TOKEN), None).await;
     assert_eq!(status, 200, "{v}");
@@ -116,6 +141,8 @@ async fn two_pool_processes_show_one_live_view() {
     cfg.database.live_interval_secs = 1;
     cfg.database.live_timeout_secs = TIMEOUT_SECS;
     cfg.api.admin_token = Some(TOKEN.into());
+    cfg.limits.max_bad_lines = 2;
+    cfg.limits.ban_after_violations = 1;
     let here = TestPool::start(cfg).await;
     let api = here.running.api_addr.unwrap();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -179,6 +206,38 @@ async fn two_pool_processes_show_one_live_view() {
     );
     assert_eq!(rows[1]["connectedWorkers"], 2);
     assert_eq!(list["combined"]["connectedWorkers"], 3);
+
+    // Junk on the other process bans the address there; this one refuses it too. (The
+    // miners' connections stay: a ban turns new ones away.)
+    let mut junk = connect(other.stratum).await;
+    junk.get_mut().write_all(b"junk\njunk\n").await.unwrap();
+    while next(&mut junk).await.is_some() {}
+    until(
+        "the other process's ban applied here",
+        Duration::from_secs(20),
+        || async { bans(api).await.as_array().is_some_and(|b| !b.is_empty()) },
+    )
+    .await;
+    assert_eq!(bans(api).await[0]["address"], "127.0.0.1");
+    assert!(!answered(here.port()).await, "banned here too");
+    // Lifted through this process's admin API: lifted on the other one as well.
+    let (status, body) = http_call(
+        api,
+        "DELETE",
+        "/api/admin/bans/127.0.0.1",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["allProcesses"], true);
+    assert!(answered(here.port()).await);
+    until(
+        "the lift applied there",
+        Duration::from_secs(20),
+        || async { answered(other.stratum).await },
+    )
+    .await;
 
     // Killed (no chance to say goodbye): it counts until its snapshot is too old.
     let killed = Instant::now();

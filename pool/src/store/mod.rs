@@ -19,6 +19,7 @@ pub mod replica;
 pub mod rows;
 pub mod sampler;
 pub mod settings;
+pub mod shared_bans;
 pub mod spool;
 pub mod window;
 pub mod writer;

@@ -27,6 +27,8 @@ struct Peer {
     /// Protocol-violation closes since `strikes_since` (`limits.ban_after_violations`).
     strikes: u32,
     strikes_since: Option<Instant>,
+    /// The ban came from another pool process (`limits.share_bans`), not from this one.
+    ban_shared: bool,
 }
 
 impl Peer {
@@ -145,6 +147,7 @@ impl Admission {
         peer.strikes = 0;
         peer.strikes_since = None;
         peer.banned_until = Some(now + window);
+        peer.ban_shared = false;
         drop(table);
         self.stats.banned();
         true
@@ -155,9 +158,53 @@ impl Admission {
         let window = self.window();
         let mut table = self.peers();
         table.prune(now, window);
-        table.map.entry(ip).or_default().banned_until = Some(now + window);
+        let peer = table.map.entry(ip).or_default();
+        peer.banned_until = Some(now + window);
+        peer.ban_shared = false;
         drop(table);
         self.stats.banned();
+    }
+
+    /// Another pool process banned `ip` with `left` to go, or lifted its ban (`None`). A
+    /// longer ban of this process's own stays; a lift lifts any ban.
+    pub fn apply_shared(&self, ip: IpAddr, left: Option<Duration>, now: Instant) {
+        let mut table = self.peers();
+        match left {
+            Some(left) => {
+                table.prune(now, self.window());
+                let peer = table.map.entry(ip).or_default();
+                let until = now + left;
+                if peer
+                    .banned_until
+                    .is_none_or(|own| own <= now || own < until)
+                {
+                    peer.banned_until = Some(until);
+                    peer.ban_shared = true;
+                }
+            }
+            None => {
+                if let Some(peer) = table.map.get_mut(&ip) {
+                    peer.banned_until = None;
+                    peer.ban_shared = false;
+                    peer.strikes = 0;
+                    peer.strikes_since = None;
+                }
+            }
+        }
+    }
+
+    /// The bans this process made itself, in force at `now`, with the time they have
+    /// left: what it tells the other processes.
+    pub fn own_bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        self.peers()
+            .map
+            .iter()
+            .filter(|(_, p)| !p.ban_shared)
+            .filter_map(|(ip, p)| {
+                let until = p.banned_until?;
+                (until > now).then(|| (*ip, until - now))
+            })
+            .collect()
     }
 }
 
@@ -185,6 +232,7 @@ impl Admission {
         };
         let banned = peer.banned_until.is_some_and(|until| until > now);
         peer.banned_until = None;
+        peer.ban_shared = false;
         peer.strikes = 0;
         peer.strikes_since = None;
         banned
@@ -246,6 +294,28 @@ mod tests {
         assert!(!s.lift(ip(3), now), "never banned");
         assert!(s.admit(ip(1), now + Duration::from_secs(6)).is_ok());
         assert_eq!(s.bans(now + Duration::from_secs(6)).len(), 1);
+    }
+
+    #[test]
+    fn bans_from_other_processes_apply_and_lift_but_are_not_told_again() {
+        let s = shared(LimitsConfig::default());
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        s.apply_shared(ip(1), Some(minute), now);
+        assert_eq!(s.admit(ip(1), now), Err(Refusal::Banned));
+        assert!(s.own_bans(now).is_empty(), "not this process's to tell");
+        assert_eq!(s.bans(now).len(), 1, "but listed");
+        // A ban of its own is told; a shorter shared one does not cut it short.
+        s.ban(ip(2), now);
+        s.apply_shared(ip(2), Some(Duration::from_secs(1)), now);
+        assert_eq!(s.own_bans(now).len(), 1);
+        assert!(s.own_bans(now)[0].1 > minute, "the own ban's 600 s stay");
+        // Lifted anywhere, lifted here, whoever banned.
+        s.apply_shared(ip(1), None, now);
+        s.apply_shared(ip(2), None, now);
+        assert_eq!(s.admit(ip(1), now), Ok(()));
+        assert_eq!(s.admit(ip(2), now), Ok(()));
+        assert!(s.bans(now).is_empty());
     }
 
     fn ip(i: u32) -> IpAddr {

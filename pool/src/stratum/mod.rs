@@ -4,6 +4,7 @@
 //! A v2 front door will stand beside this one over the same `shares`, `chain` and `store`.
 
 pub mod admission;
+pub mod ban_sharing;
 pub mod connection;
 pub mod events;
 pub mod lines;

@@ -25,7 +25,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::accounting::withholding::{DEFAULT_P, from_store};
 use crate::observe::api::ApiState;
@@ -169,8 +169,21 @@ pub async fn lift(
     if !admin.shared.admission.lift(ip, Instant::now()) {
         return Err(Refused::NotFound(format!("{ip} is not banned")));
     }
-    info!(%ip, "admin API: ban lifted");
-    Ok(Json(json!({ "lifted": ip.to_string() })))
+    // Every pool process on the database lifts it too (limits.share_bans).
+    let everywhere = match &state.store {
+        Some(store) => match store.lift_shared_ban(ip, &state.facts.process).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(%ip, error = %e, "admin API: ban lifted here only; the database did not take the lift");
+                false
+            }
+        },
+        None => false,
+    };
+    info!(%ip, everywhere, "admin API: ban lifted");
+    Ok(Json(
+        json!({ "lifted": ip.to_string(), "allProcesses": everywhere }),
+    ))
 }
 
 /// `POST /api/admin/message` with `{"text": "..."}`.
