@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -299,17 +299,19 @@ pub async fn start(
     if let Some(store) = store.as_ref().filter(|s| s.replica_figures().is_some()) {
         tasks.push(tokio::spawn(store.clone().watch_replica(cancel.clone())));
     }
+    tasks.extend(zmq);
+    let writer_stats = Arc::new(WriterStats::default());
+    let leading = Arc::new(AtomicBool::new(false));
     let thresholds = stats.notify.offline_thresholds();
     if !thresholds.is_empty() {
         tasks.push(tokio::spawn(watch_offline(
             stats.clone(),
             thresholds,
+            // With a database, other pool processes may share it: the leader tells.
+            store.as_ref().map(|_| leading.clone()),
             cancel.clone(),
         )));
     }
-    tasks.extend(zmq);
-    let writer_stats = Arc::new(WriterStats::default());
-    let leading = Arc::new(AtomicBool::new(false));
     if let Some(store) = &store
         && config.alerts.withholding_check_secs > 0
     {
@@ -614,9 +616,17 @@ async fn check_pool_address(nodes: &[Node], address: &str) -> Result<(), StartEr
     Ok(())
 }
 
-/// Tells `[[notify]]` sinks about workers that stay away: looks at the live workers
-/// every quarter of the shortest threshold (at most every 30 s) until `cancel`.
-async fn watch_offline(stats: Arc<PoolStats>, thresholds: Vec<f64>, cancel: CancellationToken) {
+/// Tells `[[notify]]` sinks about workers that stay away: looks at the live workers of
+/// every pool process on the database (a worker that reconnected to another process is
+/// not away) every quarter of the shortest threshold (at most every 30 s) until `cancel`.
+/// With `leading`, only the leader tells (once for all processes); every process watches,
+/// so a new leader knows how long each worker has been away.
+async fn watch_offline(
+    stats: Arc<PoolStats>,
+    thresholds: Vec<f64>,
+    leading: Option<Arc<AtomicBool>>,
+    cancel: CancellationToken,
+) {
     let shortest = thresholds.iter().copied().fold(f64::INFINITY, f64::min);
     let every = Duration::from_secs_f64((shortest * 60.0 / 4.0).clamp(1.0, 30.0));
     let mut watch = OfflineWatch::default();
@@ -626,9 +636,12 @@ async fn watch_offline(stats: Arc<PoolStats>, thresholds: Vec<f64>, cancel: Canc
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {
                 let now = u64::from(unix_now());
-                let live = stats.live.snapshot(now);
-                for note in watch.observe(&live, &thresholds, now) {
-                    stats.notify.send(note);
+                let live = stats.combined(now);
+                let notes = watch.observe(&live, &thresholds, now);
+                if leading.as_ref().is_none_or(|l| l.load(Ordering::Relaxed)) {
+                    for note in notes {
+                        stats.notify.send(note);
+                    }
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! One view across pool processes: a pool in this test and a `pool` process beside it,
 //! on one PostgreSQL, each with its own miners. Each shows every miner and worker of
 //! both (API, admin API, `/metrics`); an address banned on one is refused by both, and a
-//! lift on one lifts it on both; a process that stops leaves the view at once, one that
-//! is killed leaves it once its last snapshot is `database.live_timeout_secs` old.
+//! lift on one lifts it on both; a worker that moves from one process to the other is not
+//! reported offline, one that leaves is reported once; a process that stops leaves the
+//! view at once, one that is killed leaves it once its last snapshot is
+//! `database.live_timeout_secs` old.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -11,7 +13,12 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use pool::config::{NotifyConfig, NotifyKind};
 
 use common::scripted::*;
 use common::*;
@@ -23,6 +30,40 @@ const D: &str = "1.1641532182693481e-10";
 const TOKEN: &str = "processes-test-token";
 /// How old the other process's snapshot may be before it stops counting.
 const TIMEOUT_SECS: u64 = 8;
+/// A worker away this long is reported offline (3 s).
+const OFFLINE_MINUTES: f64 = 0.05;
+
+/// Webhook bodies both processes posted.
+type Hooks = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A webhook receiver for both processes' `worker_offline` notes.
+async fn hook_server() -> (SocketAddr, Hooks) {
+    let hooks = Hooks::default();
+    let app = axum::Router::new()
+        .route(
+            "/{*path}",
+            axum::routing::post(
+                |State(h): State<Hooks>, Json(v): Json<serde_json::Value>| async move {
+                    h.lock().unwrap().push(v);
+                },
+            ),
+        )
+        .with_state(hooks.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hooks)
+}
+
+/// The `worker_offline` notes received for `worker`.
+fn offline_notes(hooks: &Hooks, worker: &str) -> usize {
+    hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["event"] == "worker_offline" && v["data"]["worker"] == worker)
+        .count()
+}
 
 /// The other pool, as its own process.
 struct Other {
@@ -32,7 +73,7 @@ struct Other {
 }
 
 impl Other {
-    fn start(setup: &Setup, dir: &Path) -> Other {
+    fn start(setup: &Setup, dir: &Path, hooks: SocketAddr) -> Other {
         let stratum = testkit::free_port().unwrap();
         let api_port = testkit::free_port().unwrap();
         let config = write_pool_toml(
@@ -58,6 +99,12 @@ live_timeout_secs = {TIMEOUT_SECS}
 
 [payouts]
 payments = false
+
+[[notify]]
+kind = "webhook"
+url = "http://{hooks}/other"
+events = ["worker_offline"]
+offline_minutes = {OFFLINE_MINUTES}
 "#,
                 db = setup.pg.url(),
             ),
@@ -143,10 +190,22 @@ async fn two_pool_processes_show_one_live_view() {
     cfg.api.admin_token = Some(TOKEN.into());
     cfg.limits.max_bad_lines = 2;
     cfg.limits.ban_after_violations = 1;
+    let (hooks_at, hooks) = hook_server().await;
+    cfg.notify = vec![NotifyConfig {
+        kind: NotifyKind::Webhook,
+        url: Some(format!("http://{hooks_at}/here")),
+        secret: None,
+        bot_token: None,
+        chat_id: None,
+        events: Some(vec!["worker_offline".into()]),
+        best_scope: "both".into(),
+        offline_minutes: OFFLINE_MINUTES,
+        attempts: 3,
+    }];
     let here = TestPool::start(cfg).await;
     let api = here.running.api_addr.unwrap();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let other = tokio::task::block_in_place(|| Other::start(&setup, dirs[0].path()));
+    let other = tokio::task::block_in_place(|| Other::start(&setup, dirs[0].path(), hooks_at));
     until(
         "the other process serves",
         Duration::from_secs(60),
@@ -207,6 +266,36 @@ async fn two_pool_processes_show_one_live_view() {
     assert_eq!(rows[1]["connectedWorkers"], 2);
     assert_eq!(list["combined"]["connectedWorkers"], 3);
 
+    // A worker moves from this process to the other (as after a reconnect that the
+    // kernel spread elsewhere): it was never away, so nobody reports it offline. Then it
+    // leaves for good: reported once, by the leader, not by both.
+    let dave = node.new_address().unwrap();
+    let rig5 = format!("{dave}.rig5");
+    let first = start_miner_with(here.port(), &rig5, &format!("x,d={D}"));
+    until("dave on this process", Duration::from_secs(30), || async {
+        pool_stats(api).await == (3, 4)
+    })
+    .await;
+    // Long enough for both watches to have seen it connected here (they look every
+    // second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.cancel.cancel();
+    let second = start_miner_with(other.stratum, &rig5, &format!("x,d={D}"));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(pool_stats(api).await, (3, 4), "dave, on the other process");
+    assert_eq!(offline_notes(&hooks, "rig5"), 0, "moved, not offline");
+    second.cancel.cancel();
+    until("dave reported offline", Duration::from_secs(30), || async {
+        offline_notes(&hooks, "rig5") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        offline_notes(&hooks, "rig5"),
+        1,
+        "once, not once per process"
+    );
+
     // Junk on the other process bans the address there; this one refuses it too. (The
     // miners' connections stay: a ban turns new ones away.)
     let mut junk = connect(other.stratum).await;
@@ -260,7 +349,7 @@ async fn two_pool_processes_show_one_live_view() {
     drop(other);
 
     // Stopped cleanly: it takes its row out and leaves the view at once.
-    let other = tokio::task::block_in_place(|| Other::start(&setup, dirs[1].path()));
+    let other = tokio::task::block_in_place(|| Other::start(&setup, dirs[1].path(), hooks_at));
     let carol = node.new_address().unwrap();
     let late = start_miner_with(other.stratum, &format!("{carol}.rig4"), &format!("x,d={D}"));
     until(
