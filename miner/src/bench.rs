@@ -31,6 +31,8 @@ pub struct BenchOptions {
     pub version_rolling: bool,
     /// Print one JSON object instead of text.
     pub json: bool,
+    /// Where the CPU threads run and at what priority (default: as started).
+    pub placement: crate::engine::Placement,
 }
 
 /// The summary `--json` prints.
@@ -127,7 +129,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         ));
     }
     let (tx, _rx) = crate::engine::solution_channel();
-    let engine = Engine::start_with(backend, opts.threads, gpus, tx)?;
+    let engine = Engine::start_placed(backend, opts.threads, gpus, tx, opts.placement.clone())?;
     let workers = engine.worker_names().to_vec();
     engine.set_work(bench_work(opts.version_rolling));
     // The clock starts once every worker has finished a batch: an OpenCL device's first

@@ -33,6 +33,14 @@ pub struct MineArgs {
         env = "MINER_THREADS"
     )]
     pub threads: Option<usize>,
+    /// Pin the hashing threads to these CPUs, one CPU per thread in turn: a hex mask
+    /// (0x5: CPUs 0 and 2) or a list (0,2-3). Default: wherever the system runs them.
+    #[arg(long = "cpu-affinity", env = "MINER_CPU_AFFINITY")]
+    pub cpu_affinity: Option<String>,
+    /// Priority of the hashing threads: 0 idle (default: a desktop or node on the same
+    /// machine comes first), 1 low, 2 normal, 3 to 5 above normal (root only).
+    #[arg(long = "cpu-priority", env = "MINER_CPU_PRIORITY")]
+    pub cpu_priority: Option<u8>,
     /// Hash on every OpenCL GPU too.
     #[arg(long, env = "MINER_GPU")]
     pub gpu: bool,
@@ -153,6 +161,8 @@ impl MineArgs {
             user: self.user.or(file.user),
             pass: self.pass.or(file.pass),
             threads: self.threads.or(file.threads),
+            cpu_affinity: self.cpu_affinity.or(file.cpu_affinity),
+            cpu_priority: self.cpu_priority.or(file.cpu_priority),
             gpu: self.gpu || file.gpu,
             gpu_devices: if self.gpu_devices.is_empty() {
                 file.gpu_devices

@@ -59,6 +59,13 @@ enum Command {
         /// Print one JSON object at the end instead of text.
         #[arg(long)]
         json: bool,
+        /// Pin the hashing threads to these CPUs (a hex mask like 0x5, or 0,2-3).
+        #[arg(long = "cpu-affinity")]
+        cpu_affinity: Option<String>,
+        /// Priority of the hashing threads, 0 (idle) to 5; default: as started, so that
+        /// the measure is of the CPU, not of what else runs.
+        #[arg(long = "cpu-priority")]
+        cpu_priority: Option<u8>,
     },
 }
 
@@ -85,7 +92,16 @@ fn main() -> ExitCode {
             interval,
             no_version_rolling,
             json,
+            cpu_affinity,
+            cpu_priority,
         }) => {
+            let placement = match placement(cpu_affinity.as_deref(), cpu_priority) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let opencl = backend.as_deref() == Some("opencl");
             let backend = match backend.as_deref() {
                 None | Some("opencl") => None,
@@ -117,6 +133,7 @@ fn main() -> ExitCode {
                 interval: interval.max(0.1),
                 version_rolling: !no_version_rolling,
                 json,
+                placement,
             };
             match bench::run(&opts) {
                 Ok(report) => {
@@ -171,4 +188,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The bench's `--cpu-affinity` and `--cpu-priority`, checked.
+fn placement(
+    affinity: Option<&str>,
+    priority: Option<u8>,
+) -> Result<miner::engine::Placement, String> {
+    use miner::engine::placement::{check_priority, parse_cpus};
+    Ok(miner::engine::Placement {
+        cpus: affinity.map(parse_cpus).transpose()?,
+        priority: priority.map(check_priority).transpose()?,
+    })
 }

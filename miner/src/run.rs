@@ -134,8 +134,20 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
     };
 
     let (found_tx, found_rx) = crate::engine::solution_channel();
-    let engine =
-        Arc::new(Engine::start_with(backend, threads, gpus, found_tx).map_err(|e| e.to_string())?);
+    let placement = crate::engine::Placement {
+        cpus: args
+            .cpu_affinity
+            .as_deref()
+            .map(crate::engine::placement::parse_cpus)
+            .transpose()?,
+        priority: Some(crate::engine::placement::check_priority(
+            args.cpu_priority.unwrap_or(0),
+        )?),
+    };
+    let engine = Arc::new(
+        Engine::start_placed(backend, threads, gpus, found_tx, placement)
+            .map_err(|e| e.to_string())?,
+    );
     let stats = Arc::new(Stats::new(Instant::now(), backend.name()));
     info!(%backend, threads, "hashing engine started");
     let runtime = tokio::runtime::Builder::new_multi_thread()

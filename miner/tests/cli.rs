@@ -143,3 +143,77 @@ fn devices_are_listed_and_benched() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("OpenCL device 99 does not exist"), "{err}");
 }
+
+/// `--cpu-affinity` and `--cpu-priority` as the kernel sees them: every hashing thread of
+/// a running `miner bench` is pinned to the CPU asked for and runs at nice 19 (idle).
+#[cfg(target_os = "linux")]
+#[test]
+fn hashing_threads_run_where_and_as_eagerly_as_asked() {
+    // The last CPU this test may use (a container may allow only some).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap();
+    let cpu = *miner::engine::placement::parse_cpus(allowed)
+        .unwrap()
+        .last()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["bench", "--seconds", "4", "--interval", "1", "-t", "2"])
+        .args(["--cpu-affinity", &cpu.to_string(), "--cpu-priority", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tasks = format!("/proc/{}/task", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The threads' (name, nice, CPUs allowed), once both hashing threads run.
+    let hashing = loop {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if !name.starts_with("hash-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            // After the name in parentheses: state is field 3, nice field 19.
+            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+            let nice: i32 = after
+                .split(' ')
+                .nth(16)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(i32::MIN);
+            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            found.push((name.trim().to_string(), nice, allowed));
+        }
+        if found.len() == 2 && found.iter().all(|(_, nice, _)| *nice == 19) {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hashing threads not placed: {found:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for (name, nice, allowed) in &hashing {
+        assert_eq!(*nice, 19, "{name}");
+        assert_eq!(*allowed, cpu.to_string(), "{name}");
+    }
+    assert!(child.wait().unwrap().success());
+
+    // A bad value is refused before anything runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["bench", "--seconds", "1", "--cpu-priority", "9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cpu-priority 9"));
+}

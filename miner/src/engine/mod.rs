@@ -18,12 +18,14 @@
 //! Hashing runs only on the pool's threads, never on an async runtime.
 
 mod gpu;
+pub mod placement;
 pub mod work;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
+pub use placement::Placement;
 pub use work::{Extranonce, Found, Plan, Verdict, Work};
 
 use protocol::BlockHeader;
@@ -148,6 +150,18 @@ impl Engine {
         gpus: Vec<GpuSearcher>,
         solutions: SyncSender<Found>,
     ) -> Result<Engine, EngineError> {
+        Engine::start_placed(backend, threads, gpus, solutions, Placement::default())
+    }
+
+    /// [`Engine::start_with`], each CPU thread placed by `placement` (affinity, priority)
+    /// as it starts.
+    pub fn start_placed(
+        backend: Backend,
+        threads: usize,
+        gpus: Vec<GpuSearcher>,
+        solutions: SyncSender<Found>,
+        placement: Placement,
+    ) -> Result<Engine, EngineError> {
         if !backend.is_supported() {
             return Err(EngineError::Unsupported(backend));
         }
@@ -177,6 +191,11 @@ impl Engine {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .thread_name(|i| format!("hash-{i}"))
+                .start_handler(move |i| {
+                    for failure in placement.apply(i) {
+                        tracing::warn!("{failure}");
+                    }
+                })
                 .build()
                 .map_err(|source| EngineError::Pool { threads, source })?;
             let for_workers = shared.clone();
