@@ -1,6 +1,7 @@
 //! The HTTP JSON API (off by default; `--api-bind ADDR`, optional `--api-token`): `GET
 //! /2/summary` shaped like xmrig's, so dashboards and scripts written for xmrig can read
-//! it, and `GET /health`.
+//! it, `GET /health`, and `POST /json_rpc` with xmrig's `pause` and `resume` methods,
+//! which need `--api-token` (without one the API only reads).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -36,6 +37,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/2/summary", get(summary))
         .route("/1/summary", get(summary))
         .route("/health", get(|| async { "ok" }))
+        .route("/json_rpc", post(json_rpc))
         .with_state(state)
 }
 
@@ -61,6 +63,61 @@ async fn summary(State(state): State<ApiState>, headers: HeaderMap) -> Response 
     Json(summary_json(&state, Instant::now())).into_response()
 }
 
+/// `POST /json_rpc`: `{"jsonrpc": "2.0", "id": 1, "method": "pause"}` (or `resume`), as
+/// xmrig's API takes them. Only with a token: an API anyone on the network may read must
+/// not let them stop the miner.
+async fn json_rpc(State(state): State<ApiState>, headers: HeaderMap, body: String) -> Response {
+    if state.token.is_none() {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "control needs --api-token (this API only reads without one)"})),
+        )
+            .into_response();
+    }
+    if !authorized(&state, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response();
+    }
+    let call: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Json(json!({"jsonrpc": "2.0", "id": null,
+                "error": {"code": -32700, "message": format!("parse error: {e}")}}))
+            .into_response();
+        }
+    };
+    let id = call.get("id").cloned().unwrap_or(Value::Null);
+    let reply = |result: Result<Value, (i64, String)>| match result {
+        Ok(r) => Json(json!({"jsonrpc": "2.0", "id": id, "result": r})).into_response(),
+        Err((code, message)) => {
+            Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
+                .into_response()
+        }
+    };
+    let Some(engine) = &state.engine else {
+        return reply(Err((-32000, "no hashing engine in this process".into())));
+    };
+    match call.get("method").and_then(Value::as_str) {
+        Some("pause") => {
+            if engine.pause() {
+                tracing::info!("paused through the API");
+            }
+            reply(Ok(json!({"status": "OK", "paused": true})))
+        }
+        Some("resume") => {
+            if engine.resume() {
+                tracing::info!("resumed through the API");
+            }
+            reply(Ok(json!({"status": "OK", "paused": false})))
+        }
+        Some(other) => reply(Err((-32601, format!("method not found: {other}")))),
+        None => reply(Err((-32600, "no method".into()))),
+    }
+}
+
 /// The summary body.
 pub fn summary_json(state: &ApiState, now: Instant) -> Value {
     let s = state.stats.snapshot(now);
@@ -74,6 +131,7 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
         "ua": format!("sha256d-miner/{}", env!("CARGO_PKG_VERSION")),
         "algo": "sha256d",
         "backend": s.backend,
+        "paused": state.engine.as_ref().is_some_and(|e| e.is_paused()),
         "hashrate": {
             "total": s.total.iter().map(|r| rate(*r)).collect::<Vec<_>>(),
             "highest": s.highest,

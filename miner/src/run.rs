@@ -252,14 +252,16 @@ async fn sample_and_print(
             for line in device_lines(&engine, &snapshot) {
                 println!("{line}");
             }
-            println!(
-                "{}",
-                status_line(
-                    &snapshot,
-                    engine.hardware_errors(),
-                    engine.dropped_solutions()
-                )
+            let line = status_line(
+                &snapshot,
+                engine.hardware_errors(),
+                engine.dropped_solutions(),
             );
+            if engine.is_paused() {
+                println!("{line} | PAUSED");
+            } else {
+                println!("{line}");
+            }
         }
     }
 }

@@ -173,3 +173,28 @@ fn a_consumer_that_falls_behind_costs_solutions_not_memory() {
         assert_eq!(f.hash, f.header.hash());
     }
 }
+
+#[test]
+fn a_paused_engine_stops_hashing_and_resumes_where_it_stopped() {
+    let (tx, _rx) = miner::engine::solution_channel();
+    let engine = Engine::start(Backend::supported()[0], 2, tx).unwrap();
+    let mut w = work("a", 1.0, 0);
+    w.target = Target::ZERO;
+    engine.set_work(w.clone());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(engine.total_hashes() > 0);
+    assert!(engine.pause());
+    assert!(!engine.pause(), "once");
+    assert!(engine.is_paused());
+    // Threads leave within a batch; then nothing more is hashed, new work included.
+    std::thread::sleep(Duration::from_millis(50));
+    let stopped = engine.total_hashes();
+    engine.set_work(work("b", 1.0, 0));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(engine.total_hashes(), stopped, "paused");
+    assert!(engine.resume());
+    assert!(!engine.resume(), "once");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(engine.total_hashes() > stopped, "hashing again");
+    assert_eq!(engine.hardware_errors(), 0);
+}

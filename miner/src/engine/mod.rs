@@ -86,6 +86,8 @@ struct Shared {
     changed: Condvar,
     generation: AtomicU64,
     shutdown: AtomicBool,
+    /// Paused (`Engine::pause`): threads wait, the work stays for `Engine::resume`.
+    paused: AtomicBool,
     stats: Vec<ThreadStats>,
     backend: Backend,
     solutions: SyncSender<Found>,
@@ -96,7 +98,7 @@ struct Current {
 }
 
 struct Active {
-    plan: Plan,
+    plan: Arc<Plan>,
     generation: u64,
     next_unit: AtomicU64,
 }
@@ -183,6 +185,7 @@ impl Engine {
             changed: Condvar::new(),
             generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             stats: names.iter().map(|_| ThreadStats::default()).collect(),
             backend,
             solutions,
@@ -282,12 +285,58 @@ impl Engine {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         current.plan = plan.map(|plan| {
             Arc::new(Active {
-                plan,
+                plan: Arc::new(plan),
                 generation,
                 next_unit: AtomicU64::new(0),
             })
         });
         self.shared.changed.notify_all();
+    }
+
+    /// Stops hashing until [`Engine::resume`] (new work still arrives and waits); whether
+    /// it was running.
+    pub fn pause(&self) -> bool {
+        let _current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.shared.paused.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // Threads leave their work within a batch and wait.
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.changed.notify_all();
+        true
+    }
+
+    /// Hashing goes on where it stopped (the units not yet hashed of the current work);
+    /// whether it was paused.
+    pub fn resume(&self) -> bool {
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.shared.paused.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // The same work under a new generation, from the first unit no thread took.
+        current.plan = current.plan.take().map(|old| {
+            Arc::new(Active {
+                plan: old.plan.clone(),
+                generation,
+                next_unit: AtomicU64::new(old.next_unit.load(Ordering::Acquire)),
+            })
+        });
+        self.shared.changed.notify_all();
+        true
+    }
+
+    /// Whether hashing is paused.
+    pub fn is_paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Acquire)
     }
 
     /// The backend in use.
@@ -358,6 +407,7 @@ fn wait_for_work(shared: &Shared, seen: u64) -> Option<Arc<Active>> {
         }
         if let Some(active) = &current.plan
             && active.generation != seen
+            && !shared.paused.load(Ordering::Acquire)
         {
             return Some(active.clone());
         }
