@@ -33,6 +33,10 @@ pub struct MineArgs {
         env = "MINER_THREADS"
     )]
     pub threads: Option<usize>,
+    /// Stop after this many seconds of mining (print the summary and exit 0), as
+    /// cpuminer-opt's --time-limit. Default: until Ctrl-C or SIGTERM.
+    #[arg(long = "time-limit", env = "MINER_TIME_LIMIT")]
+    pub time_limit: Option<u64>,
     /// Pin the hashing threads to these CPUs, one CPU per thread in turn: a hex mask
     /// (0x5: CPUs 0 and 2) or a list (0,2-3). Default: wherever the system runs them.
     #[arg(long = "cpu-affinity", env = "MINER_CPU_AFFINITY")]
@@ -161,6 +165,7 @@ impl MineArgs {
             user: self.user.or(file.user),
             pass: self.pass.or(file.pass),
             threads: self.threads.or(file.threads),
+            time_limit: self.time_limit.or(file.time_limit),
             cpu_affinity: self.cpu_affinity.or(file.cpu_affinity),
             cpu_priority: self.cpu_priority.or(file.cpu_priority),
             gpu: self.gpu || file.gpu,

@@ -208,11 +208,16 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
                 ));
             }
         }
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(error = %e, "cannot listen for Ctrl-C; running until killed");
-            std::future::pending::<()>().await;
+        let limit = args.time_limit.map(Duration::from_secs);
+        tokio::select! {
+            why = stop_signal() => info!("{why}: stopping"),
+            () = async {
+                match limit {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            } => info!(seconds = args.time_limit, "time limit reached: stopping"),
         }
-        info!("stopping");
         cancel.cancel();
         engine.clear_work();
         Ok::<(), String>(())
@@ -224,6 +229,36 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
     let snap = stats.snapshot(Instant::now());
     print_summary(&snap, solo_mode);
     Ok(snap)
+}
+
+/// Waits for Ctrl-C or SIGTERM (what a service manager sends to stop the miner); which.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still stops the miner");
+                ctrl_c_or_never().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        ctrl_c_or_never().await
+    }
+}
+
+async fn ctrl_c_or_never() -> &'static str {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        warn!(error = %e, "cannot listen for Ctrl-C; running until killed");
+        std::future::pending::<()>().await;
+    }
+    "Ctrl-C"
 }
 
 async fn sample_and_print(

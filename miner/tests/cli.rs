@@ -217,3 +217,57 @@ fn hashing_threads_run_where_and_as_eagerly_as_asked() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cpu-priority 9"));
 }
+
+/// `--time-limit`: the miner stops by itself, prints its summary and exits 0 (here with
+/// no pool to reach, so it spends the time reconnecting); SIGTERM stops it the same way.
+#[test]
+fn the_miner_stops_at_its_time_limit_and_on_sigterm() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["-o", &url, "-u", "addr.rig", "-t", "1", "--time-limit", "2"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("summary: "));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time limit reached"));
+
+    #[cfg(unix)]
+    {
+        let child = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .args(["-o", &url, "-u", "addr.rig", "-t", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Time to start (the start-up micro-benchmark, then the signal handlers).
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("summary: "));
+    }
+}
