@@ -155,7 +155,15 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
             "rejected": s.rejected,
             "diff": s.difficulty,
         },
-        "cpu": { "threads": state.threads },
+        "cpu": {
+            "threads": state.threads,
+            "temperature_c": crate::sensors::cpu_sensors(std::path::Path::new("/sys/class/hwmon"))
+                .read()
+                .temperature_c,
+            "held": state.engine.as_ref().is_some_and(|e| {
+                (0..state.threads).any(|w| e.is_held(w))
+            }),
+        },
         "gpus": gpu_rows(state, &s),
     })
 }
@@ -183,6 +191,7 @@ fn gpu_rows(state: &ApiState, s: &Snapshot) -> Vec<Value> {
                 "rejected": w.rejected.load(Relaxed),
                 "hardware_errors": w.hardware_errors.load(Relaxed),
                 "lost": w.lost(),
+                "held": engine.is_held(i),
                 "temperature_c": sensors.temperature_c,
                 "fan_rpm": sensors.fan_rpm,
                 "fan_percent": sensors.fan_percent,

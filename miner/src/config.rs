@@ -37,6 +37,10 @@ pub struct MineArgs {
     /// cpuminer-opt's --time-limit. Default: until Ctrl-C or SIGTERM.
     #[arg(long = "time-limit", env = "MINER_TIME_LIMIT")]
     pub time_limit: Option<u64>,
+    /// Pause a device (an OpenCL device by its own sensor, the CPU threads by the CPU
+    /// package's) while it is above this temperature, °C; it resumes 5 °C below.
+    #[arg(long = "max-temp", env = "MINER_MAX_TEMP")]
+    pub max_temp: Option<f64>,
     /// Pin the hashing threads to these CPUs, one CPU per thread in turn: a hex mask
     /// (0x5: CPUs 0 and 2) or a list (0,2-3). Default: wherever the system runs them.
     #[arg(long = "cpu-affinity", env = "MINER_CPU_AFFINITY")]
@@ -166,6 +170,7 @@ impl MineArgs {
             pass: self.pass.or(file.pass),
             threads: self.threads.or(file.threads),
             time_limit: self.time_limit.or(file.time_limit),
+            max_temp: self.max_temp.or(file.max_temp),
             cpu_affinity: self.cpu_affinity.or(file.cpu_affinity),
             cpu_priority: self.cpu_priority.or(file.cpu_priority),
             gpu: self.gpu || file.gpu,

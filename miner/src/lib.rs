@@ -25,3 +25,4 @@ pub mod selfcheck;
 pub mod sensors;
 pub mod solo;
 pub mod stats;
+pub mod thermal;

@@ -185,10 +185,20 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
             });
         }
         let print_every = Duration::from_secs(args.print_interval.unwrap_or(10).max(1));
+        let thermal = args
+            .max_temp
+            .map(|max| crate::thermal::ThermalGuard::new(max, std::path::Path::new(HWMON)));
+        if let Some(guard) = &thermal
+            && !guard.reads_cpu()
+            && threads > 0
+        {
+            warn!("--max-temp: no CPU temperature sensor here (hwmon coretemp/k10temp); the CPU threads are not limited");
+        }
         tokio::spawn(sample_and_print(
             engine.clone(),
             stats.clone(),
             print_every,
+            thermal,
             cancel.clone(),
         ));
         match source {
@@ -261,10 +271,14 @@ async fn ctrl_c_or_never() -> &'static str {
     "Ctrl-C"
 }
 
+/// Where Linux publishes hardware sensors.
+const HWMON: &str = "/sys/class/hwmon";
+
 async fn sample_and_print(
     engine: Arc<Engine>,
     stats: Arc<Stats>,
     every: Duration,
+    mut thermal: Option<crate::thermal::ThermalGuard>,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -281,6 +295,11 @@ async fn sample_and_print(
             .collect();
         let now = Instant::now();
         stats.sample(now, counts);
+        if let Some(guard) = thermal.as_mut() {
+            for change in guard.check(&engine) {
+                warn!("{change}");
+            }
+        }
         if now.duration_since(last_print) >= every {
             last_print = now;
             let snapshot = stats.snapshot(now);
@@ -292,11 +311,15 @@ async fn sample_and_print(
                 engine.hardware_errors(),
                 engine.dropped_solutions(),
             );
-            if engine.is_paused() {
-                println!("{line} | PAUSED");
-            } else {
-                println!("{line}");
-            }
+            let held = (0..engine.worker_names().len())
+                .filter(|w| engine.is_held(*w))
+                .count();
+            let line = match (engine.is_paused(), held) {
+                (true, _) => format!("{line} | PAUSED"),
+                (false, 0) => line,
+                (false, n) => format!("{line} | TOO HOT: {n} worker(s) paused (--max-temp)"),
+            };
+            println!("{line}");
         }
     }
 }

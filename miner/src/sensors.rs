@@ -73,6 +73,26 @@ impl Sensors {
     }
 }
 
+/// hwmon drivers of CPU packages: Intel's, AMD's (and the zenpower module), and the
+/// thermal zone ARM boards publish.
+const CPU_HWMON: [&str; 4] = ["coretemp", "k10temp", "zenpower", "cpu_thermal"];
+
+/// The CPU package's sensors: the first hwmon directory under `root` (normally
+/// `/sys/class/hwmon`) whose driver `name` is a CPU's; `Sensors::None` if there is none
+/// (a virtual machine usually has none).
+pub fn cpu_sensors(root: &Path) -> Sensors {
+    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(root) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => return Sensors::None,
+    };
+    dirs.sort();
+    dirs.into_iter()
+        .find(|d| {
+            std::fs::read_to_string(d.join("name")).is_ok_and(|n| CPU_HWMON.contains(&n.trim()))
+        })
+        .map_or(Sensors::None, Sensors::Hwmon)
+}
+
 /// The first hwmon directory of PCI device `pci` under `root` (normally
 /// `/sys/bus/pci/devices`).
 pub fn hwmon_dir(root: &Path, pci: &str) -> Option<PathBuf> {

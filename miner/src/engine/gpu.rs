@@ -30,6 +30,7 @@ pub(super) fn worker(shared: &Shared, index: usize, mut gpu: GpuSearcher) {
         let plan = &active.plan;
         let mut cached: Option<UnitJob> = None;
         loop {
+            super::wait_while_held(shared, index, seen);
             let first = active.next_unit.fetch_add(take, Ordering::Relaxed);
             if first >= plan.units || shared.generation.load(Ordering::Acquire) != seen {
                 break;

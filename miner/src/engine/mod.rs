@@ -62,6 +62,8 @@ pub struct ThreadStats {
     pub rejected: AtomicU64,
     /// Why the worker stopped for good (a lost device), if it did.
     lost: Mutex<Option<String>>,
+    /// Held back (too hot, `--max-temp`): the worker takes no new unit until released.
+    held: AtomicBool,
 }
 
 impl ThreadStats {
@@ -339,6 +341,21 @@ impl Engine {
         self.shared.paused.load(Ordering::Acquire)
     }
 
+    /// Holds worker `worker` back (it finishes its unit, then takes no other) or releases
+    /// it; whether that changed anything.
+    pub fn hold(&self, worker: usize, held: bool) -> bool {
+        self.stats()
+            .get(worker)
+            .is_some_and(|s| s.held.swap(held, Ordering::AcqRel) != held)
+    }
+
+    /// Whether worker `worker` is held back.
+    pub fn is_held(&self, worker: usize) -> bool {
+        self.stats()
+            .get(worker)
+            .is_some_and(|s| s.held.load(Ordering::Acquire))
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.shared.backend
@@ -452,6 +469,17 @@ impl UnitJob {
     }
 }
 
+/// While worker `index` is held back (too hot), sleeps in short steps; returns when it is
+/// released, the work changes or the engine stops.
+fn wait_while_held(shared: &Shared, index: usize, seen: u64) {
+    while shared.stats[index].held.load(Ordering::Acquire)
+        && shared.generation.load(Ordering::Acquire) == seen
+        && !shared.shutdown.load(Ordering::Acquire)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn worker(shared: &Shared, index: usize) {
     let mut seen = 0;
     let mut cached: Option<UnitJob> = None;
@@ -459,6 +487,7 @@ fn worker(shared: &Shared, index: usize) {
         seen = active.generation;
         let plan = &active.plan;
         loop {
+            wait_while_held(shared, index, seen);
             let u = active.next_unit.fetch_add(1, Ordering::Relaxed);
             if u >= plan.units || shared.generation.load(Ordering::Acquire) != seen {
                 break; // exhausted or withdrawn: wait for newer work
