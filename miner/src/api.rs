@@ -29,6 +29,8 @@ pub struct ApiState {
     pub threads: usize,
     /// The engine, for the per-device rows (`gpus`).
     pub engine: Option<Arc<Engine>>,
+    /// Why the backend runs (the start-up choice, or `--backend`).
+    pub backend_reason: Option<String>,
 }
 
 /// The router: `/2/summary`, `/1/summary` (same body), `/health`.
@@ -131,6 +133,7 @@ pub fn summary_json(state: &ApiState, now: Instant) -> Value {
         "ua": format!("sha256d-miner/{}", env!("CARGO_PKG_VERSION")),
         "algo": "sha256d",
         "backend": s.backend,
+        "backend_reason": state.backend_reason,
         "paused": state.engine.as_ref().is_some_and(|e| e.is_paused()),
         "hashrate": {
             "total": s.total.iter().map(|r| rate(*r)).collect::<Vec<_>>(),

@@ -100,7 +100,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             return Err(BenchError::Unsupported(b, names.join(", ")));
         }
         Some(b) => (b, Vec::new()),
-        None => select::fastest(Duration::from_millis(150)),
+        None => {
+            let choice = select::choose(Duration::from_millis(50), 3);
+            if !opts.json {
+                println!("backend {}", choice.reason);
+            }
+            (choice.backend, choice.rates)
+        }
     };
     let say = |line: String| {
         if !opts.json {

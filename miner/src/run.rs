@@ -23,16 +23,20 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
     if args.url.is_empty() {
         return Err("no pool: give -o stratum+tcp://HOST:PORT (or --solo -o http://USER:PASS@NODE:PORT); see miner --help".into());
     }
-    let backend = match &args.backend {
+    let (backend, backend_reason) = match &args.backend {
         Some(name) => {
             let b: Backend = name.parse().map_err(|e| format!("{e}"))?;
             if !b.is_supported() {
                 return Err(format!("backend {b} is not supported by this CPU"));
             }
-            b
+            (b, format!("{b}: chosen with --backend"))
         }
-        None => select::fastest(Duration::from_millis(100)).0,
+        None => {
+            let choice = select::choose(Duration::from_millis(40), 3);
+            (choice.backend, choice.reason)
+        }
     };
+    info!("backend {backend_reason}");
     selfcheck::run(backend).map_err(|e| e.to_string())?;
     let gpus =
         crate::opencl::open_selected(args.gpu, &args.gpu_devices).map_err(|e| e.to_string())?;
@@ -170,6 +174,7 @@ pub fn mine(args: MineArgs) -> Result<Snapshot, String> {
                     .unwrap_or_default(),
                 threads,
                 engine: Some(engine.clone()),
+                backend_reason: Some(backend_reason.clone()),
             };
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
@@ -367,7 +372,8 @@ pub fn device_lines(engine: &Engine, s: &Snapshot) -> Vec<String> {
 /// The console status line.
 pub fn status_line(s: &Snapshot, hardware_errors: u64, dropped: u64) -> String {
     format!(
-        "{} 10s | {} 60s | {} 15m | accepted {} rejected {} (stale {}) | diff {} | {}{}{}",
+        "{} | {} 10s | {} 60s | {} 15m | accepted {} rejected {} (stale {}) | diff {} | {}{}{}",
+        s.backend,
         show(s.total[0]),
         show(s.total[1]),
         show(s.total[2]),

@@ -27,6 +27,7 @@ async fn summary_with_and_without_the_token() {
         worker: "addr.rig1".into(),
         threads: 2,
         engine: None,
+        backend_reason: Some("avx512: first of the usual ranking".into()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -59,6 +60,10 @@ async fn summary_with_and_without_the_token() {
     assert_eq!(authed["results"]["reject_reasons"]["Stale share"], 1);
     assert_eq!(authed["connection"]["pool"], "stratum+tcp://127.0.0.1:3333");
     assert_eq!(authed["backend"], "avx512");
+    assert_eq!(
+        authed["backend_reason"],
+        "avx512: first of the usual ranking"
+    );
 }
 
 /// Pause and resume as xmrig's API takes them: only with the token; the engine stops and
@@ -99,6 +104,7 @@ async fn pause_and_resume_through_the_api() {
             worker: "addr.rig1".into(),
             threads: 1,
             engine: Some(engine.clone()),
+            backend_reason: None,
         };
         async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

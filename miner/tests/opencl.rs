@@ -312,5 +312,6 @@ fn api_state(engine: &std::sync::Arc<Engine>) -> miner::api::ApiState {
         worker: "w".into(),
         threads: 1,
         engine: Some(engine.clone()),
+        backend_reason: None,
     }
 }
