@@ -37,6 +37,12 @@ pub struct MineArgs {
     /// cpuminer-opt's --time-limit. Default: until Ctrl-C or SIGTERM.
     #[arg(long = "time-limit", env = "MINER_TIME_LIMIT")]
     pub time_limit: Option<u64>,
+    /// Also write the log to this file (appended, plain text).
+    #[arg(long = "log-file", env = "MINER_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Also send the log to the system log (/dev/log: journald, rsyslog).
+    #[arg(long, env = "MINER_SYSLOG")]
+    pub syslog: bool,
     /// Pause a device (an OpenCL device by its own sensor, the CPU threads by the CPU
     /// package's) while it is above this temperature, °C; it resumes 5 °C below.
     #[arg(long = "max-temp", env = "MINER_MAX_TEMP")]
@@ -171,6 +177,8 @@ impl MineArgs {
             threads: self.threads.or(file.threads),
             time_limit: self.time_limit.or(file.time_limit),
             max_temp: self.max_temp.or(file.max_temp),
+            log_file: self.log_file.or(file.log_file),
+            syslog: self.syslog || file.syslog,
             cpu_affinity: self.cpu_affinity.or(file.cpu_affinity),
             cpu_priority: self.cpu_priority.or(file.cpu_priority),
             gpu: self.gpu || file.gpu,

@@ -19,6 +19,8 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod hash;
+#[cfg(unix)]
+pub mod logging;
 pub mod opencl;
 pub mod run;
 pub mod selfcheck;

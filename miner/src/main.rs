@@ -159,16 +159,6 @@ fn main() -> ExitCode {
             }
         }
         None => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_target(false)
-                .with_writer(std::io::stderr)
-                // Colour codes only for a terminal: a log file or journald gets plain text.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
             let args = match &cli.config {
                 Some(path) => match MineArgs::from_file(path) {
                     Ok(file) => cli.mine.or(file),
@@ -179,6 +169,19 @@ fn main() -> ExitCode {
                 },
                 None => cli.mine,
             };
+            #[cfg(unix)]
+            let logged = miner::logging::init(args.log_file.as_deref(), args.syslog);
+            #[cfg(not(unix))]
+            let logged = if args.log_file.is_some() || args.syslog {
+                Err("--log-file and --syslog need a Unix system".to_string())
+            } else {
+                tracing_subscriber::fmt().with_target(false).init();
+                Ok(())
+            };
+            if let Err(e) = logged {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             match miner::run::mine(args) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -2,7 +2,22 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Asserts that the run exited 0, showing its stderr if not.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Stratum URL where nothing listens (the miner keeps trying to reconnect).
+fn closed_pool_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("stratum+tcp://{}", closed.local_addr().unwrap())
+}
 
 #[test]
 fn bench_json_reports_a_rate_and_no_hardware_errors() {
@@ -222,21 +237,14 @@ fn hashing_threads_run_where_and_as_eagerly_as_asked() {
 /// no pool to reach, so it spends the time reconnecting); SIGTERM stops it the same way.
 #[test]
 fn the_miner_stops_at_its_time_limit_and_on_sigterm() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let url = format!("stratum+tcp://127.0.0.1:{port}");
+    let url = closed_pool_url();
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_miner"))
         .args(["-o", &url, "-u", "addr.rig", "-t", "1", "--time-limit", "2"])
         .output()
         .unwrap();
     let took = started.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(
         took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(15),
         "{took:?}"
@@ -270,4 +278,41 @@ fn the_miner_stops_at_its_time_limit_and_on_sigterm() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("summary: "));
     }
+}
+
+/// `--log-file`: the log goes to the file too (plain text, appended), stderr keeps it.
+#[test]
+fn the_log_goes_to_a_file_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("miner.log");
+    std::fs::write(&log, "an earlier line\n").unwrap();
+    let url = closed_pool_url();
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["-o", &url, "-u", "addr.rig", "-t", "1", "--time-limit", "1"])
+        .arg("--log-file")
+        .arg(&log)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("an earlier line\n"), "appended: {text}");
+    assert!(text.contains("backend "), "{text}");
+    assert!(text.contains("time limit reached"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes in a file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time limit reached"));
+
+    // A file that cannot be opened is a clear error before anything runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args([
+            "-o",
+            &url,
+            "-u",
+            "addr.rig",
+            "--log-file",
+            "/nonexistent/dir/miner.log",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log-file /nonexistent/dir/miner.log"));
 }
