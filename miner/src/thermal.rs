@@ -45,8 +45,7 @@ impl ThermalGuard {
     pub fn check(&mut self, engine: &Engine) -> Vec<String> {
         let mut changes = Vec::new();
         self.cpu_c = self.cpu.read().temperature_c;
-        let names = engine.worker_names().to_vec();
-        for (worker, name) in names.iter().enumerate() {
+        for (worker, name) in engine.worker_names().iter().enumerate() {
             let own = engine.sensors(worker);
             let temperature = match own {
                 Some(reading) => reading.temperature_c,

@@ -165,12 +165,7 @@ fn devices_are_listed_and_benched() {
 #[test]
 fn hashing_threads_run_where_and_as_eagerly_as_asked() {
     // The last CPU this test may use (a container may allow only some).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let allowed = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap();
-    let cpu = *miner::engine::placement::parse_cpus(allowed)
+    let cpu = *miner::engine::placement::allowed_cpus()
         .unwrap()
         .last()
         .unwrap();

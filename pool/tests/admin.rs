@@ -31,18 +31,6 @@ async fn admin(
     http_call(api, method, path, token, body).await
 }
 
-/// Whether the pool answers a subscribe on a new connection (a banned address is closed
-/// without an answer).
-async fn answered(port: u16) -> bool {
-    let mut conn = connect(port).await;
-    send(
-        &mut conn,
-        json!({"id": 1, "method": "mining.subscribe", "params": []}),
-    )
-    .await;
-    matches!(next(&mut conn).await, Some(Message::Response(_)))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_lifts_bans_and_speaks_to_miners_with_its_token_only() {
     let pair = RegtestPair::start().unwrap();

@@ -22,7 +22,6 @@ use pool::config::{NotifyConfig, NotifyKind};
 
 use common::scripted::*;
 use common::*;
-use protocol::stratum::Message;
 use tokio::io::AsyncWriteExt;
 
 /// 2^-33: below regtest's network difficulty.
@@ -142,12 +141,6 @@ impl Drop for Other {
     }
 }
 
-/// A gauge without labels from a `/metrics` text.
-fn gauge(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 async fn pool_stats(api: SocketAddr) -> (u64, u64) {
     let (_, v) = http_json(api, "/api/pools/pool").await;
     let s = &v["pool"]["poolStats"];
@@ -155,17 +148,6 @@ async fn pool_stats(api: SocketAddr) -> (u64, u64) {
         s["connectedMiners"].as_u64().unwrap(),
         s["connectedWorkers"].as_u64().unwrap(),
     )
-}
-
-/// Whether a new connection to `port` is served (not turned away by a ban).
-async fn answered(port: u16) -> bool {
-    let mut conn = connect(port).await;
-    send(
-        &mut conn,
-        serde_json::json!({"id": 1, "method": "mining.subscribe", "params": []}),
-    )
-    .await;
-    matches!(next(&mut conn).await, Some(Message::Response(_)))
 }
 
 async fn bans(api: SocketAddr) -> serde_json::Value {
@@ -243,12 +225,12 @@ async fn two_pool_processes_show_one_live_view() {
 
     // /metrics: this process's own figures, and the combined ones.
     let (_, text) = http_get(other.api, "/metrics").await;
-    assert_eq!(gauge(&text, "pool_processes"), Some(2.0), "{text}");
-    assert_eq!(gauge(&text, "pool_workers"), Some(2.0));
-    assert_eq!(gauge(&text, "pool_combined_workers"), Some(3.0));
-    assert_eq!(gauge(&text, "pool_combined_miners"), Some(2.0));
-    let own = gauge(&text, "pool_hashrate_hashes_per_second").unwrap();
-    let all = gauge(&text, "pool_combined_hashrate_hashes_per_second").unwrap();
+    assert_eq!(metric(&text, "pool_processes"), Some(2.0), "{text}");
+    assert_eq!(metric(&text, "pool_workers"), Some(2.0));
+    assert_eq!(metric(&text, "pool_combined_workers"), Some(3.0));
+    assert_eq!(metric(&text, "pool_combined_miners"), Some(2.0));
+    let own = metric(&text, "pool_hashrate_hashes_per_second").unwrap();
+    let all = metric(&text, "pool_combined_hashrate_hashes_per_second").unwrap();
     assert!(all > own && own > 0.0, "combined {all} vs own {own}");
 
     // The admin API lists both, this one first.

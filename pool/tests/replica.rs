@@ -15,16 +15,6 @@ use common::*;
 /// 2^-33: below regtest's network difficulty.
 const D: &str = "1.1641532182693481e-10";
 
-fn metric(text: &str, line_start: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(line_start)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 /// How many blocks the API lists (one per page: the page count).
 async fn api_blocks(api: SocketAddr) -> usize {
     let (status, v) = http_json(api, "/api/v2/pools/pool/blocks?pageSize=1").await;

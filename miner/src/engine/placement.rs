@@ -60,6 +60,16 @@ pub fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
+/// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`; a
+/// container may allow only some); `None` where that cannot be read.
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    parse_cpus(list).ok()
+}
+
 /// Checks a `--cpu-priority` level.
 pub fn check_priority(level: u8) -> Result<u8, String> {
     if usize::from(level) < NICE.len() {
@@ -155,13 +165,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_thread_places_itself() {
-        // A CPU this test may use (a container may allow only some).
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let allowed = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .and_then(|l| parse_cpus(l).ok())
-            .unwrap_or_else(|| vec![0]);
+        let allowed = allowed_cpus().unwrap_or_else(|| vec![0]);
         let placement = Placement {
             cpus: Some(vec![allowed[0]]),
             priority: Some(1),

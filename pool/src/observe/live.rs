@@ -388,6 +388,11 @@ pub fn combine(parts: impl IntoIterator<Item = LiveSnapshot>) -> LiveSnapshot {
     LiveSnapshot::of_workers(by_worker.into_values().collect())
 }
 
+/// This process's snapshot with the other processes' added ([`combine`]).
+pub fn combine_with(own: LiveSnapshot, peers: &[Peer]) -> LiveSnapshot {
+    combine(std::iter::once(own).chain(peers.iter().map(|p| p.snapshot.clone())))
+}
+
 /// Another pool process on the same database, as its last snapshot showed it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Peer {

@@ -12,7 +12,7 @@ use protocol::Difficulty;
 
 use crate::observe::best::Bests;
 use crate::observe::latency::Latency;
-use crate::observe::live::{Live, LiveSnapshot, Peers, combine};
+use crate::observe::live::{Live, LiveSnapshot, Peers, combine_with};
 use crate::observe::notify::Notifier;
 
 /// The Stratum protocol a connection speaks: counters are also kept per protocol.
@@ -267,8 +267,7 @@ impl PoolStats {
     /// The live figures of every pool process on the database at unix second `now`: this
     /// one's as they are, the others' as they last wrote them.
     pub fn combined(&self, now: u64) -> LiveSnapshot {
-        let others = self.peers.current().into_iter().map(|p| p.snapshot);
-        combine(std::iter::once(self.live.snapshot(now)).chain(others))
+        combine_with(self.live.snapshot(now), &self.peers.current())
     }
 
     /// The counters now.

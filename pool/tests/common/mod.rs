@@ -322,6 +322,18 @@ pub async fn http_call(
     .unwrap()
 }
 
+/// The value of the `/metrics` sample named `series` exactly (with its labels, if any:
+/// `pool_history_reads_total{database="replica"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// [`http_get`] of a JSON body.
 pub async fn http_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let (status, body) = http_get(addr, path).await;

@@ -35,6 +35,18 @@ pub async fn next(conn: &mut Conn) -> Option<Message> {
     }
 }
 
+/// Whether a new connection to `port` is served (not turned away by a ban): a subscribe
+/// gets its answer.
+pub async fn answered(port: u16) -> bool {
+    let mut conn = connect(port).await;
+    send(
+        &mut conn,
+        json!({"id": 1, "method": "mining.subscribe", "params": []}),
+    )
+    .await;
+    matches!(next(&mut conn).await, Some(Message::Response(_)))
+}
+
 /// Reads until the reply to `id`, collecting notifies on the way.
 pub async fn reply(conn: &mut Conn, id: u64, notifies: &mut Vec<Notify>) -> Value {
     loop {

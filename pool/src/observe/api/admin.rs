@@ -304,14 +304,16 @@ pub async fn processes(
         })
     };
     let started = stats.live.started();
+    let own = stats.live.snapshot(now);
+    let peers = stats.peers.current();
     let mut rows = vec![row(
         &state.facts.process,
         state.facts.instance_id,
         started,
         None,
-        &stats.live.snapshot(now),
+        &own,
     )];
-    for p in stats.peers.current() {
+    for p in &peers {
         rows.push(row(
             &p.process,
             p.instance_id,
@@ -320,7 +322,7 @@ pub async fn processes(
             &p.snapshot,
         ));
     }
-    let all = stats.combined(now);
+    let all = crate::observe::live::combine_with(own, &peers);
     Ok(Json(json!({
         "processes": rows,
         "combined": {

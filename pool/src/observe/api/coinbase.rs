@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::config::PayoutMethod;
 use crate::observe::api::{ApiError, ApiState, check_address};
 
-fn coins(sat: u64) -> f64 {
+/// Satoshis as coins.
+pub(crate) fn coins(sat: u64) -> f64 {
     Amount::from_sat(sat).to_btc()
 }
 

@@ -82,7 +82,7 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
     let live = state.stats.live.snapshot(now);
     let peers = state.stats.peers.current();
     let processes = 1 + peers.len();
-    let combined = state.stats.combined(now);
+    let combined = crate::observe::live::combine_with(live.clone(), &peers);
     let mut o = Out(String::new());
     o.head(
         "pool_connections",

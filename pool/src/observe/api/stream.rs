@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::observe::api::coinbase::coins;
 use crate::observe::api::miningcore::check_id;
 use crate::observe::api::time::{iso8601, now};
 use crate::observe::api::{ApiError, ApiState};
@@ -36,10 +37,6 @@ use crate::observe::notify::Note;
 
 /// Seconds between two `hashrate` events.
 pub const TICK_SECS: u64 = 5;
-
-fn coins(sats: u64) -> f64 {
-    sats as f64 / 100_000_000.0
-}
 
 /// `GET /api/pools/{id}/stream`.
 pub async fn stream(
