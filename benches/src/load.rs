@@ -104,6 +104,10 @@ pub struct Report {
     pub seconds: f64,
     /// Submit-to-answer latency percentiles (p50, p99, p99.9, max), microseconds.
     pub latency_us: [u64; 4],
+    /// Submit mode: per second of the run (by when the answer came), the answers, how many
+    /// took over [`SLOW`], and the slowest, microseconds. Where the tail comes from: a
+    /// steady spread, or a few seconds in which everything waited.
+    pub by_second: Vec<Second>,
     /// Notify mode: connections that got the new block's notify.
     pub notified: usize,
     /// Notify mode: time from the block to a connection's notify (p50, p99, p99.9, and
@@ -121,6 +125,21 @@ impl Report {
     }
 }
 
+/// An answer slower than this counts as slow in [`Report::by_second`] (the pool's p99
+/// goal at half of capacity).
+pub const SLOW: Duration = Duration::from_millis(10);
+
+/// One second of answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Second {
+    /// Answers that came in this second.
+    pub answers: u64,
+    /// Of those, slower than [`SLOW`].
+    pub slow: u64,
+    /// The slowest, microseconds.
+    pub max_us: u64,
+}
+
 /// Request ids from here on are submits (1 and 2: subscribe and authorize).
 const FIRST_SUBMIT_ID: u64 = 10;
 
@@ -129,6 +148,9 @@ type Waiting = Arc<Mutex<BTreeMap<u64, (Instant, oneshot::Sender<Result<(), Stri
 
 struct Shared {
     latency: Mutex<Histogram<u64>>,
+    /// When the run started, and its answers by second since then.
+    started: Instant,
+    by_second: Mutex<Vec<Second>>,
     rejected: Mutex<BTreeMap<String, u64>>,
     /// Notify mode: connections ready (authorized, with a job).
     ready: std::sync::atomic::AtomicUsize,
@@ -140,6 +162,12 @@ struct Shared {
     /// Notify mode: every connection holds the new block's notify (or time is up); until
     /// then none closes, so the pool's fan-out is not mixed with closing connections.
     fanned_out: tokio::sync::watch::Sender<bool>,
+    /// Submit mode: connections done (all their answers in, or failed). Each waits for all
+    /// before it closes: closing connections while others still wait for answers put the
+    /// pool's connection teardown into the last second's latency.
+    finished: tokio::sync::watch::Sender<usize>,
+    /// Connections in the run.
+    miners: usize,
 }
 
 /// p50, p99, p99.9 and max of a histogram (zeros when empty).
@@ -177,20 +205,61 @@ fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
         .saturating_record(us.max(1));
 }
 
+/// Records a share's submit-to-answer time, in the histogram and in its second.
+fn record_answer(shared: &Shared, sent: Instant) {
+    let elapsed = sent.elapsed();
+    record(&shared.latency, elapsed);
+    let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let second = usize::try_from(shared.started.elapsed().as_secs()).unwrap_or(usize::MAX);
+    let mut by = shared
+        .by_second
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if by.len() <= second {
+        by.resize(second.saturating_add(1), Second::default());
+    }
+    if let Some(s) = by.get_mut(second) {
+        s.answers += 1;
+        s.slow += u64::from(elapsed > SLOW);
+        s.max_us = s.max_us.max(us);
+    }
+}
+
+/// Submit mode: counts this connection as done and waits (at most a minute) until every
+/// connection is, so that none closes while others still wait for answers.
+async fn hold_until_all_answered(shared: &Shared) {
+    shared.finished.send_modify(|n| *n += 1);
+    let mut finished = shared.finished.subscribe();
+    let all = shared.miners;
+    let _ = tokio::time::timeout(Duration::from_secs(60), finished.wait_for(|n| *n >= all)).await;
+}
+
 /// Waits for every answer; counts the accepted and records the rest by reason.
 async fn collect_answers(
     answers: Vec<oneshot::Receiver<Result<(), String>>>,
     shared: &Shared,
 ) -> u64 {
+    // One deadline for the lot, and no timer for an answer that is in already: a timer per
+    // answer made every connection register hundreds of them at the end of a run, and the
+    // generator's own stall showed as the pool's latency in the last second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut accepted = 0;
-    for rx in answers {
-        let reason = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(Ok(()))) => {
+    for mut rx in answers {
+        let answer = match rx.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(oneshot::error::TryRecvError::Closed) => None,
+            Err(oneshot::error::TryRecvError::Empty) => tokio::time::timeout_at(deadline, rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        let reason = match answer {
+            Some(Ok(())) => {
                 accepted += 1;
                 continue;
             }
-            Ok(Ok(Err(reason))) => reason,
-            _ => "no answer".into(),
+            Some(Err(reason)) => reason,
+            None => "no answer".into(),
         };
         *shared
             .rejected
@@ -223,12 +292,16 @@ async fn connect(i: usize, opts: &LoadOptions) -> Result<tokio::net::TcpStream, 
 pub async fn run(opts: LoadOptions) -> Report {
     let shared = Arc::new(Shared {
         latency: Mutex::new(histogram()),
+        started: Instant::now(),
+        by_second: Mutex::new(Vec::new()),
         rejected: Mutex::new(BTreeMap::new()),
         ready: std::sync::atomic::AtomicUsize::new(0),
         block: tokio::sync::watch::channel(None).0,
         fanout: Mutex::new(histogram()),
         fanout_cpu_ms: Mutex::new(None),
         fanned_out: tokio::sync::watch::channel(false).0,
+        finished: tokio::sync::watch::channel(0).0,
+        miners: opts.miners,
     });
     let per_miner = opts.rate / opts.miners.max(1) as f64;
     let start_at = Instant::now() + Duration::from_millis(200);
@@ -237,7 +310,7 @@ pub async fn run(opts: LoadOptions) -> Report {
         let opts = opts.clone();
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
-            match opts.protocol {
+            let outcome = match opts.protocol {
                 LoadProtocol::V1 => miner(i, &opts, per_miner, start_at, &shared).await,
                 LoadProtocol::V2 {
                     authority,
@@ -248,7 +321,11 @@ pub async fn run(opts: LoadOptions) -> Report {
                     let peer = (authority, channel);
                     v2::miner(i, stream, peer, &opts, per_miner, start_at, &shared).await
                 }
+            };
+            if outcome.is_err() {
+                shared.finished.send_modify(|n| *n += 1);
             }
+            outcome
         }));
     }
     let mut report = Report::default();
@@ -277,6 +354,11 @@ pub async fn run(opts: LoadOptions) -> Report {
         }
     }
     report.latency_us = percentiles(&shared.latency);
+    report.by_second = shared
+        .by_second
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     report.fanout_us = percentiles(&shared.fanout);
     report.fanout_pool_cpu_ms = *shared
         .fanout_cpu_ms
@@ -413,6 +495,7 @@ async fn miner(
     let accepted = collect_answers(answers, shared).await;
     // To the last answer: a pool that falls behind shows in the rate, not only the latency.
     let seconds = began.elapsed().as_secs_f64();
+    hold_until_all_answered(shared).await;
     reader.abort();
     Ok((submitted, accepted, seconds))
 }
@@ -592,7 +675,7 @@ async fn read_loop(
                     .remove(&id);
                 if let Some((sent, tx)) = entry {
                     if id >= FIRST_SUBMIT_ID {
-                        record(&shared.latency, sent.elapsed());
+                        record_answer(&shared, sent);
                     }
                     let outcome = match (&r.error, &r.result) {
                         (Some(e), _) => Err(e.message.clone()),

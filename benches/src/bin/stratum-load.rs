@@ -188,6 +188,31 @@ fn main() -> ExitCode {
             p999 as f64 / 1e3,
             max as f64 / 1e3
         );
+        // The seconds that hold the tail: those with more than 1% of answers slow.
+        let slow: Vec<String> = report
+            .by_second
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.slow * 100 > s.answers)
+            .map(|(i, s)| {
+                format!(
+                    "{i}s {}/{} max {:.0} ms",
+                    s.slow,
+                    s.answers,
+                    s.max_us as f64 / 1e3
+                )
+            })
+            .collect();
+        let total_slow: u64 = report.by_second.iter().map(|s| s.slow).sum();
+        println!(
+            "answers over {} ms: {total_slow}; seconds with over 1% of them: {}",
+            load::SLOW.as_millis(),
+            if slow.is_empty() {
+                "none".to_string()
+            } else {
+                slow.join(", ")
+            }
+        );
         for (reason, n) in &report.rejected {
             println!("rejected: {n} {reason}");
         }

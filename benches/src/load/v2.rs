@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{LoadOptions, Mode, Shared, record};
+use super::{LoadOptions, Mode, Shared, record_answer};
 
 /// The kind of channel each connection opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,7 +250,9 @@ pub(super) async fn miner(
         answers.push(rx);
     }
     let accepted = super::collect_answers(answers, shared).await;
-    Ok((submitted, accepted, began.elapsed().as_secs_f64()))
+    let seconds = began.elapsed().as_secs_f64();
+    super::hold_until_all_answered(shared).await;
+    Ok((submitted, accepted, seconds))
 }
 
 /// Notify mode: ready once there is a job, then the time until a job on the new block.
@@ -321,7 +323,7 @@ async fn dispatch(
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&sequence);
         if let Some((sent, tx)) = entry {
-            record(&shared.latency, sent.elapsed());
+            record_answer(&shared, sent);
             let _ = tx.send(outcome);
         }
     };
