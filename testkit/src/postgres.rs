@@ -10,6 +10,11 @@
 //! would lose data, and the cluster is thrown away anyway. `synchronous_commit` stays on:
 //! with it off, an immediate stop loses the last commits, which is exactly what the
 //! pool's durability tests must be able to rely on not happening.
+//!
+//! `wal_init_zero=off`: a fresh cluster creates every WAL segment it writes, and zero-fills
+//! each 16 MiB file first, stalling the commit that needs it (about 40 ms every few
+//! seconds under the pool's load bench); a cluster in steady state recycles old segments
+//! instead. The bench measures the pool, not a young cluster's growth (docs/operator.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -216,7 +221,7 @@ impl TempPostgres {
             };
             let options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c full_page_writes=off -c max_connections=200",
+                 -c full_page_writes=off -c max_connections=200 -c wal_init_zero=off",
                 self.dir.path().display()
             );
             let mut start = self.command("pg_ctl");
