@@ -93,33 +93,64 @@ pub struct Raised {
     rows: Vec<(Key, f64, f64)>,
 }
 
+/// A batch's candidates, and the newest block they were judged against.
+#[derive(Debug, Default)]
+pub(super) struct Todo {
+    last_block_us: Option<i64>,
+    candidates: Vec<(Key, Candidate)>,
+}
+
+impl Todo {
+    /// Whether there is nothing to raise.
+    pub(super) fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    /// The newest block (unix µs) the candidates were judged against.
+    pub(super) fn last_block_us(&self) -> Option<i64> {
+        self.last_block_us
+    }
+}
+
 impl Store {
-    /// Raises the bests of the batch's scopes inside the batch's transaction (blocks are
+    /// The batch's scopes that may beat what the database holds, judged against the newest
+    /// block at `last_block_us` (a different block than the one known: every round figure
+    /// known is forgotten, the round started over).
+    pub(super) fn best_candidates(&self, shares: &[&ShareRow], last_block_us: Option<i64>) -> Todo {
+        let mut known = self.bests.lock().unwrap_or_else(|p| p.into_inner());
+        if known.last_block_us != last_block_us {
+            // A block (ours or another process's): every round starts over.
+            known.last_block_us = last_block_us;
+            for v in known.by_key.values_mut() {
+                v.1 = 0.0;
+            }
+        }
+        Todo {
+            last_block_us,
+            candidates: candidates(shares, last_block_us, &known),
+        }
+    }
+
+    /// The newest block's time as this process last saw it (unix µs; None before any).
+    pub(super) fn known_last_block(&self) -> Option<i64> {
+        self.bests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_block_us
+    }
+
+    /// Raises the candidates' bests inside the batch's transaction (blocks and shares are
     /// already written in it); what the database holds afterwards is returned, to be
     /// learnt once the transaction commits ([`Store::known_bests`]).
     pub(super) async fn raise_bests(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        shares: &[&ShareRow],
+        todo: Todo,
     ) -> Result<Raised, StoreError> {
-        if shares.is_empty() {
-            return Ok(Raised::default());
-        }
-        let last_block_us: Option<i64> =
-            sqlx::query_scalar("SELECT ts_to_micros(max(found_at)) FROM blocks")
-                .fetch_one(&mut **tx)
-                .await?;
-        let todo = {
-            let mut known = self.bests.lock().unwrap_or_else(|p| p.into_inner());
-            if known.last_block_us != last_block_us {
-                // A block (ours or another process's): every round starts over.
-                known.last_block_us = last_block_us;
-                for v in known.by_key.values_mut() {
-                    v.1 = 0.0;
-                }
-            }
-            candidates(shares, last_block_us, &known)
-        };
+        let Todo {
+            last_block_us,
+            candidates: todo,
+        } = todo;
         if todo.is_empty() {
             return Ok(Raised {
                 last_block_us,

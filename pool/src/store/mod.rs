@@ -10,6 +10,7 @@
 
 pub mod bests;
 pub mod books;
+pub mod copy;
 pub mod earnings;
 pub mod live_view;
 pub mod lock;
@@ -123,85 +124,83 @@ impl Store {
     /// Records already present (a replay) are skipped, totals included, so writing a batch
     /// twice is the same as writing it once.
     pub async fn write(&self, records: &[Record]) -> Result<(), StoreError> {
-        let shares: Vec<&ShareRow> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Share(s) => Some(s),
-                Record::Block(_) => None,
-            })
-            .collect();
+        let shares = share_rows(records);
         self.ensure_partitions(shares.iter().map(|s| s.time_us))
             .await?;
         let mut tx = self.db.begin().await?;
-        // Blocks first: a share's round is decided by the newest block before it.
-        for record in records {
-            if let Record::Block(b) = record {
-                sqlx::query(
-                    "INSERT INTO blocks (hash, height, found_at, finder, reward, network_difficulty)
-                     VALUES ($1, $2, micros_to_ts($3), $4, $5, $6)
-                     ON CONFLICT (hash) DO NOTHING",
-                )
-                .bind(&b.hash)
-                .bind(b.height)
-                .bind(b.found_us)
-                .bind(&b.finder)
-                .bind(b.reward)
-                .bind(b.network_difficulty)
-                .execute(&mut *tx)
-                .await?;
-                if let Some(payout) = &b.payout {
-                    write_payout(&mut tx, &b.hash, payout).await?;
-                }
-            }
-        }
+        write_blocks(&mut tx, records).await?;
         if !shares.is_empty() {
-            sqlx::query(
-                "WITH new AS (
-                    INSERT INTO shares (time, uid, address, worker, difficulty, share_difficulty,
-                                        network_difficulty, height, instance)
-                    SELECT micros_to_ts(t), u, a, w, d, sd, nd, h, i
-                    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
-                                $5::float8[], $6::float8[], $7::float8[], $8::bigint[],
-                                $9::smallint[]) AS x(t, u, a, w, d, sd, nd, h, i)
-                    ON CONFLICT DO NOTHING
-                    RETURNING time, address, worker, difficulty)
-                 INSERT INTO share_minutes (minute, address, worker, difficulty, shares)
-                 SELECT date_trunc('minute', time), address, worker, sum(difficulty), count(*)
-                 FROM new GROUP BY 1, 2, 3
-                 ON CONFLICT (minute, address, worker) DO UPDATE
-                 SET difficulty = share_minutes.difficulty + EXCLUDED.difficulty,
-                     shares = share_minutes.shares + EXCLUDED.shares",
-            )
-            .bind(shares.iter().map(|s| s.time_us).collect::<Vec<_>>())
-            .bind(shares.iter().map(|s| s.uid).collect::<Vec<_>>())
-            .bind(
-                shares
-                    .iter()
-                    .map(|s| s.address.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(shares.iter().map(|s| s.worker.as_str()).collect::<Vec<_>>())
-            .bind(shares.iter().map(|s| s.difficulty).collect::<Vec<_>>())
-            .bind(
-                shares
-                    .iter()
-                    .map(|s| s.share_difficulty)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                shares
-                    .iter()
-                    .map(|s| s.network_difficulty)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(shares.iter().map(|s| s.height).collect::<Vec<_>>())
-            .bind(shares.iter().map(|s| s.instance).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+            insert_shares(&mut tx, &shares).await?;
         }
-        let raised = self.raise_bests(&mut tx, &shares).await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT ts_to_micros(max(found_at)) FROM blocks")
+                .fetch_one(&mut *tx)
+                .await?;
+        let todo = self.best_candidates(&shares, last);
+        let raised = self.raise_bests(&mut tx, todo).await?;
         tx.commit().await?;
         // Only what is committed is known to be there.
+        self.known_bests(raised);
+        Ok(())
+    }
+
+    /// Writes a batch of records that were never written before (the writer's common
+    /// path: shares just accepted, with fresh uids), with as few round trips to the
+    /// database as the batch allows. A share already present makes the whole batch fail
+    /// rather than count twice; the writer then spools it and replays it through
+    /// [`Store::write`].
+    ///
+    /// Why: below capacity a commit carries a few dozen shares, and its round trips cost
+    /// the pool and the database more CPU than the rows (docs/benchmarks.md). So a batch
+    /// without blocks whose shares raise no best this process knows of is one statement
+    /// in autocommit (shares, per-minute totals summed here, and the newest block's time
+    /// read back); a large batch copies its shares ([`copy`], cheaper per row than an
+    /// insert); blocks and bests go in one transaction with the shares.
+    pub async fn write_new(&self, records: &[Record]) -> Result<(), StoreError> {
+        let shares = share_rows(records);
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.ensure_partitions(shares.iter().map(|s| s.time_us))
+            .await?;
+        let has_blocks = shares.len() < records.len();
+        let totals = copy::minute_totals(&shares);
+        let known_last = self.known_last_block();
+        let todo = self.best_candidates(&shares, known_last);
+        if !has_blocks && todo.is_empty() && shares.len() < COPY_FROM {
+            let query = bind_minutes(sqlx::query_scalar(NEW_SHARES_AND_MINUTES), &totals);
+            let last: Option<i64> = bind_shares(query, &shares).fetch_one(&self.db).await?;
+            if last != known_last {
+                // A block since the batch before (or this process's first batch): the
+                // round started over, so the shares may hold round bests after all. They
+                // are raised in a second, short transaction; a crash between the two
+                // statements would lose only those bests, never a share or a total.
+                let todo = self.best_candidates(&shares, last);
+                let mut tx = self.db.begin().await?;
+                let raised = self.raise_bests(&mut tx, todo).await?;
+                tx.commit().await?;
+                self.known_bests(raised);
+            }
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        write_blocks(&mut tx, records).await?;
+        let last: Option<i64> = if shares.len() >= COPY_FROM {
+            copy_shares(&mut tx, &shares).await?;
+            bind_minutes(sqlx::query_scalar(MINUTES), &totals)
+                .fetch_one(&mut *tx)
+                .await?
+        } else {
+            let query = bind_minutes(sqlx::query_scalar(NEW_SHARES_AND_MINUTES), &totals);
+            bind_shares(query, &shares).fetch_one(&mut *tx).await?
+        };
+        let todo = if last == todo.last_block_us() {
+            todo
+        } else {
+            self.best_candidates(&shares, last)
+        };
+        let raised = self.raise_bests(&mut tx, todo).await?;
+        tx.commit().await?;
         self.known_bests(raised);
         Ok(())
     }
@@ -233,6 +232,182 @@ impl Store {
         }
         Ok(dropped)
     }
+}
+
+/// From this many new shares on, a batch copies them (binary `COPY`, two round trips and a
+/// transaction) rather than inserting them in its one statement: per row a copy costs the
+/// database less, per batch more.
+const COPY_FROM: usize = 500;
+
+/// The CTE that adds new shares' per-minute totals ($1..$5: minute, address, worker,
+/// difficulty, shares), shared by [`MINUTES`] and [`NEW_SHARES_AND_MINUTES`].
+macro_rules! minutes_cte {
+    () => {
+        "minutes AS (
+            INSERT INTO share_minutes (minute, address, worker, difficulty, shares)
+            SELECT micros_to_ts(m), a, w, d, n
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $5::bigint[])
+                 AS x(m, a, w, d, n)
+            ON CONFLICT (minute, address, worker) DO UPDATE
+            SET difficulty = share_minutes.difficulty + EXCLUDED.difficulty,
+                shares = share_minutes.shares + EXCLUDED.shares)"
+    };
+}
+
+/// The per-minute totals of new shares, then the newest block's time.
+const MINUTES: &str = concat!(
+    "WITH ",
+    minutes_cte!(),
+    " SELECT ts_to_micros(max(found_at)) FROM blocks"
+);
+
+/// New shares ($6..$14, the columns of [`bind_shares`]), their per-minute totals
+/// ($1..$5) and the newest block's time, in one statement. No `ON CONFLICT`: new shares
+/// cannot be there, and one that is fails the batch rather than be counted twice.
+const NEW_SHARES_AND_MINUTES: &str = concat!(
+    "WITH shares_in AS (
+        INSERT INTO shares (time, uid, address, worker, difficulty, share_difficulty,
+                            network_difficulty, height, instance)
+        SELECT micros_to_ts(t), u, a, w, d, sd, nd, h, i
+        FROM unnest($6::bigint[], $7::bigint[], $8::text[], $9::text[],
+                    $10::float8[], $11::float8[], $12::float8[], $13::bigint[],
+                    $14::smallint[]) AS x(t, u, a, w, d, sd, nd, h, i)), ",
+    minutes_cte!(),
+    " SELECT ts_to_micros(max(found_at)) FROM blocks"
+);
+
+type PgQueryScalar<'q> =
+    sqlx::query::QueryScalar<'q, sqlx::Postgres, Option<i64>, sqlx::postgres::PgArguments>;
+
+/// Binds the per-minute totals as [`MINUTES`]' $1..$5.
+fn bind_minutes<'q>(
+    query: PgQueryScalar<'q>,
+    totals: &[copy::MinuteTotal<'q>],
+) -> PgQueryScalar<'q> {
+    query
+        .bind(totals.iter().map(|t| t.minute_us).collect::<Vec<_>>())
+        .bind(totals.iter().map(|t| t.address).collect::<Vec<_>>())
+        .bind(totals.iter().map(|t| t.worker).collect::<Vec<_>>())
+        .bind(totals.iter().map(|t| t.difficulty).collect::<Vec<_>>())
+        .bind(totals.iter().map(|t| t.shares).collect::<Vec<_>>())
+}
+
+/// Binds the shares' columns, in the order of `copy::SHARE_COLUMNS`, as the next nine
+/// parameters.
+fn bind_shares<'q, O>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    shares: &[&'q ShareRow],
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(shares.iter().map(|s| s.time_us).collect::<Vec<_>>())
+        .bind(shares.iter().map(|s| s.uid).collect::<Vec<_>>())
+        .bind(
+            shares
+                .iter()
+                .map(|s| s.address.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(shares.iter().map(|s| s.worker.as_str()).collect::<Vec<_>>())
+        .bind(shares.iter().map(|s| s.difficulty).collect::<Vec<_>>())
+        .bind(
+            shares
+                .iter()
+                .map(|s| s.share_difficulty)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            shares
+                .iter()
+                .map(|s| s.network_difficulty)
+                .collect::<Vec<_>>(),
+        )
+        .bind(shares.iter().map(|s| s.height).collect::<Vec<_>>())
+        .bind(shares.iter().map(|s| s.instance).collect::<Vec<_>>())
+}
+
+/// The share rows of a batch.
+fn share_rows(records: &[Record]) -> Vec<&ShareRow> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Share(s) => Some(s),
+            Record::Block(_) => None,
+        })
+        .collect()
+}
+
+/// The batch's blocks, first: a share's round is decided by the newest block before it.
+async fn write_blocks(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    records: &[Record],
+) -> Result<(), StoreError> {
+    for record in records {
+        if let Record::Block(b) = record {
+            sqlx::query(
+                "INSERT INTO blocks (hash, height, found_at, finder, reward, network_difficulty)
+                 VALUES ($1, $2, micros_to_ts($3), $4, $5, $6)
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(&b.hash)
+            .bind(b.height)
+            .bind(b.found_us)
+            .bind(&b.finder)
+            .bind(b.reward)
+            .bind(b.network_difficulty)
+            .execute(&mut **tx)
+            .await?;
+            if let Some(payout) = &b.payout {
+                write_payout(tx, &b.hash, payout).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Shares that may be in the table already (a replay): those are skipped, and only the
+/// inserted rows are added to the per-minute totals.
+async fn insert_shares(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    shares: &[&ShareRow],
+) -> Result<(), StoreError> {
+    let query = sqlx::query_scalar::<_, i64>(
+        "WITH new AS (
+            INSERT INTO shares (time, uid, address, worker, difficulty, share_difficulty,
+                                network_difficulty, height, instance)
+            SELECT micros_to_ts(t), u, a, w, d, sd, nd, h, i
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                        $5::float8[], $6::float8[], $7::float8[], $8::bigint[],
+                        $9::smallint[]) AS x(t, u, a, w, d, sd, nd, h, i)
+            ON CONFLICT DO NOTHING
+            RETURNING time, address, worker, difficulty),
+         minutes AS (
+            INSERT INTO share_minutes (minute, address, worker, difficulty, shares)
+            SELECT date_trunc('minute', time), address, worker, sum(difficulty), count(*)
+            FROM new GROUP BY 1, 2, 3
+            ON CONFLICT (minute, address, worker) DO UPDATE
+            SET difficulty = share_minutes.difficulty + EXCLUDED.difficulty,
+                shares = share_minutes.shares + EXCLUDED.shares)
+         SELECT count(*) FROM new",
+    );
+    bind_shares(query, shares).fetch_one(&mut **tx).await?;
+    Ok(())
+}
+
+/// New shares by binary `COPY` ([`copy`]), inside the batch's transaction.
+async fn copy_shares(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    shares: &[&ShareRow],
+) -> Result<(), StoreError> {
+    let payload = copy::encode(shares);
+    let mut copy_in = (**tx)
+        .copy_in_raw(&format!(
+            "COPY shares ({}) FROM STDIN (FORMAT binary)",
+            copy::SHARE_COLUMNS
+        ))
+        .await?;
+    copy_in.send(payload).await?;
+    copy_in.finish().await?;
+    Ok(())
 }
 
 /// A coinbase-payout block's rows (a replay writes nothing twice).

@@ -4,6 +4,10 @@
 //! its connection tell the miner "accepted". If neither can take it, the channel is
 //! dropped and the miner is told the share was not recorded.
 //!
+//! A fresh batch goes in by `COPY` ([`Store::write_new`]); one that fails, and everything
+//! replayed from the spool, goes through the idempotent [`Store::write`], so a batch that
+//! did reach the database before its commit was reported lost is not counted twice.
+//!
 //! While the spool holds anything, new batches go to the spool too (so the database
 //! receives records in the order they were accepted), and every `retry` the writer tries to
 //! replay the spool into the database.
@@ -16,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::observe::latency::Latency;
 use crate::shares::record::ShareEvent;
 use crate::store::spool::Spool;
 use crate::store::{Record, ShareRow, Store, StoreError};
@@ -51,6 +56,9 @@ pub struct WriterStats {
     pub replayed: AtomicU64,
     /// Records neither could take (their shares were answered with an error).
     pub lost: AtomicU64,
+    /// How long each commit of new records to PostgreSQL took, failed ones included
+    /// (`pool_store_commit_seconds`; with `stored`, the shares per commit).
+    pub commit: Latency,
 }
 
 /// Runs until every sender is gone, then returns (what is spooled stays spooled).
@@ -93,7 +101,10 @@ pub async fn run(
         let (records, acks): (Vec<Record>, Vec<_>) =
             batch.into_iter().map(|s| (s.record, s.durable)).unzip();
         let stored = if spool.is_empty() {
-            match write(&store, &records, options.write_timeout).await {
+            let started = std::time::Instant::now();
+            let written = write(&store, &records, Batch::New, options.write_timeout).await;
+            stats.commit.record(started.elapsed());
+            match written {
                 Ok(()) => {
                     stats
                         .stored
@@ -136,8 +147,28 @@ pub async fn run(
     }
 }
 
-async fn write(store: &Store, records: &[Record], timeout: Duration) -> Result<(), StoreError> {
-    tokio::time::timeout(timeout, store.write(records))
+/// Which store call a batch takes.
+#[derive(Clone, Copy, Debug)]
+enum Batch {
+    /// Records just accepted, never written: the fast path ([`Store::write_new`]).
+    New,
+    /// Records from the spool, some perhaps written already ([`Store::write`]).
+    Replay,
+}
+
+async fn write(
+    store: &Store,
+    records: &[Record],
+    batch: Batch,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let written = async {
+        match batch {
+            Batch::New => store.write_new(records).await,
+            Batch::Replay => store.write(records).await,
+        }
+    };
+    tokio::time::timeout(timeout, written)
         .await
         .map_err(|_| StoreError::Timeout(timeout))?
 }
@@ -161,7 +192,7 @@ async fn replay(store: &Store, spool: &mut Spool, options: &WriterOptions, stats
         }
     };
     for chunk in records.chunks(options.batch_max.max(1)) {
-        if let Err(e) = write(store, chunk, options.write_timeout).await {
+        if let Err(e) = write(store, chunk, Batch::Replay, options.write_timeout).await {
             warn!(error = %e, waiting = records.len(), "PostgreSQL still unavailable; shares stay in the spool");
             return;
         }

@@ -378,6 +378,11 @@ pub fn render(state: &ApiState, blocks_by_status: Option<&[(String, i64)]>) -> S
         &state.stats.share_ack.snapshot(),
     );
     let w = &state.writer;
+    o.histogram(
+        "pool_store_commit_seconds",
+        "Commits of new shares to PostgreSQL (group commit: one per batch).",
+        &w.commit.snapshot(),
+    );
     o.head(
         "pool_share_records_total",
         "counter",
