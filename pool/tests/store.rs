@@ -88,14 +88,20 @@ async fn windows_from_minute_totals_equal_the_naive_walk() {
     // batch whose commit was reported failed after all) through the idempotent insert.
     // 700 at a time (copied) and then 100 at a time (one statement each).
     let (large, small) = records.split_at(1400);
+    let mut conn = store.writer_connection().await.unwrap();
     for chunk in large.chunks(700).chain(small.chunks(100)) {
-        store.write_new(chunk).await.unwrap();
+        store.write_new(&mut conn, chunk).await.unwrap();
     }
     // Written twice: a replay changes nothing, totals included.
     store.write(&records[..700]).await.unwrap();
     // A fresh batch that overlaps stored shares fails whole (the writer spools it and
     // replays it through `write`) rather than counting anything twice.
-    assert!(store.write_new(&records[690..710]).await.is_err());
+    assert!(
+        store
+            .write_new(&mut conn, &records[690..710])
+            .await
+            .is_err()
+    );
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM shares")
         .fetch_one(store.db())
         .await
@@ -320,22 +326,30 @@ async fn best_difficulties_by_round_and_all_time_shared_by_two_pools() {
     let pg = TempPostgres::start().unwrap();
     // Two pool processes on one database.
     let (one, two) = (open(&pg).await, open(&pg).await);
+    let mut one_conn = one.writer_connection().await.unwrap();
+    let mut two_conn = two.writer_connection().await.unwrap();
     let t = 1_800_000_000_000_000i64;
     let rig1 = Scope::Worker("alice".into(), "rig1".into());
     let alice = Scope::Address("alice".into());
     // Fresh batches go through the writer's fast path (`write_new`); the replay at the
     // end through the idempotent one.
-    one.write_new(&[
-        best_share(t, 1, "alice", "rig1", 50.0),
-        best_share(t + 1, 2, "alice", "rig2", 80.0),
-        best_share(t + 2, 3, "bob", "", 20.0),
-    ])
+    one.write_new(
+        &mut one_conn,
+        &[
+            best_share(t, 1, "alice", "rig1", 50.0),
+            best_share(t + 1, 2, "alice", "rig2", 80.0),
+            best_share(t + 2, 3, "bob", "", 20.0),
+        ],
+    )
     .await
     .unwrap();
     // The other process sees a better rig1 share: both agree on the result.
-    two.write_new(&[best_share(t + 3, 1, "alice", "rig1", 60.0)])
-        .await
-        .unwrap();
+    two.write_new(
+        &mut two_conn,
+        &[best_share(t + 3, 1, "alice", "rig1", 60.0)],
+    )
+    .await
+    .unwrap();
     for store in [&one, &two] {
         assert_eq!(best_of(store, "alice", &rig1).await, (60.0, 60.0));
         assert_eq!(best_of(store, "alice", &alice).await, (80.0, 80.0));
@@ -348,12 +362,15 @@ async fn best_difficulties_by_round_and_all_time_shared_by_two_pools() {
 
     // A block (found by the share at t + 10) ends the round; in the same batch, a share
     // before it still counts for all time only, and one after it opens the new round.
-    one.write_new(&[
-        best_share(t + 9, 4, "alice", "rig1", 70.0),
-        best_share(t + 10, 5, "alice", "rig2", 2000.0),
-        best_share(t + 11, 6, "alice", "rig1", 3.0),
-        block("00aa", t + 10),
-    ])
+    one.write_new(
+        &mut one_conn,
+        &[
+            best_share(t + 9, 4, "alice", "rig1", 70.0),
+            best_share(t + 10, 5, "alice", "rig2", 2000.0),
+            best_share(t + 11, 6, "alice", "rig1", 3.0),
+            block("00aa", t + 10),
+        ],
+    )
     .await
     .unwrap();
     assert_eq!(best_of(&two, "alice", &rig1).await, (3.0, 70.0));
@@ -370,9 +387,12 @@ async fn best_difficulties_by_round_and_all_time_shared_by_two_pools() {
     // The other process has not seen the block: by what it knows, a 5 raises nothing
     // (rig1's best is 60 there), so its batch goes in as one statement; the newest block
     // read back with it says the round started over, and 5 is rig1's round best after all.
-    two.write_new(&[best_share(t + 12, 7, "alice", "rig1", 5.0)])
-        .await
-        .unwrap();
+    two.write_new(
+        &mut two_conn,
+        &[best_share(t + 12, 7, "alice", "rig1", 5.0)],
+    )
+    .await
+    .unwrap();
     assert_eq!(best_of(&one, "alice", &rig1).await, (5.0, 70.0));
     assert_eq!(best_of(&one, "alice", &Scope::Pool).await, (5.0, 2000.0));
 

@@ -59,7 +59,8 @@ fn candidates(
     last_block_us: Option<i64>,
     known: &Known,
 ) -> Vec<(Key, Candidate)> {
-    let mut by_key: HashMap<Key, Candidate> = HashMap::new();
+    // Folded by borrowed keys: owned ones are made once per scope, not three per share.
+    let mut by_key: HashMap<(&'static str, &str, &str), Candidate> = HashMap::new();
     for s in shares {
         let d = s.share_difficulty;
         if !d.is_finite() || d <= 0.0 {
@@ -67,15 +68,16 @@ fn candidates(
         }
         let in_round = last_block_us.is_none_or(|b| s.time_us > b);
         for key in [
-            ("worker", s.address.clone(), s.worker.clone()),
-            ("address", s.address.clone(), String::new()),
-            ("pool", String::new(), String::new()),
+            ("worker", s.address.as_str(), s.worker.as_str()),
+            ("address", s.address.as_str(), ""),
+            ("pool", "", ""),
         ] {
             by_key.entry(key).or_default().offer(d, s.time_us, in_round);
         }
     }
     let mut out: Vec<(Key, Candidate)> = by_key
         .into_iter()
+        .map(|((scope, address, worker), c)| ((scope, address.to_string(), worker.to_string()), c))
         .filter(|(key, c)| match known.by_key.get(key) {
             None => true,
             Some(&(all_time, round)) => c.all_time > all_time || c.round > round,

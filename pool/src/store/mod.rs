@@ -31,8 +31,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// Microseconds in a day, the span of one shares partition.
 const DAY_US: i64 = 86_400_000_000;
@@ -84,6 +84,14 @@ impl Store {
             replica: None,
             totals: Default::default(),
         })
+    }
+
+    /// A connection of its own for the share writer ([`Store::write_new`]). A commit on a
+    /// connection borrowed from the pool cost two more round trips: sqlx pings a
+    /// connection when it is taken from the pool and again when it is given back, and
+    /// below capacity a commit is one statement.
+    pub async fn writer_connection(&self) -> Result<PgConnection, StoreError> {
+        Ok(PgConnection::connect_with(&self.db.connect_options()).await?)
     }
 
     /// Whether the database answers.
@@ -156,7 +164,11 @@ impl Store {
     /// in autocommit (shares, per-minute totals summed here, and the newest block's time
     /// read back); a large batch copies its shares ([`copy`], cheaper per row than an
     /// insert); blocks and bests go in one transaction with the shares.
-    pub async fn write_new(&self, records: &[Record]) -> Result<(), StoreError> {
+    pub async fn write_new(
+        &self,
+        conn: &mut PgConnection,
+        records: &[Record],
+    ) -> Result<(), StoreError> {
         let shares = share_rows(records);
         if records.is_empty() {
             return Ok(());
@@ -169,21 +181,21 @@ impl Store {
         let todo = self.best_candidates(&shares, known_last);
         if !has_blocks && todo.is_empty() && shares.len() < COPY_FROM {
             let query = bind_minutes(sqlx::query_scalar(NEW_SHARES_AND_MINUTES), &totals);
-            let last: Option<i64> = bind_shares(query, &shares).fetch_one(&self.db).await?;
+            let last: Option<i64> = bind_shares(query, &shares).fetch_one(&mut *conn).await?;
             if last != known_last {
                 // A block since the batch before (or this process's first batch): the
                 // round started over, so the shares may hold round bests after all. They
                 // are raised in a second, short transaction; a crash between the two
                 // statements would lose only those bests, never a share or a total.
                 let todo = self.best_candidates(&shares, last);
-                let mut tx = self.db.begin().await?;
+                let mut tx = conn.begin().await?;
                 let raised = self.raise_bests(&mut tx, todo).await?;
                 tx.commit().await?;
                 self.known_bests(raised);
             }
             return Ok(());
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = conn.begin().await?;
         write_blocks(&mut tx, records).await?;
         let last: Option<i64> = if shares.len() >= COPY_FROM {
             copy_shares(&mut tx, &shares).await?;

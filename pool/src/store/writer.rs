@@ -4,7 +4,8 @@
 //! its connection tell the miner "accepted". If neither can take it, the channel is
 //! dropped and the miner is told the share was not recorded.
 //!
-//! A fresh batch goes in by `COPY` ([`Store::write_new`]); one that fails, and everything
+//! A fresh batch goes in through [`Store::write_new`], on a connection the writer keeps
+//! for itself; one that fails, and everything
 //! replayed from the spool, goes through the idempotent [`Store::write`], so a batch that
 //! did reach the database before its commit was reported lost is not counted twice.
 //!
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use sqlx::PgConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -73,6 +75,9 @@ pub async fn run(
         info!(records = spool.len(), file = %spool.path().display(), "replaying the spool left by an earlier run");
     }
     let mut next_replay = Instant::now();
+    // The connection fresh batches are committed on; dropped after any failure (it may be
+    // mid-transaction or dead) and made again for the next batch.
+    let mut conn: Option<PgConnection> = None;
     loop {
         let first = if spool.is_empty() {
             incoming.recv().await
@@ -102,7 +107,7 @@ pub async fn run(
             batch.into_iter().map(|s| (s.record, s.durable)).unzip();
         let stored = if spool.is_empty() {
             let started = std::time::Instant::now();
-            let written = write(&store, &records, Batch::New, options.write_timeout).await;
+            let written = write_new(&store, &mut conn, &records, options.write_timeout).await;
             stats.commit.record(started.elapsed());
             match written {
                 Ok(()) => {
@@ -147,28 +152,36 @@ pub async fn run(
     }
 }
 
-/// Which store call a batch takes.
-#[derive(Clone, Copy, Debug)]
-enum Batch {
-    /// Records just accepted, never written: the fast path ([`Store::write_new`]).
-    New,
-    /// Records from the spool, some perhaps written already ([`Store::write`]).
-    Replay,
-}
-
-async fn write(
+/// Fresh records, on the writer's own connection (made when there is none).
+async fn write_new(
     store: &Store,
+    conn: &mut Option<PgConnection>,
     records: &[Record],
-    batch: Batch,
     timeout: Duration,
 ) -> Result<(), StoreError> {
-    let written = async {
-        match batch {
-            Batch::New => store.write_new(records).await,
-            Batch::Replay => store.write(records).await,
-        }
-    };
-    tokio::time::timeout(timeout, written)
+    let written = tokio::time::timeout(timeout, async {
+        let c = match conn.take() {
+            Some(c) => c,
+            None => store.writer_connection().await?,
+        };
+        store.write_new(conn.insert(c), records).await
+    })
+    .await
+    .map_err(|_| StoreError::Timeout(timeout))
+    .and_then(|r| r);
+    if written.is_err() {
+        *conn = None;
+    }
+    written
+}
+
+/// Records from the spool, some perhaps written already ([`Store::write`]).
+async fn replay_write(
+    store: &Store,
+    records: &[Record],
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    tokio::time::timeout(timeout, store.write(records))
         .await
         .map_err(|_| StoreError::Timeout(timeout))?
 }
@@ -192,7 +205,7 @@ async fn replay(store: &Store, spool: &mut Spool, options: &WriterOptions, stats
         }
     };
     for chunk in records.chunks(options.batch_max.max(1)) {
-        if let Err(e) = write(store, chunk, Batch::Replay, options.write_timeout).await {
+        if let Err(e) = replay_write(store, chunk, options.write_timeout).await {
             warn!(error = %e, waiting = records.len(), "PostgreSQL still unavailable; shares stay in the spool");
             return;
         }
