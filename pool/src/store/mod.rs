@@ -169,10 +169,10 @@ impl Store {
         conn: &mut PgConnection,
         records: &[Record],
     ) -> Result<(), StoreError> {
-        let shares = share_rows(records);
         if records.is_empty() {
             return Ok(());
         }
+        let shares = share_rows(records);
         self.ensure_partitions(shares.iter().map(|s| s.time_us))
             .await?;
         let has_blocks = shares.len() < records.len();
@@ -180,8 +180,7 @@ impl Store {
         let known_last = self.known_last_block();
         let todo = self.best_candidates(&shares, known_last);
         if !has_blocks && todo.is_empty() && shares.len() < COPY_FROM {
-            let query = bind_minutes(sqlx::query_scalar(NEW_SHARES_AND_MINUTES), &totals);
-            let last: Option<i64> = bind_shares(query, &shares).fetch_one(&mut *conn).await?;
+            let last = new_shares(&shares, &totals).fetch_one(&mut *conn).await?;
             if last != known_last {
                 // A block since the batch before (or this process's first batch): the
                 // round started over, so the shares may hold round bests after all. They
@@ -203,8 +202,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
         } else {
-            let query = bind_minutes(sqlx::query_scalar(NEW_SHARES_AND_MINUTES), &totals);
-            bind_shares(query, &shares).fetch_one(&mut *tx).await?
+            new_shares(&shares, &totals).fetch_one(&mut *tx).await?
         };
         let todo = if last == todo.last_block_us() {
             todo
@@ -290,6 +288,14 @@ const NEW_SHARES_AND_MINUTES: &str = concat!(
 
 type PgQueryScalar<'q> =
     sqlx::query::QueryScalar<'q, sqlx::Postgres, Option<i64>, sqlx::postgres::PgArguments>;
+
+/// [`NEW_SHARES_AND_MINUTES`] with its parameters bound.
+fn new_shares<'q>(shares: &[&'q ShareRow], totals: &[copy::MinuteTotal<'q>]) -> PgQueryScalar<'q> {
+    bind_shares(
+        bind_minutes(sqlx::query_scalar(NEW_SHARES_AND_MINUTES), totals),
+        shares,
+    )
+}
 
 /// Binds the per-minute totals as [`MINUTES`]' $1..$5.
 fn bind_minutes<'q>(
