@@ -160,6 +160,8 @@ async fn signalled() {
 }
 
 fn main() -> ExitCode {
+    // Before anything allocates: see `memory::map_large_blocks`.
+    pool::memory::map_large_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

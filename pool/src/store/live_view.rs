@@ -3,7 +3,7 @@
 //! that are younger than `database.live_timeout_secs`, by the database's clock so that
 //! hosts whose clocks differ still agree on who is live.
 
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use crate::observe::live::{LiveSnapshot, Peer, WorkerLive};
 use crate::store::{Store, StoreError};
@@ -21,6 +21,7 @@ impl Store {
         workers: &[WorkerLive],
     ) -> Result<(), StoreError> {
         let workers = serde_json::to_string(workers).unwrap_or_else(|_| "[]".into());
+        let mut conn = self.db().acquire().await?;
         sqlx::query(
             "INSERT INTO live_snapshots (process, instance_id, started, workers)
              VALUES ($1, $2, to_timestamp($3), $4::jsonb)
@@ -31,14 +32,17 @@ impl Store {
         .bind(i16::from(instance_id))
         .bind(started as f64)
         .bind(workers)
-        .execute(self.db())
+        .execute(&mut *conn)
         .await?;
         sqlx::query(
             "DELETE FROM live_snapshots WHERE written_at < now() - make_interval(secs => $1)",
         )
         .bind(FORGET_SECS)
-        .execute(self.db())
+        .execute(&mut *conn)
         .await?;
+        // The snapshot went through the connection's write buffer, which keeps its size
+        // (MiBs with thousands of workers) for the pool's next user of that connection.
+        conn.shrink_buffers();
         Ok(())
     }
 
@@ -48,6 +52,7 @@ impl Store {
         process: &str,
         timeout_secs: u64,
     ) -> Result<Vec<Peer>, StoreError> {
+        let mut conn = self.db().acquire().await?;
         let rows = sqlx::query(
             "SELECT process, instance_id, extract(epoch FROM started)::float8 AS started,
                     extract(epoch FROM now() - written_at)::float8 AS age, workers::text AS workers
@@ -57,8 +62,10 @@ impl Store {
         )
         .bind(process)
         .bind(timeout_secs as f64)
-        .fetch_all(self.db())
+        .fetch_all(&mut *conn)
         .await?;
+        // As in `write_live`: the peers' snapshots grew the read buffer.
+        conn.shrink_buffers();
         let mut peers = Vec::with_capacity(rows.len());
         for r in rows {
             let text: String = r.try_get("workers")?;
