@@ -35,20 +35,13 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 const EASY: f64 = 1.1641532182693481e-10;
 
 /// Raises the soft open-files limit to the hard one (a default of 1024 would not hold
-/// thousands of sockets at both ends); the number of sockets that now fit.
+/// thousands of sockets at both ends), as the pool does at start; the number of sockets
+/// that now fit.
 fn raise_fd_limit() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    pool::net::raise_open_files_limit()
+        .ok()
+        .and_then(|l| usize::try_from(l.now).ok())
+        .unwrap_or(1024)
 }
 
 struct Setup {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pool::config::{Mode, NodeConfig, PoolConfig};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Stratum v1 pool server for SHA-256d chains (SOLO or PPLNS).
 #[derive(Parser, Debug)]
@@ -186,6 +186,18 @@ fn main() -> ExitCode {
     if args.check_config {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
+    }
+    match pool::net::raise_open_files_limit() {
+        Ok(l) if l.now > l.was => info!(
+            was = l.was,
+            now = l.now,
+            "open-files limit raised to the hard limit: one file per miner connection"
+        ),
+        Ok(l) => info!(
+            limit = l.now,
+            "open-files limit: one file per miner connection"
+        ),
+        Err(e) => warn!(error = %e, "cannot read or raise the open-files limit"),
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -1,5 +1,6 @@
 //! Socket helpers the Stratum listeners and the HTTP API share: binding with SO_REUSEPORT
-//! for rolling restarts, listening with a deep backlog, and a peer's bare IP address.
+//! for rolling restarts, listening with a deep backlog, a peer's bare IP address, and the
+//! open-files limit that bounds how many miners one process holds.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -22,6 +23,87 @@ pub fn reserve(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpSocket>
     let _ = reuse_port;
     socket.bind(addr)?;
     Ok(socket)
+}
+
+/// The open-files limit before and after [`raise_open_files_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFiles {
+    /// The soft limit the process started with.
+    pub was: u64,
+    /// The soft limit now: the most connections (and other files) the process can hold.
+    pub now: u64,
+}
+
+/// Raises the soft limit on open files to the hard limit. Every miner connection is a file
+/// descriptor, and a pool started from a shell gets a soft limit of 1,024 however high the
+/// hard limit is: past about a thousand miners every new one would be refused. (systemd's
+/// `LimitNOFILE` sets both limits; this changes nothing then.)
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let was = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        // An unlimited hard limit is refused for files: the kernel's ceiling is nr_open.
+        limit.rlim_cur = if limit.rlim_max == libc::RLIM_INFINITY {
+            std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(1 << 20)
+        } else {
+            limit.rlim_max
+        };
+        // SAFETY: setrlimit only reads the struct passed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(OpenFiles {
+        was,
+        now: limit.rlim_cur,
+    })
+}
+
+/// Elsewhere the limit is the system's business.
+#[cfg(not(unix))]
+pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// The process's soft limit on open files, if it has one it can tell.
+pub fn open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct passed.
+        (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Whether an accept failed because this process or the system is out of file descriptors.
+pub fn out_of_descriptors(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// Starts listening on a [`reserve`]d socket.
@@ -133,6 +215,56 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        }
+        let hard = limit.rlim_max;
+        // Started as from a shell: a soft limit below the hard one.
+        limit.rlim_cur = limit.rlim_cur.min(hard.saturating_sub(1)).min(1024);
+        unsafe {
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+        let was = limit.rlim_cur;
+        assert_eq!(open_files_limit(), Some(was));
+        let raised = raise_open_files_limit().unwrap();
+        assert_eq!(raised.was, was);
+        assert!(raised.now > was, "{raised:?}");
+        if hard != libc::RLIM_INFINITY {
+            assert_eq!(raised.now, hard);
+        }
+        assert_eq!(open_files_limit(), Some(raised.now));
+        // Raised already: nothing changes.
+        assert_eq!(
+            raise_open_files_limit().unwrap(),
+            OpenFiles {
+                was: raised.now,
+                now: raised.now
+            }
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn out_of_descriptors_is_told_apart() {
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+        assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
 
     #[test]
     fn trusted_addresses_and_blocks() {

@@ -80,7 +80,15 @@ async fn accept_loop(
             Ok(pair) => pair,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
-                warn!(error = %e, "accept failed");
+                if crate::net::out_of_descriptors(&e) {
+                    warn!(
+                        error = %e,
+                        limit = crate::net::open_files_limit(),
+                        "accept failed: out of file descriptors (one per miner); new miners wait until some leave: raise the open-files limit (LimitNOFILE, docs/operator.md)"
+                    );
+                } else {
+                    warn!(error = %e, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

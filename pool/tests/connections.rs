@@ -1,0 +1,153 @@
+//! Many idle miners on one `pool` process, as operators run it: started from a shell
+//! (a soft open-files limit of 256, far below the hard one), on PostgreSQL with the live
+//! view written every second, it holds 2,000 miners, each subscribed, authorized as a
+//! worker of its own and holding a job; and what they cost it stays within a bound
+//! generous enough for any machine. The pool's figure is 4.6-4.8 KiB per connection
+//! (`pool_load`, docs/benchmarks.md); twice in issue 21 a change raised it unseen (to 21
+//! KiB with 8 KiB line buffers, and by 1 KiB with the live view's snapshots), found only by
+//! the next full benchmark.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::scripted::{self, Miner, answered};
+use common::*;
+
+/// Miners held (fewer where the hard open-files limit is low).
+const MINERS: usize = 2_000;
+/// KiB of the pool's resident memory per idle connection that fails the test.
+const BOUND_KIB: f64 = 7.0;
+/// The soft open-files limit the pool is started with.
+const SHELL_LIMIT: libc::rlim_t = 256;
+
+struct Pool(Child);
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_started_from_a_shell_holds_thousands_of_idle_miners_in_little_memory() {
+    // This process holds the miners' ends, and the pool raises its own limit to the same
+    // hard limit: fewer miners where that is low, but well past the shell's 256.
+    let fit = pool::net::raise_open_files_limit().unwrap().now;
+    let miners = usize::try_from(fit.saturating_sub(300) / 100 * 100)
+        .unwrap_or(MINERS)
+        .min(MINERS);
+    assert!(
+        miners >= 3 * SHELL_LIMIT as usize,
+        "the hard open-files limit here ({fit}) is too low for this test"
+    );
+    let setup = Setup::start();
+    let port = testkit::free_port().unwrap();
+    let config = write_pool_toml(
+        setup.dir.path(),
+        setup.pair.node(0),
+        &setup.pool_address,
+        &format!(
+            r#"[stratum]
+bind = "127.0.0.1:{port}"
+
+[api]
+enabled = false
+
+# One farm behind one address.
+[limits]
+connections_per_ip = 0
+
+[database]
+url = "{db}"
+live_interval_secs = 1
+"#,
+            db = setup.pg.url(),
+        ),
+    );
+    let log = setup.dir.path().join("pool.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pool"));
+    command
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe and only reads the struct passed.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = SHELL_LIMIT;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let pool = Pool(command.spawn().unwrap());
+    let pid = pool.0.id();
+    until("the pool serves", Duration::from_secs(60), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && answered(port).await
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("open-files limit raised to the hard limit"),
+        "{text}"
+    );
+    // Settled: the first live exchanges done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rss_kib(pid);
+
+    // Opened a hundred at a time, as a farm reconnecting does.
+    let mut held_miners = Vec::with_capacity(miners);
+    let address = &setup.pool_address;
+    for group in 0..miners / 100 {
+        let opened = futures::future::join_all((0..100).map(|i| {
+            let user = format!("{address}.rig{}", group * 100 + i);
+            async move { Miner::open(port, &user).await }
+        }))
+        .await;
+        held_miners.extend(opened);
+    }
+    assert_eq!(held_miners.len(), miners);
+    // Held through a few of the live view's snapshots of every worker.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let held = rss_kib(pid);
+    let per = held.saturating_sub(before) as f64 / miners as f64;
+    eprintln!(
+        "pool memory: {before} KiB before, {held} KiB with {miners} connections held = {per:.1} KiB per connection"
+    );
+    assert!(
+        per <= BOUND_KIB,
+        "{per:.1} KiB per idle connection (bound {BOUND_KIB}): {before} KiB before, {held} KiB held"
+    );
+    // Still served, all of them: a sample answers, and a new miner gets in.
+    for m in held_miners.iter_mut().step_by(97) {
+        scripted::send(
+            &mut m.conn,
+            serde_json::json!({"id": 99, "method": "mining.extranonce.subscribe", "params": []}),
+        )
+        .await;
+        let answer = scripted::reply(&mut m.conn, 99, &mut m.notifies).await;
+        assert_eq!(answer["result"], serde_json::json!(true), "{answer}");
+    }
+    assert!(answered(port).await);
+}
