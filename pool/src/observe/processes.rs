@@ -16,7 +16,8 @@ use tracing::{info, warn};
 
 use crate::clock::unix_now;
 use crate::observe::stats::PoolStats;
-use crate::store::Store;
+use crate::store::live_view::LiveRow;
+use crate::store::{Store, StoreError};
 
 /// How the task runs.
 #[derive(Clone, Debug)]
@@ -64,27 +65,43 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let now = u64::from(unix_now());
-        let mine = stats.live.snapshot(now);
+        // The snapshot is made and written as JSON, and the peers' are read, on a
+        // blocking thread: work that grows with the workers (a few hundred bytes and a
+        // few allocations each) stays off the runtime's threads that serve the miners,
+        // and its allocations come from that thread's allocator arena, not from among
+        // the connections' blocks (docs/benchmarks.md).
+        let own = stats.clone();
+        let Ok(mine) = tokio::task::spawn_blocking(move || {
+            serde_json::to_string(&own.live.snapshot(now).workers)
+        })
+        .await
+        else {
+            continue;
+        };
         let exchanged = async {
             store
                 .write_live(
                     &settings.process,
                     settings.instance_id,
                     stats.live.started(),
-                    &mine.workers,
+                    mine.unwrap_or_else(|_| "[]".into()),
                 )
                 .await?;
-            store
+            let rows = store
                 .read_live(&settings.process, settings.timeout.as_secs())
-                .await
+                .await?;
+            let peers = tokio::task::spawn_blocking(move || {
+                rows.into_iter()
+                    .filter_map(LiveRow::into_peer)
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            Ok::<_, StoreError>(peers)
         };
         let exchanged =
             tokio::time::timeout(settings.interval.max(Duration::from_secs(1)), exchanged).await;
-        // The snapshot, its JSON and the peers' rows are a few hundred bytes per worker,
-        // made and freed every interval: with 10,000 workers the allocator kept about 1 KiB
-        // per connection of them (docs/benchmarks.md). Give them back now rather than at
-        // the next periodic trim.
-        drop(mine);
+        // What was freed, give back now rather than at the next periodic trim.
         let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;
         match exchanged {
             Ok(Ok(peers)) => {

@@ -12,15 +12,15 @@ use crate::store::{Store, StoreError};
 const FORGET_SECS: f64 = 86_400.0;
 
 impl Store {
-    /// Writes this process's live workers under `process`.
+    /// Writes this process's live workers (`workers`: a JSON array of [`WorkerLive`])
+    /// under `process`.
     pub async fn write_live(
         &self,
         process: &str,
         instance_id: u8,
         started: u64,
-        workers: &[WorkerLive],
+        workers: String,
     ) -> Result<(), StoreError> {
-        let workers = serde_json::to_string(workers).unwrap_or_else(|_| "[]".into());
         let mut conn = self.db().acquire().await?;
         sqlx::query(
             "INSERT INTO live_snapshots (process, instance_id, started, workers)
@@ -46,12 +46,13 @@ impl Store {
         Ok(())
     }
 
-    /// The other processes that wrote within `timeout_secs`, oldest start first.
+    /// The other processes that wrote within `timeout_secs`, oldest start first, their
+    /// workers still as JSON ([`LiveRow::into_peer`] reads them).
     pub async fn read_live(
         &self,
         process: &str,
         timeout_secs: u64,
-    ) -> Result<Vec<Peer>, StoreError> {
+    ) -> Result<Vec<LiveRow>, StoreError> {
         let mut conn = self.db().acquire().await?;
         let rows = sqlx::query(
             "SELECT process, instance_id, extract(epoch FROM started)::float8 AS started,
@@ -66,27 +67,19 @@ impl Store {
         .await?;
         // As in `write_live`: the peers' snapshots grew the read buffer.
         conn.shrink_buffers();
-        let mut peers = Vec::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let text: String = r.try_get("workers")?;
-            let process: String = r.try_get("process")?;
-            // A row this version cannot read (a newer pool's) is left out, not fatal.
-            let Ok(workers) = serde_json::from_str::<Vec<WorkerLive>>(&text) else {
-                tracing::warn!(%process, "live_snapshots: a snapshot this pool cannot read");
-                continue;
-            };
             let instance: i16 = r.try_get("instance_id")?;
             let started: f64 = r.try_get("started")?;
-            peers.push(Peer {
-                process,
+            out.push(LiveRow {
+                process: r.try_get("process")?,
                 instance_id: u8::try_from(instance).unwrap_or(0),
                 started: started.max(0.0) as u64,
                 age_secs: r.try_get("age")?,
-                // Totals recounted from the workers.
-                snapshot: LiveSnapshot::of_workers(workers),
+                workers: r.try_get("workers")?,
             });
         }
-        Ok(peers)
+        Ok(out)
     }
 
     /// This process stops: its row goes at once.
@@ -96,5 +89,38 @@ impl Store {
             .execute(self.db())
             .await?;
         Ok(())
+    }
+}
+
+/// Another process's row of `live_snapshots`, its workers not yet read.
+#[derive(Clone, Debug)]
+pub struct LiveRow {
+    /// Its name in `live_snapshots`.
+    pub process: String,
+    /// Its `stratum.instance_id`.
+    pub instance_id: u8,
+    /// Unix second it started.
+    pub started: u64,
+    /// Seconds since it wrote, by the database's clock.
+    pub age_secs: f64,
+    /// Its workers: a JSON array of [`WorkerLive`].
+    pub workers: String,
+}
+
+impl LiveRow {
+    /// The process with its workers read and its totals recounted from them; `None` for
+    /// a snapshot this version cannot read (a newer pool's), which is left out, not fatal.
+    pub fn into_peer(self) -> Option<Peer> {
+        let Ok(workers) = serde_json::from_str::<Vec<WorkerLive>>(&self.workers) else {
+            tracing::warn!(process = %self.process, "live_snapshots: a snapshot this pool cannot read");
+            return None;
+        };
+        Some(Peer {
+            process: self.process,
+            instance_id: self.instance_id,
+            started: self.started,
+            age_secs: self.age_secs,
+            snapshot: LiveSnapshot::of_workers(workers),
+        })
     }
 }
