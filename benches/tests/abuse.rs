@@ -38,10 +38,11 @@ const EASY: f64 = 1.1641532182693481e-10;
 /// thousands of sockets at both ends), as the pool does at start; the number of sockets
 /// that now fit.
 fn raise_fd_limit() -> usize {
-    pool::net::raise_open_files_limit()
-        .ok()
-        .and_then(|l| usize::try_from(l.now).ok())
-        .unwrap_or(1024)
+    let limit = match pool::net::raise_open_files_limit() {
+        Ok(l) => Some(l.now),
+        Err(_) => pool::net::open_files_limit(),
+    };
+    limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(1024)
 }
 
 struct Setup {

@@ -160,7 +160,7 @@ async fn signalled() {
 }
 
 fn main() -> ExitCode {
-    // Before anything allocates: see `memory::map_large_blocks`.
+    // First, before the runtime's threads and their arenas: `memory::map_large_blocks`.
     pool::memory::map_large_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(

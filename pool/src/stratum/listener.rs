@@ -71,6 +71,8 @@ async fn accept_loop(
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) {
+    // Out of descriptors, accept fails every time it is tried: told once per interval.
+    let mut out_of_files = Throttled::default();
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -80,14 +82,15 @@ async fn accept_loop(
             Ok(pair) => pair,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
-                if crate::net::out_of_descriptors(&e) {
+                if !crate::net::out_of_descriptors(&e) {
+                    warn!(error = %e, "accept failed");
+                } else if let Some(failures) = out_of_files.due(Instant::now()) {
                     warn!(
                         error = %e,
                         limit = crate::net::open_files_limit(),
+                        failures,
                         "accept failed: out of file descriptors (one per miner); new miners wait until some leave: raise the open-files limit (LimitNOFILE, docs/operator.md)"
                     );
-                } else {
-                    warn!(error = %e, "accept failed");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -227,6 +230,31 @@ async fn proxy_header(stream: &mut TcpStream, proxy: SocketAddr) -> Option<Socke
     }
 }
 
+/// A warning for something that repeats (accept failing while out of descriptors): told
+/// the first time, then at most once per [`Throttled::EVERY`] with how often it happened.
+#[derive(Debug, Default)]
+struct Throttled {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttled {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Counts one more; the count since the last warning when one is due now.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < Self::EVERY)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since))
+    }
+}
+
 fn log_refusal(addr: SocketAddr, refusal: &Refusal, shared: &Shared) {
     let limits = &shared.settings.limits;
     match refusal {
@@ -243,5 +271,23 @@ fn log_refusal(addr: SocketAddr, refusal: &Refusal, shared: &Shared) {
             limit = limits.max_connections,
             "connection refused: connection limit reached (limits.max_connections)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_warning_is_told_once_per_interval_with_its_count() {
+        let t0 = Instant::now();
+        let mut w = Throttled::default();
+        assert_eq!(w.due(t0), Some(1));
+        for ms in [100, 200, 9_900] {
+            assert_eq!(w.due(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(w.due(t0 + Duration::from_secs(10)), Some(4));
+        assert_eq!(w.due(t0 + Duration::from_secs(11)), None);
+        assert_eq!(w.due(t0 + Duration::from_secs(25)), Some(2));
     }
 }
