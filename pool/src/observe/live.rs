@@ -477,8 +477,9 @@ pub struct Peer {
 /// The other processes' snapshots, as last read from the database.
 #[derive(Debug, Default)]
 pub struct Peers {
-    /// Until when they count, and them.
-    read: Mutex<Option<(Instant, Vec<Peer>)>>,
+    /// Until when they count, and them: shared, so that each API call, `/metrics` scrape
+    /// and offline check takes a reference, not a copy of every other process's workers.
+    read: Mutex<Option<(Instant, Arc<[Peer]>)>>,
 }
 
 impl Peers {
@@ -486,14 +487,14 @@ impl Peers {
     /// database goes away, what it said last is soon too old to add).
     pub fn set(&self, peers: Vec<Peer>, valid_for: Duration) {
         let until = Instant::now() + valid_for;
-        *self.read.lock().unwrap_or_else(PoisonError::into_inner) = Some((until, peers));
+        *self.read.lock().unwrap_or_else(PoisonError::into_inner) = Some((until, peers.into()));
     }
 
     /// The processes that count now.
-    pub fn current(&self) -> Vec<Peer> {
+    pub fn current(&self) -> Arc<[Peer]> {
         match &*self.read.lock().unwrap_or_else(PoisonError::into_inner) {
             Some((until, peers)) if Instant::now() <= *until => peers.clone(),
-            _ => Vec::new(),
+            _ => Arc::new([]),
         }
     }
 }
@@ -659,7 +660,9 @@ mod tests {
             snapshot: LiveSnapshot::default(),
         };
         peers.set(vec![peer.clone()], Duration::from_secs(60));
-        assert_eq!(peers.current(), vec![peer.clone()]);
+        assert_eq!(&peers.current()[..], std::slice::from_ref(&peer));
+        // Shared, not copied, between calls.
+        assert!(Arc::ptr_eq(&peers.current(), &peers.current()));
         peers.set(vec![peer], Duration::ZERO);
         std::thread::sleep(Duration::from_millis(5));
         assert!(peers.current().is_empty());

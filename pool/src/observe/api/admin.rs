@@ -313,7 +313,7 @@ pub async fn processes(
         None,
         &own,
     )];
-    for p in &peers {
+    for p in peers.iter() {
         rows.push(row(
             &p.process,
             p.instance_id,
