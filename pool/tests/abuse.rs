@@ -127,8 +127,10 @@ async fn bad_submits_long_lines_floods_and_shutdown() {
 
     // An over-long line closes that connection only.
     let mut b = connect(port).await;
-    b.get_mut().write_all(&vec![b'x'; 4096]).await.unwrap();
-    b.get_mut().write_all(b"\n").await.unwrap();
+    // The pool may close as soon as the line is too long, before its end arrives: then
+    // the rest is refused (reset), which is what is tested, not a failure.
+    let _ = b.get_mut().write_all(&vec![b'x'; 4096]).await;
+    let _ = b.get_mut().write_all(b"\n").await;
     assert!(closed(&mut b).await, "the long-line connection is closed");
     let ok = a.nonce(&fresh, true).wrapping_add(0);
     let again = a.submit(&fresh, ok, fresh.ntime + 1, None).await;
