@@ -40,14 +40,7 @@ pub struct OpenFiles {
 /// `LimitNOFILE` sets both limits; this changes nothing then.)
 #[cfg(unix)]
 pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut limit = open_files()?;
     let was = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         // On Linux the hard limit is never above fs.nr_open, so it can be taken whole.
@@ -74,17 +67,26 @@ pub fn raise_open_files_limit() -> std::io::Result<OpenFiles> {
 pub fn open_files_limit() -> Option<u64> {
     #[cfg(unix)]
     {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit only writes the struct passed.
-        (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
+        open_files().ok().map(|l| l.rlim_cur)
     }
     #[cfg(not(unix))]
     {
         None
     }
+}
+
+/// The process's soft and hard limits on open files.
+#[cfg(unix)]
+fn open_files() -> std::io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit)
 }
 
 /// Whether an accept failed because this process or the system is out of file descriptors.

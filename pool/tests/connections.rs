@@ -34,12 +34,6 @@ impl Drop for Pool {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_started_from_a_shell_holds_thousands_of_idle_miners_in_little_memory() {
     // This process holds the miners' ends, and the pool raises its own limit to the same

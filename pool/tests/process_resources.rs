@@ -7,6 +7,8 @@
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::sync::Mutex;
 
 use pool::memory::{give_back, map_large_blocks};
@@ -14,10 +16,9 @@ use pool::net::{OpenFiles, open_files_limit, raise_open_files_limit};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// This process's resident memory, KiB.
+fn rss() -> u64 {
+    common::rss_kib(std::process::id())
 }
 
 #[test]
@@ -27,12 +28,12 @@ fn freed_memory_goes_back_to_the_system() {
     // freed but one at the end that keeps the heap's top from shrinking.
     let mut blocks: Vec<Vec<u8>> = (0..100_000).map(|i| vec![i as u8; 1000]).collect();
     let pin = vec![1u8; 1000];
-    let full = rss_kib();
+    let full = rss();
     blocks.clear();
     blocks.shrink_to_fit();
-    let freed = rss_kib();
+    let freed = rss();
     give_back();
-    let trimmed = rss_kib();
+    let trimmed = rss();
     assert!(
         full.saturating_sub(trimmed) > 50 * 1024,
         "full {full} KiB, freed {freed} KiB, trimmed {trimmed} KiB"
@@ -47,11 +48,11 @@ fn large_blocks_go_back_as_soon_as_they_are_freed() {
     // Left to itself, glibc maps the first 16 MiB block, raises its thresholds when it is
     // freed, and takes the next ones from the heap and keeps them (about +16 MiB).
     for round in 0..3 {
-        let before = rss_kib();
+        let before = rss();
         let big = vec![1u8; 16 << 20];
         let pin = vec![1u8; 1000];
         drop(big);
-        let after = rss_kib();
+        let after = rss();
         assert!(
             after < before + 4 * 1024,
             "round {round}: {before} KiB before, {after} KiB after the block was freed"

@@ -387,3 +387,10 @@ pub async fn balances(db: &sqlx::PgPool) -> Vec<(String, i64, i64)> {
         .await
         .unwrap()
 }
+
+/// Resident memory of process `pid`, KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
