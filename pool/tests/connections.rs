@@ -1,11 +1,13 @@
 //! Many idle miners on one `pool` process, as operators run it: started from a shell
 //! (a soft open-files limit of 256, far below the hard one), on PostgreSQL with the live
-//! view written every second, it holds 2,000 miners, each subscribed, authorized as a
-//! worker of its own and holding a job; and what they cost it stays within a bound
-//! generous enough for any machine. The pool's figure is 4.6-4.8 KiB per connection
-//! (`pool_load`, docs/benchmarks.md); twice in issue 21 a change raised it unseen (to 21
-//! KiB with 8 KiB line buffers, and by 1 KiB with the live view's snapshots), found only by
-//! the next full benchmark.
+//! view written every second, it holds 2,000 Stratum v1 miners, each subscribed,
+//! authorized as a worker of its own and holding a job, then 2,000 Stratum V2 miners, each
+//! with an extended channel of its own and its work; and what each kind costs it stays
+//! within a bound generous enough for any machine. The pool's figures are 4.6-4.8 KiB per
+//! v1 connection and 5.4-5.6 per V2 one (`pool_load`, docs/benchmarks.md); in issue 21 a
+//! change raised the v1 figure unseen twice (to 21 KiB with 8 KiB line buffers, and by 1
+//! KiB with the live view's snapshots), and V2's stayed at 16 KiB (a reader task and its
+//! queue per connection), each found only by the next full benchmark.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -16,12 +18,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::scripted::{self, Miner, answered};
+use common::v2::{AUTHORITY_PUBLIC, AUTHORITY_SECRET, V2Miner, authority};
 use common::*;
 
-/// Miners held (fewer where the hard open-files limit is low).
+/// Miners held of each protocol (fewer where the hard open-files limit is low).
 const MINERS: usize = 2_000;
-/// KiB of the pool's resident memory per idle connection that fails the test.
+/// KiB of the pool's resident memory per idle v1 connection that fails the test.
 const BOUND_KIB: f64 = 7.0;
+/// The same for a V2 connection (its Noise state and channel are on top of v1's).
+const BOUND_V2_KIB: f64 = 8.0;
 /// The soft open-files limit the pool is started with.
 const SHELL_LIMIT: libc::rlim_t = 256;
 
@@ -39,7 +44,7 @@ async fn a_pool_started_from_a_shell_holds_thousands_of_idle_miners_in_little_me
     // This process holds the miners' ends, and the pool raises its own limit to the same
     // hard limit: fewer miners where that is low, but well past the shell's 256.
     let fit = pool::net::raise_open_files_limit().unwrap().now;
-    let miners = usize::try_from(fit.saturating_sub(300) / 100 * 100)
+    let miners = usize::try_from(fit.saturating_sub(300) / 2 / 100 * 100)
         .unwrap_or(MINERS)
         .min(MINERS);
     assert!(
@@ -48,6 +53,7 @@ async fn a_pool_started_from_a_shell_holds_thousands_of_idle_miners_in_little_me
     );
     let setup = Setup::start();
     let port = testkit::free_port().unwrap();
+    let v2_port = testkit::free_port().unwrap();
     let config = write_pool_toml(
         setup.dir.path(),
         setup.pair.node(0),
@@ -55,6 +61,11 @@ async fn a_pool_started_from_a_shell_holds_thousands_of_idle_miners_in_little_me
         &format!(
             r#"[stratum]
 bind = "127.0.0.1:{port}"
+
+[stratum.v2]
+bind = "127.0.0.1:{v2_port}"
+authority_secret_key = "{AUTHORITY_SECRET}"
+authority_public_key = "{AUTHORITY_PUBLIC}"
 
 [api]
 enabled = false
@@ -108,37 +119,28 @@ live_interval_secs = 1
         text.contains("open-files limit raised to the hard limit"),
         "{text}"
     );
-    // Measured between a quarter of the miners and all of them, so that what the first
-    // connections cost once (database connections, allocator arenas, threads) cancels.
-    let first = miners / 4 / 100 * 100;
-    let mut held_miners = Vec::with_capacity(miners);
     let address = &setup.pool_address;
-    let mut rss = Vec::new();
-    for upto in [first, miners] {
-        // Opened a hundred at a time, as a farm reconnecting does.
-        while held_miners.len() < upto {
-            let from = held_miners.len();
-            let opened = futures::future::join_all((from..from + 100).map(|i| {
-                let user = format!("{address}.rig{i}");
-                async move { Miner::open(port, &user).await }
-            }))
-            .await;
-            held_miners.extend(opened);
-        }
-        // Held through a few of the live view's snapshots of every worker.
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        rss.push(rss_kib(pid));
-    }
-    assert_eq!(held_miners.len(), miners);
-    let (before, held) = (rss[0], rss[1]);
-    let per = held.saturating_sub(before) as f64 / (miners - first) as f64;
-    eprintln!(
-        "pool memory: {before} KiB with {first} connections, {held} KiB with {miners} = {per:.1} KiB per connection"
-    );
+    let (mut held_miners, per) = held(pid, miners, |i| async move {
+        Miner::open(port, &format!("{address}.rig{i}")).await
+    })
+    .await;
     assert!(
         per <= BOUND_KIB,
-        "{per:.1} KiB per idle connection (bound {BOUND_KIB}): {before} KiB with {first}, {held} KiB with {miners}"
+        "{per:.1} KiB per idle v1 connection (bound {BOUND_KIB})"
     );
+    let v2_addr = std::net::SocketAddr::from(([127, 0, 0, 1], v2_port));
+    let (v2_miners, v2_per) = held(pid, miners, |i| async move {
+        let mut m = V2Miner::connect(v2_addr, authority()).await.unwrap();
+        m.setup().await;
+        m.open(&format!("{address}.v2rig{i}"), 1e9).await;
+        m
+    })
+    .await;
+    assert!(
+        v2_per <= BOUND_V2_KIB,
+        "{v2_per:.1} KiB per idle V2 connection (bound {BOUND_V2_KIB})"
+    );
+    assert_eq!((held_miners.len(), v2_miners.len()), (miners, miners));
     // Still served, all of them: a sample answers, and a new miner gets in.
     for m in held_miners.iter_mut().step_by(97) {
         scripted::send(
@@ -150,4 +152,35 @@ live_interval_secs = 1
         assert_eq!(answer["result"], serde_json::json!(true), "{answer}");
     }
     assert!(answered(port).await);
+    let mut late = V2Miner::connect(v2_addr, authority()).await.unwrap();
+    late.setup().await;
+    late.open(&format!("{address}.late"), 1e9).await;
+}
+
+/// Opens `miners` with `open` (a hundred at a time, as a farm reconnecting does) and holds
+/// them; the pool's resident memory per connection, measured between a quarter of them
+/// and all of them so that what the first connections cost once (database connections,
+/// allocator arenas, threads) cancels.
+async fn held<M, F>(pid: u32, miners: usize, open: impl Fn(usize) -> F) -> (Vec<M>, f64)
+where
+    F: std::future::Future<Output = M>,
+{
+    let first = miners / 4 / 100 * 100;
+    let mut held = Vec::with_capacity(miners);
+    let mut rss = Vec::new();
+    for upto in [first, miners] {
+        while held.len() < upto {
+            let from = held.len();
+            held.extend(futures::future::join_all((from..from + 100).map(&open)).await);
+        }
+        // Held through a few of the live view's snapshots of every worker.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        rss.push(rss_kib(pid));
+    }
+    let (before, after) = (rss[0], rss[1]);
+    let per = after.saturating_sub(before) as f64 / (miners - first) as f64;
+    eprintln!(
+        "pool memory: {before} KiB with {first} connections, {after} KiB with {miners} = {per:.1} KiB per connection"
+    );
+    (held, per)
 }

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
 use codec_sv2::{
     Decrypted, Handshake, MessageFrame, NoiseDecoder, NoiseEncoder, Transport,
     TransportDecryptState, TransportEncryptState,
@@ -65,14 +66,32 @@ pub enum TransportError {
 }
 
 /// Reads frames and turns them into messages.
+///
+/// The decoder asks for the next piece of a frame by its exact length and takes it whole,
+/// so bytes are read into a buffer of the reader's own first and handed over once a piece
+/// is complete: a read that is abandoned (in a `select!`) loses nothing. The buffer is
+/// sized like a v1 connection's: small for an idle miner, grown for a burst and let go
+/// once it is empty and large.
 pub struct Reader {
     decoder: NoiseDecoder,
     state: Option<TransportDecryptState>,
-    /// Encrypted bytes read into the frame being assembled.
+    /// Read from the socket, not yet handed to the decoder.
+    read: BytesMut,
+    /// Encrypted bytes handed to the decoder for the frame being assembled.
     in_frame: usize,
     /// The most it may take.
     limit: usize,
 }
+
+/// The read buffer of a connection that has sent little so far: a share's frame (about
+/// 100 bytes) fits.
+const READ_START: usize = 256;
+
+/// A read buffer larger than this is let go once it is empty.
+const READ_KEEP: usize = 4096;
+
+/// Room left for the next read below which the read buffer grows.
+const READ_ROOM: usize = 128;
 
 /// Turns messages into encrypted frames.
 pub struct Writer {
@@ -125,12 +144,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 /// The reader (frames up to `limit` bytes) and writer of a finished handshake.
 fn halves(transport: Transport, limit: usize) -> (Reader, Writer) {
     let (encrypt, decrypt) = transport.split();
-    let reader = Reader {
-        decoder: NoiseDecoder::new(),
-        state: Some(decrypt),
-        in_frame: 0,
-        limit,
-    };
+    let reader = Reader::new(decrypt, limit);
     let writer = Writer {
         encoder: NoiseEncoder::new(),
         state: encrypt,
@@ -176,11 +190,43 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 impl Reader {
-    /// The next message from `stream`.
+    /// A reader decrypting with `state`, refusing frames over `limit` bytes.
+    fn new(state: TransportDecryptState, limit: usize) -> Reader {
+        Reader {
+            decoder: NoiseDecoder::new(),
+            state: Some(state),
+            read: BytesMut::new(),
+            in_frame: 0,
+            limit,
+        }
+    }
+
+    /// The next message from `stream`. Cancel safe: what a read that did not complete
+    /// took stays buffered for the next call.
     pub async fn next<R: AsyncRead + Unpin>(
         &mut self,
         stream: &mut R,
     ) -> Result<AnyMessageOwned, TransportError> {
+        loop {
+            if let Some(message) = self.decode_buffered()? {
+                if self.read.is_empty() && self.read.capacity() > READ_KEEP {
+                    self.read = BytesMut::new();
+                }
+                return Ok(message);
+            }
+            if self.read.capacity() - self.read.len() < READ_ROOM {
+                // Double while a burst fills it; `limit` caps a frame.
+                self.read.reserve(self.read.len().max(READ_START));
+            }
+            if stream.read_buf(&mut self.read).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+    }
+
+    /// Hands the decoder what is buffered, piece by piece, until a frame is complete (its
+    /// message) or the next piece is not all here (`None`). Never waits.
+    fn decode_buffered(&mut self) -> Result<Option<AnyMessageOwned>, TransportError> {
         loop {
             let state = self
                 .state
@@ -194,18 +240,27 @@ impl Reader {
                 Decrypted::Frame(mut frame, state) => {
                     self.state = Some(state);
                     self.in_frame = 0;
-                    return message_of(frame.header(), frame.payload());
+                    return message_of(frame.header(), frame.payload()).map(Some);
                 }
                 Decrypted::Incomplete(_, state) => {
                     self.state = Some(state);
-                    let buf = self.decoder.writable();
-                    self.in_frame += buf.len();
-                    if self.in_frame > self.limit {
+                    let need = self.decoder.writable_len();
+                    if need == 0 {
+                        // The decoder would wait for nothing forever: not a frame it can read.
+                        self.state = None;
+                        return Err(TransportError::Frame(
+                            "the decoder asked for no bytes".into(),
+                        ));
+                    }
+                    if self.in_frame + need > self.limit {
                         return Err(TransportError::TooLarge { limit: self.limit });
                     }
-                    if !buf.is_empty() {
-                        stream.read_exact(buf).await?;
-                    }
+                    let Some(piece) = self.read.get(..need) else {
+                        return Ok(None);
+                    };
+                    self.decoder.writable().copy_from_slice(piece);
+                    self.read.advance(need);
+                    self.in_frame += need;
                 }
             }
         }
@@ -213,9 +268,9 @@ impl Reader {
 }
 
 /// Reads messages from `stream` and hands them to `to` until the stream ends or fails (the
-/// last item is then the error) or nobody listens. Run it as a task of its own: a frame
-/// read cannot be abandoned half way, so it must not sit in a `select!`. An unknown
-/// message leaves the stream in step, so reading goes on after it.
+/// last item is then the error) or nobody listens: for a client that would rather read in a
+/// task of its own. An unknown message leaves the stream in step, so reading goes on after
+/// it.
 pub async fn forward_messages<R: AsyncRead + Unpin>(
     mut reader: Reader,
     mut stream: R,
@@ -342,6 +397,47 @@ mod tests {
         }))
     }
 
+    /// The pool's reader after a handshake on `pool_end` with the test keys.
+    async fn pool_reader<S: AsyncRead + AsyncWrite + Unpin>(pool_end: &mut S) -> Reader {
+        let (reader, _) = accept(
+            pool_end,
+            &keys(),
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        reader
+    }
+
+    /// A miner's writer after a handshake on `miner_end` against the test keys.
+    async fn miner_writer<S: AsyncRead + AsyncWrite + Unpin>(miner_end: &mut S) -> Writer {
+        let transport = initiate(miner_end, keys().public, unix_now())
+            .await
+            .unwrap();
+        let (encrypt, _) = transport.split();
+        Writer {
+            encoder: NoiseEncoder::new(),
+            state: encrypt,
+        }
+    }
+
+    /// A `NewExtendedMiningJob` with the given coinbase parts.
+    fn extended_job(job_id: u32, prefix: Vec<u8>, suffix: Vec<u8>) -> AnyMessageOwned {
+        AnyMessageOwned::Mining(parsers_sv2::MiningOwned::NewExtendedMiningJob(
+            mining_sv2::NewExtendedMiningJobOwned {
+                channel_id: 2,
+                job_id,
+                min_ntime: binary_sv2::Sv2OptionOwned::new(None),
+                version: 0x2000_0000,
+                version_rolling_allowed: true,
+                merkle_path: Vec::new().try_into().unwrap(),
+                coinbase_tx_prefix: prefix.try_into().unwrap(),
+                coinbase_tx_suffix: suffix.try_into().unwrap(),
+            },
+        ))
+    }
+
     #[tokio::test]
     async fn a_miner_with_the_authority_key_talks_to_the_pool_both_ways() {
         let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 16);
@@ -380,12 +476,7 @@ mod tests {
             .send(&mut miner_end, setup_connection())
             .await
             .unwrap();
-        let mut miner_reader = Reader {
-            decoder: NoiseDecoder::new(),
-            state: Some(decrypt),
-            in_frame: 0,
-            limit: MAX_FRAME_FROM_POOL,
-        };
+        let mut miner_reader = Reader::new(decrypt, MAX_FRAME_FROM_POOL);
         let answer = miner_reader.next(&mut miner_end).await.unwrap();
         assert!(matches!(
             answer,
@@ -480,43 +571,18 @@ mod tests {
         // A frame of 120 KiB: refused once the cap is passed, before all of it is read.
         let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 20);
         let pool = tokio::spawn(async move {
-            let (mut reader, _) = accept(
-                &mut pool_end,
-                &keys(),
-                Duration::from_secs(600),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
+            let mut reader = pool_reader(&mut pool_end).await;
             let first = reader.next(&mut pool_end).await;
             let second = reader.next(&mut pool_end).await;
             (first, second)
         });
-        let transport = initiate(&mut miner_end, keys().public, unix_now())
-            .await
-            .unwrap();
-        let (encrypt, _) = transport.split();
-        let mut writer = Writer {
-            encoder: NoiseEncoder::new(),
-            state: encrypt,
-        };
+        let mut writer = miner_writer(&mut miner_end).await;
         miner_end
             .write_all(&writer.encode(setup_connection()).unwrap())
             .await
             .unwrap();
         let half = vec![0u8; 60_000];
-        let big = AnyMessageOwned::Mining(parsers_sv2::MiningOwned::NewExtendedMiningJob(
-            mining_sv2::NewExtendedMiningJobOwned {
-                channel_id: 2,
-                job_id: 1,
-                min_ntime: binary_sv2::Sv2OptionOwned::new(None),
-                version: 0x2000_0000,
-                version_rolling_allowed: true,
-                merkle_path: Vec::new().try_into().unwrap(),
-                coinbase_tx_prefix: half.clone().try_into().unwrap(),
-                coinbase_tx_suffix: half.try_into().unwrap(),
-            },
-        ));
+        let big = extended_job(1, half.clone(), half);
         let bytes = writer.encode(big).unwrap();
         assert!(bytes.len() > MAX_FRAME_FROM_MINER);
         let _ = miner_end.write_all(&bytes).await;
@@ -525,6 +591,59 @@ mod tests {
         assert!(
             matches!(second, Err(TransportError::TooLarge { .. })),
             "{second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_abandoned_mid_frame_loses_nothing() {
+        // Frames trickle in a few bytes at a time while each read is abandoned after a
+        // moment, as a `select!` does when another branch is ready first.
+        let (mut pool_end, mut miner_end) = tokio::io::duplex(1 << 16);
+        let pool = tokio::spawn(async move {
+            let mut reader = pool_reader(&mut pool_end).await;
+            let (mut messages, mut abandoned) = (Vec::new(), 0);
+            while messages.len() < 3 {
+                match tokio::time::timeout(Duration::from_millis(2), reader.next(&mut pool_end))
+                    .await
+                {
+                    Ok(message) => messages.push(message.unwrap()),
+                    Err(_) => abandoned += 1,
+                }
+            }
+            (messages, abandoned, reader.read.capacity())
+        });
+        let mut writer = miner_writer(&mut miner_end).await;
+        // The last frame is larger than the buffer starts, so the buffer grows for it.
+        let mut bytes = writer.encode(setup_connection()).unwrap();
+        bytes.extend(writer.encode(setup_connection()).unwrap());
+        let job = extended_job(7, vec![1u8; 3000], vec![2u8; 3000]);
+        bytes.extend(writer.encode(job).unwrap());
+        for piece in bytes.chunks(37) {
+            miner_end.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let (messages, abandoned, capacity) = pool.await.unwrap();
+        assert!(abandoned > 10, "reads were abandoned {abandoned} times");
+        for message in &messages[..2] {
+            assert!(
+                matches!(
+                    message,
+                    AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(_))
+                ),
+                "{message:?}"
+            );
+        }
+        let AnyMessageOwned::Mining(parsers_sv2::MiningOwned::NewExtendedMiningJob(job)) =
+            &messages[2]
+        else {
+            panic!("{:?}", messages[2]);
+        };
+        assert_eq!(job.job_id, 7);
+        assert_eq!(job.coinbase_tx_prefix.to_owned_bytes(), vec![1u8; 3000]);
+        assert_eq!(job.coinbase_tx_suffix.to_owned_bytes(), vec![2u8; 3000]);
+        assert!(
+            capacity <= READ_KEEP,
+            "the grown buffer was kept: {capacity}"
         );
     }
 }

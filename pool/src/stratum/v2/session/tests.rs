@@ -16,6 +16,7 @@ use mining_sv2::{
 };
 use protocol::Hash256;
 use protocol::address::Network;
+use std::collections::BTreeMap;
 
 const ADDR: &str = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn";
 const ADDR2: &str = "n3GNqMveyvaPvUbH469vDRadqpJMPc84JA";
