@@ -85,6 +85,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut shutting_down = false;
     let mut acks = Acks::new();
     let mut presence = Presence::new(&shared.stats.live);
+    // One registration with the token for the connection's life, not one per loop turn
+    // (each turn's registration takes the token's lock, which every connection shares).
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     debug!(%peer, extranonce1 = %hex::encode(lease.bytes()), "V2 connected");
     let end = loop {
         // Send what the session queued, then act on what happened. The bytes are let go
@@ -135,7 +139,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             break reason.to_string();
         }
         tokio::select! {
-            _ = cancel.cancelled(), if !shutting_down => {
+            _ = &mut cancelled, if !shutting_down => {
                 shutting_down = true;
                 // Answer the shares already accepted before closing.
                 let settle = async {
