@@ -3,8 +3,8 @@
 //! view written every second, it holds 2,000 Stratum v1 miners, each subscribed,
 //! authorized as a worker of its own and holding a job, then 2,000 Stratum V2 miners, each
 //! with an extended channel of its own and its work; and what each kind costs it stays
-//! within a bound generous enough for any machine. The pool's figures are 4.6-4.8 KiB per
-//! v1 connection and 5.4-5.6 per V2 one (`pool_load`, docs/benchmarks.md); in issue 21 a
+//! within a bound generous enough for any machine. The pool's figures are 4.5-4.8 KiB per
+//! v1 connection and 5.3-6.1 per V2 one (`pool_load`, docs/benchmarks.md); in issue 21 a
 //! change raised the v1 figure unseen twice (to 21 KiB with 8 KiB line buffers, and by 1
 //! KiB with the live view's snapshots), and V2's stayed at 16 KiB (a reader task and its
 //! queue per connection), each found only by the next full benchmark.
@@ -44,11 +44,11 @@ async fn a_pool_started_from_a_shell_holds_thousands_of_idle_miners_in_little_me
     // This process holds the miners' ends, and the pool raises its own limit to the same
     // hard limit: fewer miners where that is low, but well past the shell's 256.
     let fit = pool::net::raise_open_files_limit().unwrap().now;
-    let miners = usize::try_from(fit.saturating_sub(300) / 2 / 100 * 100)
+    let miners = usize::try_from(fit.saturating_sub(300) / 2)
         .unwrap_or(MINERS)
         .min(MINERS);
     assert!(
-        miners >= 3 * SHELL_LIMIT as usize,
+        2 * miners >= 3 * SHELL_LIMIT as usize,
         "the hard open-files limit here ({fit}) is too low for this test"
     );
     let setup = Setup::start();
@@ -165,13 +165,14 @@ async fn held<M, F>(pid: u32, miners: usize, open: impl Fn(usize) -> F) -> (Vec<
 where
     F: std::future::Future<Output = M>,
 {
-    let first = miners / 4 / 100 * 100;
+    let first = miners / 4;
     let mut held = Vec::with_capacity(miners);
     let mut rss = Vec::new();
     for upto in [first, miners] {
         while held.len() < upto {
             let from = held.len();
-            held.extend(futures::future::join_all((from..from + 100).map(&open)).await);
+            let to = upto.min(from + 100);
+            held.extend(futures::future::join_all((from..to).map(&open)).await);
         }
         // Held through a few of the live view's snapshots of every worker.
         tokio::time::sleep(Duration::from_secs(4)).await;

@@ -70,8 +70,9 @@ pub enum TransportError {
 /// The decoder asks for the next piece of a frame by its exact length and takes it whole,
 /// so bytes are read into a buffer of the reader's own first and handed over once a piece
 /// is complete: a read that is abandoned (in a `select!`) loses nothing. The buffer is
-/// sized like a v1 connection's: small for an idle miner, grown for a burst and let go
-/// once it is empty and large.
+/// sized like a v1 connection's, small for an idle miner; it grows to hold the piece being
+/// read (at most a 64 KiB chunk, checked against `limit` before any of it is read) and is
+/// let go once little is left in it.
 pub struct Reader {
     decoder: NoiseDecoder,
     state: Option<TransportDecryptState>,
@@ -87,11 +88,19 @@ pub struct Reader {
 /// 100 bytes) fits.
 const READ_START: usize = 256;
 
-/// A read buffer larger than this is let go once it is empty.
+/// A read buffer larger than this is let go once it holds no more than [`READ_START`].
 const READ_KEEP: usize = 4096;
 
 /// Room left for the next read below which the read buffer grows.
 const READ_ROOM: usize = 128;
+
+/// What the buffered bytes gave.
+enum Decoded {
+    /// A whole frame's message.
+    Message(AnyMessageOwned),
+    /// The next piece of a frame is this many bytes, and not all of them are here.
+    Need(usize),
+}
 
 /// Turns messages into encrypted frames.
 pub struct Writer {
@@ -208,15 +217,19 @@ impl Reader {
         stream: &mut R,
     ) -> Result<AnyMessageOwned, TransportError> {
         loop {
-            if let Some(message) = self.decode_buffered()? {
-                if self.read.is_empty() && self.read.capacity() > READ_KEEP {
-                    self.read = BytesMut::new();
+            let need = match self.decode_buffered()? {
+                Decoded::Message(message) => {
+                    self.shrink();
+                    return Ok(message);
                 }
-                return Ok(message);
-            }
-            if self.read.capacity() - self.read.len() < READ_ROOM {
-                // Double while a burst fills it; `limit` caps a frame.
-                self.read.reserve(self.read.len().max(READ_START));
+                Decoded::Need(need) => need,
+            };
+            if self.read.capacity() < need || self.read.capacity() - self.read.len() < READ_ROOM {
+                // Room for the whole piece and the start of the next frame, and no more:
+                // a doubling buffer kept after a large frame would cost every connection
+                // that ever sent one up to four times the piece.
+                let size = need.max(READ_START - READ_ROOM) + READ_ROOM;
+                self.regrow(size);
             }
             if stream.read_buf(&mut self.read).await? == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
@@ -224,9 +237,28 @@ impl Reader {
         }
     }
 
+    /// The read buffer in a new allocation of `size` bytes, what it holds kept.
+    fn regrow(&mut self, size: usize) {
+        let mut read = BytesMut::with_capacity(size);
+        read.extend_from_slice(&self.read);
+        self.read = read;
+    }
+
+    /// Lets a large read buffer go once little is left in it (the next read starts small).
+    fn shrink(&mut self) {
+        if self.read.capacity() > READ_KEEP && self.read.len() <= READ_START {
+            if self.read.is_empty() {
+                self.read = BytesMut::new();
+            } else {
+                self.regrow(READ_START);
+            }
+        }
+    }
+
     /// Hands the decoder what is buffered, piece by piece, until a frame is complete (its
-    /// message) or the next piece is not all here (`None`). Never waits.
-    fn decode_buffered(&mut self) -> Result<Option<AnyMessageOwned>, TransportError> {
+    /// message) or the next piece is not all here. Never waits.
+    fn decode_buffered(&mut self) -> Result<Decoded, TransportError> {
+        let mut asked_again = false;
         loop {
             let state = self
                 .state
@@ -240,23 +272,31 @@ impl Reader {
                 Decrypted::Frame(mut frame, state) => {
                     self.state = Some(state);
                     self.in_frame = 0;
-                    return message_of(frame.header(), frame.payload()).map(Some);
+                    return message_of(frame.header(), frame.payload()).map(Decoded::Message);
                 }
                 Decrypted::Incomplete(_, state) => {
                     self.state = Some(state);
                     let need = self.decoder.writable_len();
                     if need == 0 {
-                        // The decoder would wait for nothing forever: not a frame it can read.
-                        self.state = None;
-                        return Err(TransportError::Frame(
-                            "the decoder asked for no bytes".into(),
-                        ));
+                        // The decoder has the bytes already and is to be asked again (its
+                        // contract; with whole pieces handed over it does not happen). A
+                        // second time in a row would be a codec bug: end the stream rather
+                        // than spin.
+                        if asked_again {
+                            self.state = None;
+                            return Err(TransportError::Frame(
+                                "the decoder asked for no bytes twice".into(),
+                            ));
+                        }
+                        asked_again = true;
+                        continue;
                     }
+                    asked_again = false;
                     if self.in_frame + need > self.limit {
                         return Err(TransportError::TooLarge { limit: self.limit });
                     }
                     let Some(piece) = self.read.get(..need) else {
-                        return Ok(None);
+                        return Ok(Decoded::Need(need));
                     };
                     self.decoder.writable().copy_from_slice(piece);
                     self.read.advance(need);
@@ -618,6 +658,8 @@ mod tests {
         bytes.extend(writer.encode(setup_connection()).unwrap());
         let job = extended_job(7, vec![1u8; 3000], vec![2u8; 3000]);
         bytes.extend(writer.encode(job).unwrap());
+        // And the start of a fourth frame, read with the end of the third.
+        bytes.extend(&writer.encode(setup_connection()).unwrap()[..5]);
         for piece in bytes.chunks(37) {
             miner_end.write_all(piece).await.unwrap();
             tokio::time::sleep(Duration::from_millis(3)).await;
@@ -641,8 +683,10 @@ mod tests {
         assert_eq!(job.job_id, 7);
         assert_eq!(job.coinbase_tx_prefix.to_owned_bytes(), vec![1u8; 3000]);
         assert_eq!(job.coinbase_tx_suffix.to_owned_bytes(), vec![2u8; 3000]);
+        // The buffer grew for the 6 KiB frame and went back to its small size with the
+        // fourth frame's first bytes in it.
         assert!(
-            capacity <= READ_KEEP,
+            capacity <= READ_START,
             "the grown buffer was kept: {capacity}"
         );
     }

@@ -131,7 +131,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 // Let the miner read the last answers before the socket goes.
                 let _ = tokio::time::timeout(LINGER, async {
                     let _ = stream.shutdown().await;
-                    let mut rest = [0u8; 512];
+                    // On the heap: an array here would make every connection's task larger.
+                    let mut rest = vec![0u8; 512];
                     while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
                 })
                 .await;

@@ -114,8 +114,8 @@ struct Channel {
 }
 
 /// A connection's channels by id, sorted by id. Most connections open one channel, and a
-/// map's node has room for eleven: that room was 2.3 KiB of every idle V2 connection. A
-/// proxy's hundreds of channels are found by binary search.
+/// map's node has room for eleven inline (a channel is 472 bytes): that room was 5.2 KiB
+/// of every idle V2 connection. A proxy's hundreds of channels are found by binary search.
 #[derive(Debug, Default)]
 struct Channels(Vec<(u32, Channel)>);
 
@@ -134,20 +134,28 @@ impl Channels {
         self.0.get_mut(at).map(|(_, c)| c)
     }
 
-    /// Opens (or replaces) channel `id`, growing the room one channel at a time.
+    /// Opens (or replaces) channel `id`: room for exactly the first, growing as usual after
+    /// it (a proxy opens hundreds).
     fn insert(&mut self, id: u32, channel: Channel) {
         match self.position(id) {
             Ok(at) => self.0[at].1 = channel,
             Err(at) => {
-                self.0.reserve_exact(1);
+                if self.0.is_empty() {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(at, (id, channel));
             }
         }
     }
 
+    /// Closes channel `id`; the room of a proxy's closed channels goes back once three
+    /// quarters of it are unused.
     fn remove(&mut self, id: &u32) {
         if let Ok(at) = self.position(*id) {
             self.0.remove(at);
+            if self.0.len() <= self.0.capacity() / 4 {
+                self.0.shrink_to_fit();
+            }
         }
     }
 
