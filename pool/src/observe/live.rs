@@ -99,12 +99,93 @@ impl Session {
     }
 }
 
+/// A worker's ten-second buckets, with the sums of those inside the window that ends at
+/// the newest bucket written. A snapshot (made under the lock every share waits on) reads
+/// the sums of a worker and takes off the few buckets the window left since its newest
+/// share, instead of adding up its sixty buckets.
+#[derive(Debug)]
+struct Window {
+    buckets: [Bucket; BUCKETS],
+    /// The newest slot a share went to.
+    newest: u64,
+    /// Difficulty and shares of the buckets from `newest - (BUCKETS - 1)` to `newest`.
+    difficulty: f64,
+    shares: u64,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            buckets: [Bucket::default(); BUCKETS],
+            newest: 0,
+            difficulty: 0.0,
+            shares: 0,
+        }
+    }
+
+    /// A share in `slot`. One older than the window ending at the newest slot counts
+    /// nowhere (its bucket holds newer shares by then).
+    fn add(&mut self, slot: u64, difficulty: f64) {
+        let len = BUCKETS as u64;
+        if slot > self.newest {
+            // The window moves: its sums added up afresh, once per ten seconds at most,
+            // so that they never carry the rounding of a subtraction.
+            (self.difficulty, self.shares) = self.scan(slot);
+            self.newest = slot;
+        } else if slot + len <= self.newest {
+            return;
+        }
+        Bucket::add(&mut self.buckets, slot, difficulty);
+        self.difficulty += difficulty;
+        self.shares += 1;
+    }
+
+    /// (difficulty, shares) of the buckets inside the window ending at slot `newest`,
+    /// bucket by bucket.
+    fn scan(&self, newest: u64) -> (f64, u64) {
+        let oldest = newest.saturating_sub(BUCKETS as u64 - 1);
+        self.buckets
+            .iter()
+            .filter(|b| b.within(oldest, newest) && b.shares > 0)
+            .fold((0.0, 0), |(d, n), b| {
+                (d + b.difficulty, n + u64::from(b.shares))
+            })
+    }
+
+    /// (difficulty, shares) of the buckets inside the window ending at `now`: the sums,
+    /// less the buckets the window has left since the newest share (none or one for a
+    /// worker submitting now).
+    fn at(&self, now: u64) -> (f64, u64) {
+        let len = BUCKETS as u64;
+        let newest = now / BUCKET_SECS;
+        if newest < self.newest {
+            // Asked about a time before the newest share.
+            return self.scan(newest);
+        }
+        if newest - self.newest >= len {
+            return (0.0, 0);
+        }
+        let (mut difficulty, mut shares) = (self.difficulty, self.shares);
+        for next in self.newest + 1..=newest {
+            let leaving = &self.buckets[(next % len) as usize];
+            if u64::from(leaving.slot) + len == next {
+                difficulty -= leaving.difficulty;
+                shares = shares.saturating_sub(u64::from(leaving.shares));
+            }
+        }
+        if shares == 0 {
+            difficulty = 0.0;
+        }
+        (difficulty.max(0.0), shares)
+    }
+}
+
 /// A worker: its sessions, and its buckets from its first share on (a worker that has
 /// only connected holds none: a tenth of the memory at ten thousand idle miners).
 #[derive(Debug, Default)]
 struct Worker {
     connections: u32,
-    buckets: Option<Box<[Bucket; BUCKETS]>>,
+    window: Option<Box<Window>>,
     last_share: Option<u64>,
     sessions: Vec<Session>,
 }
@@ -112,15 +193,7 @@ struct Worker {
 impl Worker {
     /// (difficulty, shares) of the buckets inside the window ending at `now`.
     fn window(&self, now: u64) -> (f64, u64) {
-        let newest = now / BUCKET_SECS;
-        let oldest = newest.saturating_sub(BUCKETS as u64 - 1);
-        self.buckets
-            .iter()
-            .flat_map(|b| b.iter())
-            .filter(|b| b.within(oldest, newest) && b.shares > 0)
-            .fold((0.0, 0), |(d, n), b| {
-                (d + b.difficulty, n + u64::from(b.shares))
-            })
+        self.window.as_ref().map_or((0.0, 0), |w| w.at(now))
     }
 }
 
@@ -286,10 +359,10 @@ impl Live {
             let Some(entry) = worker_mut(w, address, worker) else {
                 return;
             };
-            let buckets = entry
-                .buckets
-                .get_or_insert_with(|| Box::new([Bucket::default(); BUCKETS]));
-            Bucket::add(&mut buckets[..], slot, difficulty);
+            entry
+                .window
+                .get_or_insert_with(|| Box::new(Window::new()))
+                .add(slot, difficulty);
             entry.last_share = Some(entry.last_share.map_or(now, |t| t.max(now)));
             let Some(session) =
                 id.and_then(|id| entry.sessions.iter_mut().rev().find(|s| s.facts.id == id))
@@ -505,6 +578,46 @@ mod tests {
     use super::*;
 
     const T0: u64 = 1_800_000_000;
+
+    #[test]
+    fn the_running_window_sums_what_a_scan_of_its_buckets_sums() {
+        // Shares at times that mostly creep forward, sometimes jump (a quiet worker), and
+        // sometimes come late (a share stamped before the newest); after each, the window's
+        // figures at several times against the buckets summed one by one.
+        let mut window = Window::new();
+        let mut now = T0;
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for i in 0..20_000 {
+            now += match random(100) {
+                0 => 300 + random(900),
+                1..=4 => 0,
+                _ => random(4),
+            };
+            let at = if random(10) == 0 {
+                now.saturating_sub(random(700))
+            } else {
+                now
+            };
+            let difficulty = [1e-10, 0.5, 3.0, 1e6][random(4) as usize];
+            window.add(at / BUCKET_SECS, difficulty);
+            for query in [now, now + 5, now + 90, now + 700] {
+                let (d, n) = window.scan(query / BUCKET_SECS);
+                let (got_d, got_n) = window.at(query);
+                assert_eq!(got_n, n, "shares at {query} after share {i}");
+                // A bucket taken off the sums leaves at most their rounding.
+                assert!(
+                    (got_d - d).abs() <= 1e-12 * window.difficulty.max(1.0),
+                    "difficulty at {query} after share {i}: {got_d} against {d}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn hashrate_is_difficulty_times_2_32_over_the_window() {
