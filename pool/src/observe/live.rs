@@ -528,8 +528,13 @@ pub fn combine(parts: impl IntoIterator<Item = LiveSnapshot>) -> LiveSnapshot {
     LiveSnapshot::of_workers(by_worker.into_values().collect())
 }
 
-/// This process's snapshot with the other processes' added ([`combine`]).
+/// This process's snapshot with the other processes' added ([`combine`]). Alone (one
+/// process, the usual case) it is its own snapshot as it is: combining it with nothing
+/// would give the same rows and totals after copying every name into a map.
 pub fn combine_with(own: LiveSnapshot, peers: &[Peer]) -> LiveSnapshot {
+    if peers.is_empty() {
+        return own;
+    }
     combine(std::iter::once(own).chain(peers.iter().map(|p| p.snapshot.clone())))
 }
 
@@ -714,6 +719,21 @@ mod tests {
             "{}",
             s.shares_per_sec
         );
+    }
+
+    #[test]
+    fn a_process_alone_is_its_own_snapshot() {
+        // What the shortcut returns is what combining with nothing gives.
+        let live = Live::new(T0);
+        let d = Difficulty::new(2.0).unwrap();
+        for (addr, worker, id) in [("a", "x", 1u8), ("a", "y", 2), ("b", "x", 3), ("a", "x", 4)] {
+            live.connected(addr, worker, [id; 4], "cpuminer/2.5.1", T0 + u64::from(id));
+            live.share(addr, worker, Some([id; 4]), d, d, T0 + 30);
+        }
+        live.disconnected("b", "x", [3; 4]);
+        let own = live.snapshot(T0 + 40);
+        assert_eq!(combine_with(own.clone(), &[]), combine([own.clone()]));
+        assert_eq!(combine_with(own.clone(), &[]), own);
     }
 
     #[test]
