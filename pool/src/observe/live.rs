@@ -57,9 +57,14 @@ impl Bucket {
         bucket.shares = bucket.shares.saturating_add(1);
     }
 
-    /// Whether the bucket holds a slot from `oldest` to `newest`.
-    fn within(&self, oldest: u64, newest: u64) -> bool {
-        (oldest..=newest).contains(&u64::from(self.slot))
+    /// (difficulty, shares) of the buckets holding a slot from `oldest` to `newest`.
+    fn sum(buckets: &[Bucket], oldest: u64, newest: u64) -> (f64, u64) {
+        buckets
+            .iter()
+            .filter(|b| b.shares > 0 && (oldest..=newest).contains(&u64::from(b.slot)))
+            .fold((0.0, 0), |(d, n), b| {
+                (d + b.difficulty, n + u64::from(b.shares))
+            })
     }
 }
 
@@ -89,13 +94,19 @@ impl Session {
     fn window(&self, now: u64) -> (f64, u64) {
         let newest = now / SESSION_BUCKET_SECS;
         let oldest = newest.saturating_sub(SESSION_BUCKETS as u64 - 1);
-        let difficulty = self
-            .minutes
-            .iter()
-            .filter(|b| b.within(oldest, newest))
-            .map(|b| b.difficulty)
-            .sum();
+        let (difficulty, _) = Bucket::sum(&self.minutes, oldest, newest);
         (difficulty, now - oldest * SESSION_BUCKET_SECS)
+    }
+
+    /// A share in minute `minute`. One a whole window or more older than the newest
+    /// bucket means the wall clock stepped back: the buckets start again from it, as a
+    /// worker's [`Window`] does, instead of the share taking a newer minute's place.
+    fn add(&mut self, minute: u64, difficulty: f64) {
+        let newest = self.minutes.iter().map(|b| u64::from(b.slot)).max();
+        if newest.is_some_and(|newest| minute + SESSION_BUCKETS as u64 <= newest) {
+            self.minutes = [Bucket::default(); SESSION_BUCKETS];
+        }
+        Bucket::add(&mut self.minutes, minute, difficulty);
     }
 }
 
@@ -145,13 +156,11 @@ impl Window {
     /// (difficulty, shares) of the buckets inside the window ending at slot `newest`,
     /// bucket by bucket.
     fn scan(&self, newest: u64) -> (f64, u64) {
-        let oldest = newest.saturating_sub(BUCKETS as u64 - 1);
-        self.buckets
-            .iter()
-            .filter(|b| b.within(oldest, newest) && b.shares > 0)
-            .fold((0.0, 0), |(d, n), b| {
-                (d + b.difficulty, n + u64::from(b.shares))
-            })
+        Bucket::sum(
+            &self.buckets,
+            newest.saturating_sub(BUCKETS as u64 - 1),
+            newest,
+        )
     }
 
     /// (difficulty, shares) of the buckets inside the window ending at `now`: the sums,
@@ -371,8 +380,7 @@ impl Live {
             else {
                 return;
             };
-            let minute = now / SESSION_BUCKET_SECS;
-            Bucket::add(&mut session.minutes, minute, difficulty);
+            session.add(now / SESSION_BUCKET_SECS, difficulty);
             let facts = &mut session.facts;
             facts.last_share = Some(facts.last_share.map_or(now, |t| t.max(now)));
             facts.best = facts.best.max(actual.get());
@@ -715,6 +723,33 @@ mod tests {
         live.share("a", "w", None, one, one, T0 + WINDOW_SECS);
         let s = live.snapshot(T0 + WINDOW_SECS);
         assert!((s.shares_per_sec * 600.0 - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_session_after_the_clock_steps_back_counts_only_the_latest_clock() {
+        let live = Live::new(T0 - 3600);
+        let id = [9, 9, 9, 9];
+        live.connected("a", "w", id, "x", T0);
+        let five = Difficulty::new(5.0).unwrap();
+        // Shares ten and eleven minutes on, then the clock steps back to T0: that share
+        // falls in the minute bucket of the one ten minutes on (ten buckets of a minute).
+        live.share("a", "w", Some(id), five, five, T0 + 600);
+        live.share("a", "w", Some(id), five, five, T0 + 660);
+        live.share("a", "w", Some(id), Difficulty::ONE, Difficulty::ONE, T0);
+        // Once the clock is back at T0 + 660, the shares from before the step count no
+        // more for the session than for the worker (whose window started again at T0).
+        let s = live.snapshot(T0 + 660);
+        assert_eq!(s.workers[0].hashrate, 0.0);
+        assert_eq!(s.workers[0].sessions[0].hashrate, 0.0);
+        // On the clock of the step, the session has its one share.
+        let s = live.snapshot(T0 + 30);
+        let session = &s.workers[0].sessions[0];
+        let expected = 4_294_967_296.0 / 30.0;
+        assert!(
+            (session.hashrate / expected - 1.0).abs() < 1e-9,
+            "{} against {expected}",
+            session.hashrate
+        );
     }
 
     #[test]
