@@ -22,6 +22,7 @@ use crate::net::peer_ip;
 use crate::observe::live::Live;
 use crate::observe::stats::Protocol;
 use crate::shares::extranonce::Lease;
+use crate::shares::record::AckToken;
 use crate::stratum::lines::Lines;
 use crate::stratum::session::{CloseReason, Event, Session};
 use crate::stratum::shared::{Ack, Shared};
@@ -33,7 +34,43 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shares waiting for the store, oldest first: each ends as (token, stored?).
-pub(crate) type Acks = FuturesOrdered<Ack>;
+///
+/// The queue exists only while a share waits: an empty `FuturesOrdered` still holds two
+/// allocations (its ready queue and that queue's stub task, about 160 bytes with the
+/// allocator's share), which every idle connection paid.
+#[derive(Default)]
+pub(crate) struct Acks(Option<FuturesOrdered<Ack>>);
+
+impl Acks {
+    pub(crate) fn new() -> Acks {
+        Acks(None)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesOrdered::len)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn push_back(&mut self, ack: Ack) {
+        self.0
+            .get_or_insert_with(FuturesOrdered::new)
+            .push_back(ack);
+    }
+
+    /// The oldest share's answer once the store has given it; `None` when none waits.
+    /// Cancel safe, as `FuturesOrdered::next` is: an answer is taken only when returned.
+    pub(crate) async fn next(&mut self) -> Option<(AckToken, bool)> {
+        let queue = self.0.as_mut()?;
+        let answer = queue.next().await;
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        answer
+    }
+}
 
 /// Shares of one connection waiting for the store at most: beyond this the connection
 /// stops reading until the store catches up, so a miner that submits faster than the
@@ -276,7 +313,7 @@ pub(crate) async fn route_events(
                 // On an easy chain every share is a candidate: the submitter logs what the
                 // node made of them at INFO, once per block.
                 debug!(%peer, user = %block.user, height = block.height, hash = %block.hash, "block candidate");
-                shared.submit_block(*block).await;
+                shared.submit_block(block).await;
             }
             Event::Difficulty(d) => {
                 debug!(%peer, difficulty = %d, "difficulty")

@@ -140,13 +140,15 @@ impl Shared {
         }
         let sink = self.outlets.shares.as_ref()?;
         let (durable, stored) = tokio::sync::oneshot::channel();
-        let _ = sink
-            .writer
-            .send(Submission {
+        // A place in the queue first, then the row: `send` would hold the row across the
+        // wait, and every connection's task keeps room for its largest wait (400 bytes
+        // of each idle connection's memory).
+        if let Ok(place) = sink.writer.reserve().await {
+            place.send(Submission {
                 record: Record::Share(sink.row(share)),
                 durable: share.awaiting_ack.is_some().then_some(durable),
-            })
-            .await;
+            });
+        }
         let token = share.awaiting_ack?;
         let since = Instant::now();
         let stats = self.stats.clone();
@@ -161,8 +163,12 @@ impl Shared {
     }
 
     /// Hands a block candidate to the submitter (waiting while its queue is full).
-    pub async fn submit_block(&self, block: BlockEvent) {
-        let _ = self.outlets.blocks.send(block).await;
+    pub async fn submit_block(&self, block: Box<BlockEvent>) {
+        // Boxed until there is room, as the event brought it: held inline across the wait
+        // it would take room in every connection's task.
+        if let Ok(place) = self.outlets.blocks.reserve().await {
+            place.send(*block);
+        }
     }
 }
 
