@@ -38,7 +38,6 @@ pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The queue exists only while a share waits: an empty `FuturesOrdered` still holds two
 /// allocations (its ready queue and that queue's stub task, about 160 bytes with the
 /// allocator's share), which every idle connection paid.
-#[derive(Default)]
 pub(crate) struct Acks(Option<FuturesOrdered<Ack>>);
 
 impl Acks {

@@ -141,7 +141,7 @@ impl Shared {
         let sink = self.outlets.shares.as_ref()?;
         let (durable, stored) = tokio::sync::oneshot::channel();
         // A place in the queue first, then the row: `send` would hold the row across the
-        // wait, and every connection's task keeps room for its largest wait (400 bytes
+        // wait, and every connection's task keeps room for its largest wait (408 bytes
         // of each idle connection's memory).
         if let Ok(place) = sink.writer.reserve().await {
             place.send(Submission {
