@@ -95,9 +95,9 @@ struct Channel {
     /// A standard channel (header-only mining): the pool fixes the whole extranonce and
     /// sends merkle roots; otherwise extended (the miner rolls its part of the extranonce).
     standard: bool,
+    /// `ADDRESS[.WORKER]` as the miner gave it; the two parts are cut from it per share
+    /// ([`split_user`]) rather than kept as two more strings per channel.
     user: String,
-    address: String,
-    worker: String,
     payout: PayoutAddress,
     /// The connection's extranonce1 and this channel's byte.
     prefix: [u8; 5],
@@ -114,7 +114,7 @@ struct Channel {
 }
 
 /// A connection's channels by id, sorted by id. Most connections open one channel, and a
-/// map's node has room for eleven inline (a channel is 472 bytes): that room was 5.2 KiB
+/// map's node has room for eleven inline (a channel was 472 bytes): that room was 5.2 KiB
 /// of every idle V2 connection. A proxy's hundreds of channels are found by binary search.
 #[derive(Debug, Default)]
 struct Channels(Vec<(u32, Channel)>);
@@ -611,8 +611,6 @@ impl Session {
         let channel = Channel {
             standard: request.standard,
             user: request.user.clone(),
-            address: addr.to_string(),
-            worker: worker.to_string(),
             payout,
             prefix: [e[0], e[1], e[2], e[3], byte],
             previous: None,
@@ -930,10 +928,11 @@ impl Session {
             Err(reason) => return self.refuse(now, channel_id, sequence, reason),
         };
         channel.invalid_in_row = 0;
+        let (address, worker) = split_user(&channel.user);
         let (user, address, worker) = (
             channel.user.clone(),
-            channel.address.clone(),
-            channel.worker.clone(),
+            address.to_string(),
+            worker.to_string(),
         );
         let retarget = channel.vardiff.on_share(now, accepted.difficulty);
         if retarget.is_some() {
