@@ -299,10 +299,9 @@ fn find_share(
 }
 
 /// The pool's messages: the channel's opening, jobs (a future job becomes current with
-/// its `SetNewPrevHash`), targets, and share answers with their latency.
-/// Reads the pool's messages and acts on them, in one task: the frames are decrypted
-/// where they are handled, with no reader task and queue between (one task wake-up per
-/// message fewer, which the pool shares the machine's cores with).
+/// its `SetNewPrevHash`), targets, and share answers with their latency. Read and acted
+/// on in one task, with no reader task and queue between (one task wake-up per message
+/// fewer, on the cores the pool is measured on).
 async fn dispatch(
     (mut reader, mut read): (Reader, OwnedReadHalf),
     waiting: Waiting,
